@@ -1,0 +1,160 @@
+"""Runbook step "test the health check by hand" (``curl``/``nc`` from inside the cluster), continuously.
+
+The verdict follows the load balancer's own thresholds: ``fail`` once the LB would mark the target
+unhealthy, ``warn`` while checks fail but the LB still counts it healthy (the lead time before the
+page), ``ok`` otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from exporter.checks.context import NodeContext
+from exporter.lb import annotations as ann
+from exporter.lb.healthcheck import ALB, NLB
+from exporter.lb.targets import ProbeTarget, TargetStatus
+from exporter.lb.thresholds import LbState
+from exporter.model.probe import ProbeOutcome
+from exporter.model.results import Check, CheckResult, Reason, Status
+
+# A target whose predicted state changed this often within the window is reported as flapping: at any
+# moment it may look healthy, yet the LB keeps pulling it in and out of rotation.
+FLAP_WINDOW_SECONDS = 600.0
+FLAP_MIN_TRANSITIONS = 2
+
+
+def evaluate(context: NodeContext) -> Iterable[CheckResult]:
+    return (verdict(status, context.now) for status in context.statuses)
+
+
+def describe(target: ProbeTarget) -> str:
+    request = target.request
+    host = f"[{request.ip}]" if ":" in request.ip else request.ip
+    if request.protocol == "TCP":
+        return f"TCP connect to {host}:{request.port}"
+    return f"GET {request.protocol.lower()}://{host}:{request.port}{request.path}"
+
+
+def _result(status: TargetStatus, verdict_: Status, reason: Reason | None, message: str, remedy: str) -> CheckResult:
+    target = status.target
+    return CheckResult(Check.HEALTH_PROBE, verdict_, reason, target.owner, message, remedy, target=target.ref)
+
+
+def verdict(status: TargetStatus, now: float) -> CheckResult:
+    result = _state_verdict(status)
+    flips = status.flips_since(now - FLAP_WINDOW_SECONDS)
+    if flips < FLAP_MIN_TRANSITIONS or result.status is Status.UNKNOWN:
+        return result
+    target = status.target
+    return _result(
+        status,
+        Status.FAIL if result.status is Status.FAIL else Status.WARN,
+        Reason.FLAPPING,
+        f"flapping: the {target.lb.upper()} verdict changed {flips} times in the last "
+        f"{FLAP_WINDOW_SECONDS / 60:g} min; now: {result.message}",
+        "find what makes the health endpoint fail intermittently (slow dependencies, GC pauses, resource "
+        "limits: kubectl top pod); a health check that tests only the process itself, or a higher "
+        f"unhealthy threshold, stops the churn. {result.remedy}".strip(),
+    )
+
+
+def _state_verdict(status: TargetStatus) -> CheckResult:
+    target = status.target
+    what = f"{describe(target)} (pod {target.pod}, {target.lb.upper()} health check)"
+    if not target.supported:
+        return _result(
+            status,
+            Status.UNKNOWN,
+            Reason.UNSUPPORTED_HEALTH_CHECK,
+            f"{what}: gRPC health checks are not probed by lbdoctor yet",
+            "check the target with grpcurl against the health-check path",
+        )
+    outcome = status.outcome
+    if outcome is None:
+        return _result(
+            status,
+            Status.UNKNOWN,
+            Reason.NOT_PROBED_YET,
+            f"{what}: first probe due within {target.interval:g} s",
+            "",
+        )
+    health = status.health
+    limits = target.thresholds
+    if health.state is LbState.UNHEALTHY:
+        failure = outcome if not outcome.success else status.last_failure
+        reason = failure.reason if failure is not None else None
+        if outcome.success:
+            message = (
+                f"{what}: recovering, {health.ok_streak} of {limits.healthy} passing checks before the LB "
+                f"marks it healthy again (last failure: {failure.detail if failure else 'unknown'})"
+            )
+        else:
+            message = (
+                f"{what}: {outcome.detail}; failed {health.fail_streak} checks in a row, so the "
+                f"{target.lb.upper()} marks the target unhealthy (threshold {limits.unhealthy})"
+            )
+        return _result(status, Status.FAIL, reason, message, remedy(reason, target, failure))
+    if not outcome.success:
+        left = health.checks_until_unhealthy(limits)
+        lead = left * target.interval
+        message = (
+            f"{what}: {outcome.detail}; failed {health.fail_streak} of the {limits.unhealthy} checks it takes "
+            f"before the LB marks the target unhealthy (in about {lead:g} s)"
+        )
+        return _result(status, Status.WARN, outcome.reason, message, remedy(outcome.reason, target, outcome))
+    state = "healthy" if health.state is LbState.HEALTHY else "registering"
+    code = f"HTTP {outcome.status_code}" if outcome.status_code else "connected"
+    return _result(
+        status,
+        Status.OK,
+        None,
+        f"{what}: {code} in {outcome.duration * 1000:.0f} ms; the LB counts it {state}",
+        "",
+    )
+
+
+def _annotation(target: ProbeTarget, alb_suffix: str, nlb_suffix: str) -> str:
+    if target.lb == ALB:
+        return ann.ALB_PREFIX + alb_suffix
+    if target.lb == NLB:
+        return ann.NLB_PREFIX + nlb_suffix
+    return "the target group's health-check settings"
+
+
+def remedy(reason: Reason | None, target: ProbeTarget, outcome: ProbeOutcome | None) -> str:
+    request = target.request
+    pod = f"-n {target.namespace} {target.pod}"
+    if reason is Reason.CONNECTION_REFUSED:
+        return (
+            f"nothing listens on port {request.port} in pod {target.pod}: check the port the app binds "
+            f"(kubectl exec {pod} -- ss -ltnp) against the Service targetPort, and kubectl logs {pod}"
+        )
+    if reason is Reason.TIMEOUT:
+        return (
+            f"the app answers slower than the {request.timeout:g} s health-check timeout: make the health "
+            f"endpoint cheap (no downstream calls), or raise {_annotation(target, 'healthcheck-timeout-seconds', 'healthcheck-timeout')} "  # noqa: E501
+            f"(keeping the interval above it)"
+        )
+    if reason is Reason.RESPONSE_CODE_MISMATCH:
+        code = outcome.status_code if outcome else None
+        return (
+            f"{request.path} answered {code}: point {_annotation(target, 'healthcheck-path', 'healthcheck-path')} "
+            f"at an endpoint that answers 200 without auth or redirects, or widen "
+            f"{_annotation(target, 'success-codes', 'healthcheck-success-codes')}"
+        )
+    if reason is Reason.TLS_ERROR:
+        return (
+            "the health check speaks HTTPS but the pod does not complete a TLS handshake: set "
+            f"{_annotation(target, 'healthcheck-protocol', 'healthcheck-protocol')} (and the backend protocol) "
+            "to match what the pod serves"
+        )
+    if reason is Reason.CONNECTION_RESET:
+        return f"the app resets health-check connections: kubectl logs {pod}; check proxies or connection limits"
+    if reason is Reason.INVALID_RESPONSE:
+        return (
+            "the port does not answer HTTP: if it speaks another protocol use a TCP health check, otherwise "
+            f"check that {request.port} is the HTTP port"
+        )
+    if reason is Reason.HOST_UNREACHABLE:
+        return f"the pod IP {request.ip} is unreachable from its own node: check the CNI (aws-node) on this node"
+    return f"kubectl describe pod {pod} and kubectl logs {pod}"

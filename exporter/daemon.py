@@ -1,0 +1,77 @@
+"""``lbdoctor run``: connect, serve, supervise the role's tasks, and shut down in stages on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+
+import structlog
+
+from exporter import __version__
+from exporter.app import Supervisor, install_signal_handlers, staged_shutdown
+from exporter.kube.client import ConfigError, KubeClient
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.roles.node import NodeAgent
+from exporter.settings import Settings
+from exporter.state import Board
+from exporter.web import server
+
+log = structlog.get_logger("lbdoctor")
+
+
+def fail(message: str) -> int:
+    print(f"lbdoctor: {message}", file=sys.stderr)
+    return 2
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[int], None] | None = None,
+) -> int:
+    """Run the daemon until ``stop`` is set (or SIGTERM/SIGINT). Returns the exit code."""
+    if settings.role != "node":
+        return fail("the cluster role is not available in this version; use --role node")
+    metrics = SelfMetrics(settings.role)
+    board = Board(settings.role)
+    try:
+        client = await KubeClient.connect(settings.kubeconfig, settings.context)
+    except ConfigError as error:
+        return fail(f"no usable cluster configuration: {error}")
+    agent = NodeAgent(settings, client, metrics, board)
+    host, port = settings.listen_address
+    try:
+        runner, bound = await server.start(server.build_app(board, metrics), host, port)
+    except OSError as error:
+        await client.close()
+        return fail(f"cannot listen on {settings.listen}: {error.strerror or error}")
+    supervisor = Supervisor(metrics)
+    for name, job in agent.tasks().items():
+        supervisor.spawn(name, job)
+    stop = stop or asyncio.Event()
+    install_signal_handlers(stop)
+    log.info(
+        "lbdoctor started",
+        version=__version__,
+        role=settings.role,
+        node=agent.node,
+        listen=f"{host}:{bound}",
+        api_server=client.host,
+    )
+    if on_ready is not None:
+        on_ready(bound)
+    await stop.wait()
+    budget = settings.shutdown_timeout_seconds
+    watchers = [name for name in supervisor.names if name.startswith("watch ")]
+    await staged_shutdown(
+        supervisor,
+        [("stop watching", watchers), ("stop probing and evaluating", ["prober", "evaluator"])],
+        budget * 0.6,
+    )
+    await agent.scheduler.close()
+    await runner.cleanup()
+    await client.close()
+    log.info("lbdoctor stopped")
+    return 0

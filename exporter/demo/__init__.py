@@ -1,0 +1,1 @@
+"""``lbdoctor demo``: a simulated EKS cluster (fake API server, loopback pods, seeded runbook faults)."""

@@ -1,0 +1,351 @@
+"""The fake API server's HTTP face: the REST paths the ``kubernetes`` client uses, plus fault injection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from exporter.fakeapi.selectors import SelectorError, field_selector, label_selector
+from exporter.fakeapi.state import (
+    KINDS,
+    AlreadyExists,
+    ClusterState,
+    Conflict,
+    Kind,
+    NotFound,
+    Obj,
+    visible,
+)
+
+_PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
+    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>log|status))?$"
+)
+
+
+@dataclass
+class Fault:
+    """An injected failure for requests whose path matches ``path`` (a regular expression).
+
+    ``status`` answers with that HTTP status (and ``retry_after``); ``drop_after`` cuts a watch
+    connection after that many events; ``delay`` stalls the answer. ``times`` < 0 means forever.
+    """
+
+    path: str
+    status: int | None = None
+    retry_after: float | None = None
+    watch: bool | None = None  # None: any request; True: only watches; False: only non-watch
+    drop_after: int | None = None
+    delay: float = 0.0
+    method: str = "GET"
+    times: int = 1
+    hits: int = 0
+
+    def applies(self, method: str, path: str, is_watch: bool) -> bool:
+        if self.times == 0 or method != self.method or not re.search(self.path, path):
+            return False
+        return self.watch is None or self.watch == is_watch
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    return web.json_response(body, status=code)
+
+
+class FakeApiServer:
+    def __init__(
+        self,
+        state: ClusterState | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        bookmark_interval: float = 5.0,
+    ) -> None:
+        self.state = state or ClusterState()
+        self.host = host
+        self.port = port
+        self.bookmark_interval = bookmark_interval
+        self.faults: list[Fault] = []
+        self.forbidden: set[str] = set()  # plurals the caller may not list or watch
+        self.requests: list[tuple[str, str]] = []  # (method, path?query) of every request, for tests
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+        self._streams: dict[int, web.Request] = {}  # requests are unhashable mappings
+
+    # lifecycle --------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        for address in self._runner.addresses:
+            self.port = int(address[1])
+
+    async def stop(self) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def write_kubeconfig(self, path: Path, context: str = "lbdoctor-demo") -> Path:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "users": [{"name": context, "user": {"token": "fake-token"}}],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+            "current-context": context,
+        }
+        path.write_text(json.dumps(config, indent=2))
+        return path
+
+    def drop_watches(self) -> int:
+        """Cut every open watch connection, as a restarting API server or a flaky load balancer does."""
+        dropped = 0
+        for request in list(self._streams.values()):
+            if request.transport is not None:
+                request.transport.abort()
+                dropped += 1
+        return dropped
+
+    def inject(self, fault: Fault) -> Fault:
+        self.faults.append(fault)
+        return fault
+
+    # handlers ---------------------------------------------------------------------------------
+    async def _version(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {"major": "1", "minor": "33", "gitVersion": "v1.33.0-lbdoctor-fake", "platform": "linux/amd64"}
+        )
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    def _fault(self, request: web.Request, is_watch: bool) -> Fault | None:
+        for fault in self.faults:
+            if fault.applies(request.method, request.path, is_watch):
+                fault.hits += 1
+                if fault.times > 0:
+                    fault.times -= 1
+                return fault
+        return None
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.path_qs))
+        match = _PATH.match(request.path)
+        if match is None:
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        group_version = "v1" if match["core"] else f"{match['group']}/{match['version']}"
+        kind = next((k for k in KINDS if k.group_version == group_version and k.plural == match["plural"]), None)
+        if kind is None or kind.key in self.state.disabled_kinds:
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        is_watch = request.query.get("watch") in ("true", "1")
+        fault = self._fault(request, is_watch)
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                response = _status(fault.status, "InjectedFault", f"injected fault: {fault.status}")
+                if fault.retry_after is not None:
+                    response.headers["Retry-After"] = str(int(fault.retry_after))
+                return response
+        if request.method == "GET" and kind.plural in self.forbidden and not match["name"]:
+            scope = f'in the namespace "{match["ns"]}"' if match["ns"] else "at the cluster scope"
+            return _status(
+                403,
+                "Forbidden",
+                f'{kind.plural} is forbidden: User "system:serviceaccount:lbdoctor:lbdoctor" cannot list '
+                f'resource "{kind.plural}" in API group "{group_version.rpartition("/")[0]}" {scope}',
+            )
+        namespace, name, sub = match["ns"], match["name"], match["sub"]
+        try:
+            if request.method == "GET" and name is None:
+                if is_watch:
+                    return await self._watch(request, kind, namespace, fault)
+                return self._list(request, kind, namespace)
+            if request.method == "GET" and sub == "log":
+                return web.Response(text=self.state.logs.get((namespace or "", name or ""), ""))
+            if request.method == "GET":
+                return web.json_response(self.state.get(kind, namespace or "", name or ""))
+            return await self._write(request, kind, namespace, name)
+        except SelectorError as error:
+            return _status(400, "BadRequest", str(error))
+        except NotFound as error:
+            return _status(404, "NotFound", str(error))
+        except Conflict as error:
+            return _status(409, "Conflict", str(error))
+        except AlreadyExists as error:
+            return _status(409, "AlreadyExists", str(error))
+
+    def _list(self, request: web.Request, kind: Kind, namespace: str | None) -> web.Response:
+        labels = label_selector(request.query.get("labelSelector"))
+        fields = field_selector(request.query.get("fieldSelector"))
+        items = self.state.select(kind, namespace, lambda o: labels(o) and fields(o))
+        items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        start = int(request.query.get("continue") or 0)
+        limit = int(request.query.get("limit") or 0)
+        page = items[start : start + limit] if limit else items[start:]
+        metadata: dict[str, Any] = {"resourceVersion": str(self.state.version)}
+        if limit and start + limit < len(items):
+            metadata["continue"] = str(start + limit)
+        body = {"kind": f"{kind.kind}List", "apiVersion": kind.group_version, "metadata": metadata, "items": page}
+        return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+
+    async def _watch(
+        self, request: web.Request, kind: Kind, namespace: str | None, fault: Fault | None
+    ) -> web.StreamResponse:
+        labels = label_selector(request.query.get("labelSelector"))
+        fields = field_selector(request.query.get("fieldSelector"))
+
+        def matches(obj: Mapping[str, Any]) -> bool:
+            return labels(obj) and fields(obj)
+
+        bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1")
+        timeout = float(request.query.get("timeoutSeconds") or 1800)
+        since_text = request.query.get("resourceVersion") or ""
+        since = int(since_text) if since_text.isdigit() and since_text != "0" else self.state.version
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        if since < self.state.oldest_replayable:
+            await self._send(
+                response,
+                "ERROR",
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "reason": "Expired",
+                    "code": 410,
+                    "message": f"too old resource version: {since} ({self.state.oldest_replayable})",
+                },
+            )
+            return response
+        watcher = self.state.subscribe(kind, namespace, matches)
+        self._streams[id(request)] = request
+        sent = 0
+        last = since
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            for event in self.state.history_since(since):
+                if event.kind_key == kind.key:
+                    seen = visible(event, namespace, matches)
+                    if seen:
+                        await self._send(response, seen, event.obj)
+                        sent += 1
+                        if self._should_drop(request, fault, sent):
+                            return response
+                last = max(last, event.version)
+            next_bookmark = loop.time() + self.bookmark_interval
+            while not self._closing.is_set():
+                now = loop.time()
+                if now >= deadline:
+                    break
+                wait = min(deadline, next_bookmark) - now
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), timeout=max(wait, 0.0))
+                except TimeoutError:
+                    if bookmarks and loop.time() >= next_bookmark:
+                        await self._send(
+                            response,
+                            "BOOKMARK",
+                            {
+                                "kind": kind.kind,
+                                "apiVersion": kind.group_version,
+                                "metadata": {"resourceVersion": str(max(last, self.state.version))},
+                            },
+                        )
+                        next_bookmark = loop.time() + self.bookmark_interval
+                    continue
+                if event.version <= last:
+                    continue  # already replayed from history
+                last = event.version
+                seen = visible(event, namespace, matches)
+                if seen:
+                    await self._send(response, seen, event.obj)
+                    sent += 1
+                    if self._should_drop(request, fault, sent):
+                        return response
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.state.unsubscribe(watcher)
+            self._streams.pop(id(request), None)
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await response.write_eof()
+        return response
+
+    @staticmethod
+    def _should_drop(request: web.Request, fault: Fault | None, sent: int) -> bool:
+        if fault is None or fault.drop_after is None or sent < fault.drop_after:
+            return False
+        if request.transport is not None:
+            request.transport.abort()  # a dropped connection, not a clean end of stream
+        return True
+
+    @staticmethod
+    async def _send(response: web.StreamResponse, type_: str, obj: Obj) -> None:
+        await response.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+
+    async def _write(self, request: web.Request, kind: Kind, namespace: str | None, name: str | None) -> web.Response:
+        if request.method == "DELETE" and name:
+            return web.json_response(self.state.delete(kind, namespace or "", name))
+        try:
+            body = await request.json()
+        except ValueError:
+            return _status(400, "BadRequest", "the request body is not JSON")
+        if not isinstance(body, dict):
+            return _status(400, "BadRequest", "the request body is not an object")
+        body.setdefault("apiVersion", kind.group_version)
+        body.setdefault("kind", kind.kind)
+        meta = body.setdefault("metadata", {})
+        if namespace:
+            meta["namespace"] = namespace
+        if request.method == "POST" and name is None:
+            return web.json_response(self.state.create(body), status=201)
+        if request.method == "PUT" and name:
+            meta["name"] = name
+            return web.json_response(self.state.replace(body))
+        if request.method == "PATCH" and name:
+            current = self.state.get(kind, namespace or "", name)
+            merged = _merge(current, body)
+            merged["metadata"].pop("resourceVersion", None)
+            return web.json_response(self.state.replace(merged))
+        return _status(405, "MethodNotAllowed", f"{request.method} is not supported here")
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    """JSON merge patch (RFC 7386)."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(base) if isinstance(base, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge(result.get(key), value)
+    return result

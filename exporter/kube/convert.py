@@ -1,0 +1,248 @@
+"""Kubernetes API JSON → model objects. Tolerant: a missing field becomes a default, never an exception."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from exporter.model.objects import (
+    ContainerPort,
+    ContainerStatus,
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    Ingress,
+    IngressBackend,
+    IngressClass,
+    Node,
+    NodeAddress,
+    ObjectMeta,
+    Pod,
+    PodCondition,
+    Service,
+    ServicePort,
+    TargetGroupBinding,
+)
+
+Json = Mapping[str, Any]
+
+
+def _map(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _obj(value: Any) -> Json:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _int_or_str(value: Any, default: int | str) -> int | str:
+    number = _int(value)
+    if number is not None:
+        return number
+    if isinstance(value, str) and value:
+        return value
+    return default
+
+
+def _opt_bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def meta(raw: Json) -> ObjectMeta:
+    m = _obj(raw.get("metadata"))
+    return ObjectMeta(
+        namespace=str(m.get("namespace") or ""),
+        name=str(m.get("name") or ""),
+        uid=str(m.get("uid") or ""),
+        labels=_map(m.get("labels")),
+        annotations=_map(m.get("annotations")),
+        deleting=bool(m.get("deletionTimestamp")),
+    )
+
+
+def pod(raw: Json) -> Pod:
+    spec, status = _obj(raw.get("spec")), _obj(raw.get("status"))
+    ports: list[ContainerPort] = []
+    for container in _list(spec.get("containers")):
+        for port in _list(_obj(container).get("ports")):
+            number = _int(_obj(port).get("containerPort"))
+            if number is not None:
+                ports.append(ContainerPort(_obj(port).get("name"), number, str(_obj(port).get("protocol") or "TCP")))
+    statuses = []
+    for cs in _list(status.get("containerStatuses")):
+        cs = _obj(cs)
+        state, last = _obj(cs.get("state")), _obj(cs.get("lastState"))
+        waiting, terminated = _obj(state.get("waiting")), _obj(state.get("terminated"))
+        statuses.append(
+            ContainerStatus(
+                name=str(cs.get("name") or ""),
+                ready=bool(cs.get("ready")),
+                restart_count=_int(cs.get("restartCount")) or 0,
+                waiting_reason=waiting.get("reason"),
+                waiting_message=waiting.get("message"),
+                terminated_reason=terminated.get("reason"),
+                last_terminated_reason=_obj(last.get("terminated")).get("reason"),
+            )
+        )
+    conditions = tuple(
+        PodCondition(
+            type=str(_obj(c).get("type") or ""),
+            status=str(_obj(c).get("status") or "Unknown"),
+            reason=_obj(c).get("reason"),
+            message=_obj(c).get("message"),
+        )
+        for c in _list(status.get("conditions"))
+    )
+    return Pod(
+        meta=meta(raw),
+        node_name=spec.get("nodeName"),
+        phase=str(status.get("phase") or "Unknown"),
+        pod_ip=status.get("podIP") or None,
+        ports=tuple(ports),
+        container_statuses=tuple(statuses),
+        conditions=conditions,
+        readiness_gates=tuple(
+            str(_obj(g).get("conditionType")) for g in _list(spec.get("readinessGates")) if _obj(g).get("conditionType")
+        ),
+        host_network=bool(spec.get("hostNetwork")),
+    )
+
+
+def service(raw: Json) -> Service:
+    spec = _obj(raw.get("spec"))
+    ports = []
+    for p in _list(spec.get("ports")):
+        p = _obj(p)
+        number = _int(p.get("port"))
+        if number is None:
+            continue
+        ports.append(
+            ServicePort(
+                name=p.get("name") or None,
+                port=number,
+                target_port=_int_or_str(p.get("targetPort"), number),
+                protocol=str(p.get("protocol") or "TCP"),
+                node_port=_int(p.get("nodePort")),
+            )
+        )
+    selector = spec.get("selector")
+    return Service(
+        meta=meta(raw),
+        type=str(spec.get("type") or "ClusterIP"),
+        selector=_map(selector) if isinstance(selector, Mapping) and selector else None,
+        ports=tuple(ports),
+        cluster_ip=spec.get("clusterIP"),
+        external_traffic_policy=str(spec.get("externalTrafficPolicy") or "Cluster"),
+        health_check_node_port=_int(spec.get("healthCheckNodePort")),
+        load_balancer_class=spec.get("loadBalancerClass"),
+        allocate_node_ports=spec.get("allocateLoadBalancerNodePorts") is not False,
+    )
+
+
+def endpoint_slice(raw: Json) -> EndpointSlice:
+    m = meta(raw)
+    endpoints = []
+    for e in _list(raw.get("endpoints")):
+        e = _obj(e)
+        cond = _obj(e.get("conditions"))
+        ref = _obj(e.get("targetRef"))
+        endpoints.append(
+            Endpoint(
+                addresses=tuple(str(a) for a in _list(e.get("addresses"))),
+                ready=_opt_bool(cond.get("ready")),
+                serving=_opt_bool(cond.get("serving")),
+                terminating=_opt_bool(cond.get("terminating")),
+                node_name=e.get("nodeName"),
+                pod_name=ref.get("name") if ref.get("kind") in (None, "Pod") else None,
+                zone=e.get("zone"),
+            )
+        )
+    ports = tuple(
+        EndpointPort(_obj(p).get("name") or None, _int(_obj(p).get("port")), str(_obj(p).get("protocol") or "TCP"))
+        for p in _list(raw.get("ports"))
+    )
+    return EndpointSlice(
+        meta=m,
+        service_name=m.labels.get("kubernetes.io/service-name"),
+        address_type=str(raw.get("addressType") or "IPv4"),
+        endpoints=tuple(endpoints),
+        ports=ports,
+    )
+
+
+def _backend(raw: Any, host: str | None, path: str | None) -> IngressBackend | None:
+    svc = _obj(_obj(raw).get("service"))
+    name = svc.get("name")
+    if not name:
+        return None
+    port = _obj(svc.get("port"))
+    return IngressBackend(str(name), _int(port.get("number")), port.get("name") or None, host, path)
+
+
+def ingress(raw: Json) -> Ingress:
+    spec = _obj(raw.get("spec"))
+    backends: list[IngressBackend] = []
+    default = _backend(spec.get("defaultBackend"), None, None)
+    if default:
+        backends.append(default)
+    for rule in _list(spec.get("rules")):
+        rule = _obj(rule)
+        for path in _list(_obj(rule.get("http")).get("paths")):
+            path = _obj(path)
+            found = _backend(path.get("backend"), rule.get("host"), path.get("path"))
+            if found:
+                backends.append(found)
+    return Ingress(meta=meta(raw), class_name=spec.get("ingressClassName"), backends=tuple(backends))
+
+
+def ingress_class(raw: Json) -> IngressClass:
+    m = meta(raw)
+    return IngressClass(
+        meta=m,
+        controller=str(_obj(raw.get("spec")).get("controller") or ""),
+        is_default=m.annotations.get("ingressclass.kubernetes.io/is-default-class") == "true",
+    )
+
+
+def target_group_binding(raw: Json) -> TargetGroupBinding:
+    spec = _obj(raw.get("spec"))
+    ref = _obj(spec.get("serviceRef"))
+    return TargetGroupBinding(
+        meta=meta(raw),
+        target_group_arn=spec.get("targetGroupARN"),
+        target_type=spec.get("targetType"),
+        service_name=str(ref.get("name") or ""),
+        service_port=_int_or_str(ref.get("port"), 0),
+    )
+
+
+def node(raw: Json) -> Node:
+    spec, status = _obj(raw.get("spec")), _obj(raw.get("status"))
+    ready = any(
+        _obj(c).get("type") == "Ready" and _obj(c).get("status") == "True" for c in _list(status.get("conditions"))
+    )
+    return Node(
+        meta=meta(raw),
+        addresses=tuple(
+            NodeAddress(str(_obj(a).get("type") or ""), str(_obj(a).get("address") or ""))
+            for a in _list(status.get("addresses"))
+        ),
+        ready=ready,
+        provider_id=spec.get("providerID"),
+    )

@@ -1,0 +1,222 @@
+"""List, then watch from the list's resourceVersion; bookmarks, relist on 410 Gone, backoff on errors.
+
+The loop is kept thin; one list and one watch session are separate methods so tests can drive them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+import structlog
+
+from exporter.kube.client import ApiError, KubeClient
+from exporter.kube.resources import Resource
+from exporter.kube.store import Store
+
+log = structlog.get_logger("lbdoctor.kube")
+
+# Retry delays in seconds; the last one repeats. Jittered so a fleet of node agents does not
+# reconnect in lockstep after an API server restart.
+DEFAULT_BACKOFF: tuple[float, ...] = (0.5, 1, 2, 4, 8, 16, 30)
+
+
+class WatchTelemetry(Protocol):
+    def watch_restarted(self, resource: str, reason: str) -> None: ...
+    def error(self, component: str, kind: str) -> None: ...
+
+
+class ResourceGone(Exception):
+    """The watch's resourceVersion is too old (410 Gone): list again."""
+
+
+class Reflector:
+    def __init__(
+        self,
+        client: KubeClient,
+        resource: Resource,
+        store: Store,
+        telemetry: WatchTelemetry,
+        *,
+        field_selector: str | None = None,
+        inactivity_timeout: float = 120.0,
+        watch_timeout: int = 300,
+        page_size: int = 500,
+        absent_recheck: float = 300.0,
+        backoff: Sequence[float] = DEFAULT_BACKOFF,
+    ) -> None:
+        self._client = client
+        self._resource = resource
+        self._store = store
+        self._telemetry = telemetry
+        self._field_selector = field_selector
+        self._inactivity_timeout = inactivity_timeout
+        self._watch_timeout = watch_timeout
+        self._page_size = page_size
+        self._absent_recheck = absent_recheck
+        self._backoff = tuple(backoff)
+
+    def _query(self) -> dict[str, str]:
+        return {"fieldSelector": self._field_selector} if self._field_selector else {}
+
+    async def run(self) -> None:
+        """Forever: keep the store in step with the API server."""
+        version: str | None = None
+        failures = 0
+        while True:
+            try:
+                if version is None:
+                    version = await self.list_once()
+                    failures = 0
+                version = await self.watch_once(version)
+                failures = 0
+            except ResourceGone:
+                self._restarted("expired")
+                version = None
+            except ApiError as error:
+                if error.status == 404 and self._resource.optional:
+                    if not self._store.absent:
+                        log.info("resource not served; skipping it", resource=self._resource.name)
+                    self._store.mark_absent()
+                    version = None
+                    await asyncio.sleep(self._absent_recheck)
+                    continue
+                if error.status == 410:
+                    self._restarted("expired")
+                    version = None
+                    continue
+                self._store.error = f"{error.status} {error.reason}: {error.message}"
+                self._restarted(f"http_{error.status}")
+                await self._sleep(error.retry_after, failures)
+                failures += 1
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+                self._store.error = f"{type(error).__name__}: {error}"
+                self._restarted(_error_kind(error))
+                await self._sleep(None, failures)
+                failures += 1
+
+    async def _sleep(self, retry_after: float | None, failures: int) -> None:
+        delay = self._backoff[min(failures, len(self._backoff) - 1)]
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+
+    def _restarted(self, reason: str) -> None:
+        self._telemetry.watch_restarted(self._resource.name, reason)
+        if reason != "expired":
+            self._telemetry.error("kube", reason)
+        log.warning("watch restarted", resource=self._resource.name, reason=reason, last_error=self._store.error)
+
+    async def list_once(self) -> str:
+        """One complete (paged) list into the store; returns the list's resourceVersion."""
+        items: list[tuple[str, Any]] = []
+        query = self._query()
+        query["limit"] = str(self._page_size)
+        while True:
+            page = await self._client.get(self._resource.path(), query, timeout=120.0)
+            for raw in page.get("items") or []:
+                converted = self._convert(raw)
+                if converted is not None:
+                    items.append(converted)
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue")
+            if not token:
+                break
+            query["continue"] = str(token)
+        first = not self._store.synced
+        self._store.replace(items)
+        if first:
+            log.info("cache synced", resource=self._resource.name, objects=len(items))
+        return str(metadata.get("resourceVersion") or "")
+
+    async def watch_once(self, version: str) -> str:
+        """One watch session; returns the resourceVersion to resume from when the server ends it."""
+        query = self._query()
+        query.update(
+            {
+                "watch": "true",
+                "resourceVersion": version,
+                "allowWatchBookmarks": "true",
+                # Spread session lengths like client-go does, so watches do not all renew together.
+                "timeoutSeconds": str(int(self._watch_timeout * random.uniform(1.0, 2.0))),
+            }
+        )
+        events = 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with self._client.stream(self._resource.path(), query, self._inactivity_timeout) as content:
+            self._store.error = None
+            async for line in _lines(content):
+                version = self._apply(json.loads(line), version)
+                events += 1
+        if not events and loop.time() - started < 1.0:
+            # An empty stream that ends at once: do not spin on it.
+            raise aiohttp.ServerDisconnectedError("watch ended immediately without events")
+        return version
+
+    def _apply(self, event: Any, version: str) -> str:
+        if not isinstance(event, dict):
+            raise ValueError("watch event is not an object")
+        kind = event.get("type")
+        found = event.get("object")
+        raw: dict[str, Any] = found if isinstance(found, dict) else {}
+        if kind == "ERROR":
+            code = raw.get("code")
+            if code == 410:
+                raise ResourceGone()
+            raise ApiError(int(code or 500), str(raw.get("reason") or "WatchError"), str(raw.get("message") or ""))
+        new_version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
+        if kind == "BOOKMARK":
+            return new_version
+        converted = self._convert(raw)
+        if converted is None:
+            return new_version
+        key, item = converted
+        if kind == "DELETED":
+            self._store.delete(key)
+        elif kind in ("ADDED", "MODIFIED"):
+            self._store.upsert(key, item)
+        else:
+            log.debug("unknown watch event skipped", resource=self._resource.name, type=kind)
+        return new_version
+
+    def _convert(self, raw: Any) -> tuple[str, Any] | None:
+        try:
+            item = self._resource.convert(raw)
+        except Exception:  # one odd object must not stop the watch
+            self._telemetry.error("kube", "convert")
+            log.exception("object skipped: could not read it", resource=self._resource.name)
+            return None
+        return item.meta.key, item
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Newline-delimited JSON without aiohttp's line-length limit (big objects make long lines)."""
+    pending = b""
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            if pending.strip():
+                yield pending
+            return
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+
+
+def _error_kind(error: BaseException) -> str:
+    if isinstance(error, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timeout"
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return "disconnected"
+    if isinstance(error, aiohttp.ClientConnectionError | OSError):
+        return "unreachable"
+    if isinstance(error, ValueError):
+        return "invalid_response"
+    return "error"

@@ -1,0 +1,180 @@
+"""Which objects the AWS Load Balancer Controller turns into target groups, and with what health check.
+
+Computed once per snapshot; the node role derives probe targets from it and the annotation checks
+report its problems, so both read the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.lb import annotations as ann
+from exporter.lb.healthcheck import (
+    ALB,
+    IP,
+    NLB,
+    TGB,
+    ControllerConfig,
+    Problem,
+    Resolution,
+    resolve_alb,
+    resolve_nlb,
+    resolve_unmanaged,
+)
+from exporter.model.objects import Ingress, Service, ServicePort, TargetGroupBinding
+from exporter.model.results import Check, ObjectRef, Reason, Status
+from exporter.model.snapshot import ClusterSnapshot
+
+# Labels the controller puts on the TargetGroupBindings it creates itself.
+_CONTROLLER_STACK_LABELS = (
+    "service.k8s.aws/stack-name",
+    "ingress.k8s.aws/stack-name",
+    "ingress.k8s.aws/stack",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One target group: the object that owns it, the Service port behind it, and its health check."""
+
+    lb: str  # alb | nlb | tgb
+    owner: ObjectRef  # the Service (NLB), Ingress (ALB) or TargetGroupBinding
+    service: Service | None  # None when the backend Service does not exist
+    service_port: ServicePort | None
+    resolution: Resolution | None  # None when there is nothing to resolve (missing Service)
+
+
+@dataclass(frozen=True, slots=True)
+class LbPlan:
+    backends: tuple[Backend, ...]
+    # Problems not tied to one backend (a missing backend Service, say), keyed by owner.
+    problems: tuple[tuple[ObjectRef, Problem], ...] = ()
+
+    def owners(self, check: Check) -> dict[ObjectRef, list[Problem]]:
+        """Every object the check looks at, with its problems (an empty list means it is fine)."""
+        owners: dict[ObjectRef, list[Problem]] = {}
+        for backend in self.backends:
+            if (backend.lb == NLB) != (check is Check.SERVICE_ANNOTATIONS) or backend.lb == TGB:
+                continue
+            found = owners.setdefault(backend.owner, [])
+            if backend.resolution is not None:
+                found.extend(p for p in backend.resolution.problems if p not in found)
+        for owner, problem in self.problems:
+            if problem.check is check:
+                owners.setdefault(owner, []).append(problem)
+        return owners
+
+
+def is_nlb_service(service: Service, controller: ControllerConfig) -> bool:
+    """The controller's Service scope (reference §1.1)."""
+    if service.type != "LoadBalancer":
+        return False
+    if service.load_balancer_class is not None:
+        return service.load_balancer_class == controller.load_balancer_class
+    lb_type = service.meta.annotations.get(ann.NLB_TYPE, "").strip()
+    if lb_type == "nlb-ip":
+        return True
+    target_type = service.meta.annotations.get(ann.NLB_TARGET_TYPE, "").strip().lower()
+    return lb_type == "external" and target_type in ("ip", "instance")
+
+
+def is_alb_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: ControllerConfig) -> bool:
+    legacy = ingress.meta.annotations.get(ann.LEGACY_INGRESS_CLASS)
+    if legacy is not None:
+        return legacy.strip() == "alb"
+    if ingress.class_name is not None:
+        ingress_class = snapshot.ingress_classes.get(ingress.class_name)
+        if ingress_class is None:
+            # IngressClasses may be unreadable; "alb" is the name the controller's chart installs.
+            return ingress.class_name == "alb"
+        return ingress_class.controller == controller.ingress_controller
+    return any(
+        c.is_default and c.controller == controller.ingress_controller for c in snapshot.ingress_classes.values()
+    )
+
+
+def build_plan(snapshot: ClusterSnapshot, controller: ControllerConfig) -> LbPlan:
+    backends: list[Backend] = []
+    problems: list[tuple[ObjectRef, Problem]] = []
+    for service in snapshot.services.values():
+        if not is_nlb_service(service, controller):
+            continue
+        resolution = resolve_nlb(service, controller)
+        owner = ObjectRef("Service", service.meta.namespace, service.meta.name)
+        for port in service.ports:
+            if port.protocol.upper() in ("TCP", "UDP", "TCP_UDP"):
+                backends.append(Backend(NLB, owner, service, port, resolution))
+    for ingress in snapshot.ingresses.values():
+        if is_alb_ingress(ingress, snapshot, controller):
+            _ingress_backends(ingress, snapshot, controller, backends, problems)
+    for binding in snapshot.target_group_bindings.values():
+        if not any(label in binding.meta.labels for label in _CONTROLLER_STACK_LABELS):
+            backends.append(_binding_backend(binding, snapshot))
+    return LbPlan(tuple(backends), tuple(problems))
+
+
+def _ingress_backends(
+    ingress: Ingress,
+    snapshot: ClusterSnapshot,
+    controller: ControllerConfig,
+    backends: list[Backend],
+    problems: list[tuple[ObjectRef, Problem]],
+) -> None:
+    owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
+    seen: set[tuple[str, int | str | None]] = set()
+    if not ingress.backends:
+        # Still an object the check looked at: record it with its own annotations' verdict.
+        backends.append(Backend(ALB, owner, None, None, resolve_alb(ingress, None, controller)))
+    for ref in ingress.backends:
+        port_key = ref.port_number if ref.port_number is not None else ref.port_name
+        if (ref.service_name, port_key) in seen:
+            continue
+        seen.add((ref.service_name, port_key))
+        service = snapshot.service(ingress.meta.namespace, ref.service_name)
+        if service is None:
+            problems.append(
+                (
+                    owner,
+                    Problem(
+                        Check.INGRESS_ANNOTATIONS,
+                        Reason.BACKEND_NOT_FOUND,
+                        Status.FAIL,
+                        f"Ingress {ingress.meta.key} routes to Service {ref.service_name!r}, which does not exist "
+                        f"in namespace {ingress.meta.namespace}",
+                        "create the Service or fix the backend's service name",
+                    ),
+                )
+            )
+            continue
+        port = (
+            service.port_numbered(ref.port_number)
+            if ref.port_number is not None
+            else service.port_named(ref.port_name or "")
+        )
+        if port is None:
+            problems.append(
+                (
+                    owner,
+                    Problem(
+                        Check.INGRESS_ANNOTATIONS,
+                        Reason.BACKEND_NOT_FOUND,
+                        Status.FAIL,
+                        f"Ingress {ingress.meta.key} routes to port {port_key!r} of Service {service.meta.key}, "
+                        f"which has no such port (ports: {', '.join(p.label for p in service.ports) or 'none'})",
+                        "point the Ingress backend at one of the Service's ports",
+                    ),
+                )
+            )
+            continue
+        backends.append(Backend(ALB, owner, service, port, resolve_alb(ingress, service, controller)))
+
+
+def _binding_backend(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> Backend:
+    owner = ObjectRef("TargetGroupBinding", binding.meta.namespace, binding.meta.name)
+    service = snapshot.service(binding.meta.namespace, binding.service_name)
+    port: ServicePort | None = None
+    if service is not None:
+        ref = binding.service_port
+        port = service.port_numbered(ref) if isinstance(ref, int) else service.port_named(ref)
+    spec = resolve_unmanaged(binding.target_type or IP)
+    return Backend(TGB, owner, service, port, Resolution(spec))

@@ -1,0 +1,174 @@
+"""The pods on one node that sit behind a load balancer, and how to probe each the way the LB does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from exporter.lb import annotations as ann
+from exporter.lb.healthcheck import ALB, INSTANCE, HealthCheckSpec
+from exporter.lb.plan import Backend, LbPlan
+from exporter.lb.thresholds import PredictedHealth, Thresholds
+from exporter.model.objects import Pod, Service, ServicePort
+from exporter.model.probe import ELB_USER_AGENT, ProbeOutcome, ProbeRequest
+from exporter.model.results import ObjectRef, TargetRef
+from exporter.model.snapshot import ClusterSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeDefaults:
+    user_agent: str = ELB_USER_AGENT
+    body_limit: int = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """A pod probed on behalf of one load balancer. ``labels`` is its identity and its metric labels."""
+
+    owner: ObjectRef
+    namespace: str
+    service: str
+    pod: str
+    node: str
+    lb: str
+    request: ProbeRequest
+    interval: float
+    healthy_threshold: int
+    unhealthy_threshold: int
+    supported: bool = True  # False: a health check lbdoctor cannot speak (gRPC); reported as unknown
+
+    @property
+    def labels(self) -> tuple[str, str, str, str, str, str, str]:
+        """namespace, service, pod, node, lb, port, path"""
+        path = self.request.path if self.request.protocol != "TCP" else ""
+        return (self.namespace, self.service, self.pod, self.node, self.lb, str(self.request.port), path)
+
+    @property
+    def thresholds(self) -> Thresholds:
+        first = 1 if self.lb == ALB else self.healthy_threshold
+        return Thresholds(self.healthy_threshold, self.unhealthy_threshold, first)
+
+    @property
+    def ref(self) -> TargetRef:
+        return TargetRef(pod=self.pod, ip=self.request.ip, port=self.request.port)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A pod on this node behind one target group."""
+
+    backend: Backend
+    pod: Pod
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTargets:
+    targets: tuple[ProbeTarget, ...]
+    placements: tuple[Placement, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    """What lbdoctor knows of one target: its last outcome and the LB's verdict by its thresholds."""
+
+    target: ProbeTarget
+    outcome: ProbeOutcome | None = None
+    probed_at: float | None = None  # wall-clock time the last probe started
+    health: PredictedHealth = field(default_factory=PredictedHealth)
+    last_failure: ProbeOutcome | None = None
+    flips: tuple[float, ...] = ()  # wall-clock times of the most recent healthy/unhealthy transitions
+
+    def flips_since(self, moment: float) -> int:
+        return sum(1 for flip in self.flips if flip >= moment)
+
+
+def node_targets(
+    plan: LbPlan, snapshot: ClusterSnapshot, node: str, defaults: ProbeDefaults = ProbeDefaults()
+) -> NodeTargets:
+    targets: dict[tuple[str, ...], ProbeTarget] = {}
+    placements: list[Placement] = []
+    for backend in plan.backends:
+        if backend.service is None or backend.service_port is None or backend.resolution is None:
+            continue
+        spec = backend.resolution.spec
+        for pod in _pods_on_node(backend.service, snapshot, node):
+            placements.append(Placement(backend, pod))
+            if spec.node_health_check:
+                continue  # the LB asks kube-proxy on the node, not the pod
+            target = _target_for(backend, spec, pod, node, defaults)
+            if target is not None:
+                targets.setdefault(target.labels, target)
+    return NodeTargets(targets=tuple(targets.values()), placements=tuple(placements))
+
+
+def _pods_on_node(service: Service, snapshot: ClusterSnapshot, node: str) -> Iterable[Pod]:
+    if service.selector:
+        return (pod for pod in snapshot.selected_pods(service) if pod.node_name == node)
+    # Selector-less Service: the pods are whatever its (manual) EndpointSlices point at.
+    names = {
+        endpoint.pod_name
+        for eps in snapshot.slices_by_service.get(service.meta.key, ())
+        for endpoint in eps.endpoints
+        if endpoint.pod_name and endpoint.node_name == node
+    }
+    found = (snapshot.pods.get(f"{service.meta.namespace}/{name}") for name in names)
+    return (pod for pod in found if pod is not None and pod.node_name == node)
+
+
+def _target_for(
+    backend: Backend, spec: HealthCheckSpec, pod: Pod, node: str, defaults: ProbeDefaults
+) -> ProbeTarget | None:
+    service, service_port = backend.service, backend.service_port
+    assert service is not None
+    assert service_port is not None
+    if not pod.pod_ip:
+        return None  # nothing to probe; the pod_status check says why
+    port = probe_port(spec, service, service_port, pod)
+    if isinstance(port, str):
+        return None  # a named port the pod lacks: the target_port check says so
+    request = ProbeRequest(
+        protocol=spec.protocol,
+        ip=pod.pod_ip,
+        port=port,
+        timeout=float(spec.timeout),
+        path=spec.path or "/",
+        success_ranges=spec.success_codes.ranges if spec.success_codes else ((200, 399),),
+        user_agent=defaults.user_agent,
+        body_limit=defaults.body_limit,
+    )
+    return ProbeTarget(
+        owner=backend.owner,
+        namespace=pod.meta.namespace,
+        service=service.meta.name,
+        pod=pod.meta.name,
+        node=node,
+        lb=spec.lb,
+        request=request,
+        interval=float(spec.interval),
+        healthy_threshold=spec.healthy_threshold,
+        unhealthy_threshold=spec.unhealthy_threshold,
+        supported=spec.protocol_version != "GRPC" or spec.lb != ALB,
+    )
+
+
+def probe_port(spec: HealthCheckSpec, service: Service, service_port: ServicePort, pod: Pod) -> int | str:
+    """The pod port the health check lands on; a string is a named port the pod does not have."""
+    port = spec.port
+    if port == ann.TRAFFIC_PORT:
+        return resolve_target_port(service_port.target_port, pod)
+    if isinstance(port, str):
+        named = service.port_named(port)
+        return resolve_target_port(named.target_port, pod) if named else port
+    if spec.target_type == INSTANCE:
+        # A fixed port on an instance target is a node port; map it back to the pod behind it.
+        for candidate in service.ports:
+            if candidate.node_port == port:
+                return resolve_target_port(candidate.target_port, pod)
+    return port
+
+
+def resolve_target_port(target_port: int | str, pod: Pod) -> int | str:
+    if isinstance(target_port, int):
+        return target_port
+    named = pod.port_named(target_port)
+    return named.container_port if named else target_port

@@ -1,0 +1,1 @@
+"""Metric names, the exposition renderer and the collectors. Collectors only render published data."""

@@ -1,0 +1,96 @@
+"""Every metric lbdoctor exposes: name, type, help and labels. docs/metrics.md documents each one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricName:
+    name: str
+    type: str  # gauge | counter | histogram | info
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+CHECK_LABELS = ("check", "namespace", "kind", "name")
+PROBE_LABELS = ("namespace", "service", "pod", "node", "lb", "port", "path")
+
+CHECK_STATUS = MetricName(
+    "lbdoctor_check_status",
+    "gauge",
+    "Status of a runbook check for an object: 1 for the current status, 0 for the other three.",
+    (*CHECK_LABELS, "status"),
+)
+CHECK_FAILURE_REASON = MetricName(
+    "lbdoctor_check_failure_reason",
+    "gauge",
+    "1 while a runbook check does not pass for an object, with this reason; absent once it passes.",
+    (*CHECK_LABELS, "reason"),
+)
+PROBE_SUCCESS = MetricName(
+    "lbdoctor_probe_success",
+    "gauge",
+    "Whether the last health-check probe of the target, sent as the load balancer sends it, succeeded.",
+    PROBE_LABELS,
+)
+PROBE_DURATION = MetricName(
+    "lbdoctor_probe_duration_seconds", "gauge", "Duration of the last health-check probe.", PROBE_LABELS
+)
+PROBE_PHASE_DURATION = MetricName(
+    "lbdoctor_probe_phase_duration_seconds",
+    "gauge",
+    "Duration of each phase (connect, tls, processing, transfer) of the last probe.",
+    (*PROBE_LABELS, "phase"),
+)
+PROBE_HTTP_STATUS = MetricName(
+    "lbdoctor_probe_http_status_code",
+    "gauge",
+    "HTTP status code of the last probe's response; 0 when there was none (TCP, or no response).",
+    PROBE_LABELS,
+)
+PROBE_FAILURE_REASON = MetricName(
+    "lbdoctor_probe_failure_reason",
+    "gauge",
+    "1 while the last probe failed with this reason; absent while it succeeds.",
+    (*PROBE_LABELS, "reason"),
+)
+PROBE_PREDICTED_HEALTHY = MetricName(
+    "lbdoctor_probe_predicted_healthy",
+    "gauge",
+    "The state the load balancer reaches by its own thresholds given the probe history: 1 healthy, "
+    "0 unhealthy; absent until the first verdict.",
+    PROBE_LABELS,
+)
+PROBE_TRANSITIONS = MetricName(
+    "lbdoctor_probe_transitions_total",
+    "counter",
+    "Predicted healthy/unhealthy transitions of the target since lbdoctor started probing it (flapping).",
+    PROBE_LABELS,
+)
+PROBE_LAST_TIMESTAMP = MetricName(
+    "lbdoctor_probe_last_timestamp_seconds",
+    "gauge",
+    "Unix time the last probe of the target started. lbdoctor probes on its own schedule, not on scrape.",
+    PROBE_LABELS,
+)
+PROBE_INTERVAL = MetricName(
+    "lbdoctor_probe_interval_seconds",
+    "gauge",
+    "Interval between probes of the target: the target group's health-check interval.",
+    PROBE_LABELS,
+)
+
+FAMILIES = (
+    CHECK_STATUS,
+    CHECK_FAILURE_REASON,
+    PROBE_SUCCESS,
+    PROBE_DURATION,
+    PROBE_PHASE_DURATION,
+    PROBE_HTTP_STATUS,
+    PROBE_FAILURE_REASON,
+    PROBE_PREDICTED_HEALTHY,
+    PROBE_TRANSITIONS,
+    PROBE_LAST_TIMESTAMP,
+    PROBE_INTERVAL,
+)

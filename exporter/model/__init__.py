@@ -1,0 +1,1 @@
+"""Plain, immutable data: what adapters hand over and what checks read. Imports nothing else of lbdoctor."""

@@ -1,0 +1,200 @@
+"""Typed views of the Kubernetes objects the checks read.
+
+Adapters convert API JSON into these; nothing here knows where the data came from. Mappings are
+treated as read-only by convention (the builders never share them with a writer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+EMPTY: Mapping[str, str] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    namespace: str
+    name: str
+    uid: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    deleting: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPort:
+    name: str | None
+    container_port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStatus:
+    name: str
+    ready: bool
+    restart_count: int = 0
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    terminated_reason: str | None = None
+    last_terminated_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PodCondition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    meta: ObjectMeta
+    node_name: str | None
+    phase: str
+    pod_ip: str | None
+    ports: tuple[ContainerPort, ...] = ()
+    container_statuses: tuple[ContainerStatus, ...] = ()
+    conditions: tuple[PodCondition, ...] = ()
+    readiness_gates: tuple[str, ...] = ()
+    host_network: bool = False
+
+    def condition(self, kind: str) -> PodCondition | None:
+        for cond in self.conditions:
+            if cond.type == kind:
+                return cond
+        return None
+
+    def port_named(self, name: str) -> ContainerPort | None:
+        for port in self.ports:
+            if port.name == name:
+                return port
+        return None
+
+    def exposes(self, number: int) -> bool:
+        return any(p.container_port == number for p in self.ports)
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    name: str | None
+    port: int
+    target_port: int | str  # a number, or the name of a container port
+    protocol: str = "TCP"
+    node_port: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    meta: ObjectMeta
+    type: str  # ClusterIP | NodePort | LoadBalancer | ExternalName
+    selector: Mapping[str, str] | None  # None: the Service has no selector (manual EndpointSlices)
+    ports: tuple[ServicePort, ...] = ()
+    cluster_ip: str | None = None
+    external_traffic_policy: str = "Cluster"
+    health_check_node_port: int | None = None
+    load_balancer_class: str | None = None
+    allocate_node_ports: bool = True
+
+    def port_named(self, name: str) -> ServicePort | None:
+        for port in self.ports:
+            if port.name == name:
+                return port
+        return None
+
+    def port_numbered(self, number: int) -> ServicePort | None:
+        for port in self.ports:
+            if port.port == number:
+                return port
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPort:
+    name: str | None
+    port: int | None
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    addresses: tuple[str, ...]
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+    node_name: str | None = None
+    pod_name: str | None = None
+    zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    meta: ObjectMeta
+    service_name: str | None
+    address_type: str
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IngressBackend:
+    """One path of an Ingress rule (or its default backend) pointing at a Service port."""
+
+    service_name: str
+    port_number: int | None
+    port_name: str | None
+    host: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ingress:
+    meta: ObjectMeta
+    class_name: str | None
+    backends: tuple[IngressBackend, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IngressClass:
+    meta: ObjectMeta
+    controller: str
+    is_default: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TargetGroupBinding:
+    meta: ObjectMeta
+    target_group_arn: str | None
+    target_type: str | None
+    service_name: str
+    service_port: int | str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    type: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    meta: ObjectMeta
+    addresses: tuple[NodeAddress, ...] = ()
+    ready: bool = True
+    provider_id: str | None = None
+
+    @property
+    def internal_ip(self) -> str | None:
+        for addr in self.addresses:
+            if addr.type == "InternalIP":
+                return addr.address
+        return None

@@ -1,0 +1,146 @@
+"""What checks return: results with a status, a reason from a closed set, a message and a remedy."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    UNKNOWN = "unknown"
+
+    @property
+    def severity(self) -> int:
+        """Order for "worst of": fail > warn > unknown > ok."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Status.OK: 0, Status.UNKNOWN: 1, Status.WARN: 2, Status.FAIL: 3}
+
+
+class Check(enum.StrEnum):
+    """The runbook's steps. Public contract: dashboards, alerts and users' automation key on these."""
+
+    POD_STATUS = "pod_status"
+    SELECTOR = "selector"
+    ENDPOINTS = "endpoints"
+    TRAFFIC_POLICY = "traffic_policy"
+    SECURITY_GROUPS = "security_groups"
+    TARGET_PORT = "target_port"
+    CONTROLLER = "controller"
+    INGRESS_ANNOTATIONS = "ingress_annotations"
+    SERVICE_ANNOTATIONS = "service_annotations"
+    HEALTH_PROBE = "health_probe"
+    NETWORK = "network"
+    KUBE_PROXY = "kube_proxy"
+    ELB_TARGET_HEALTH = "elb_target_health"
+
+
+# The order a person walks the runbook in; reports and the status page list steps this way.
+RUNBOOK_ORDER: tuple[Check, ...] = (
+    Check.CONTROLLER,
+    Check.INGRESS_ANNOTATIONS,
+    Check.SERVICE_ANNOTATIONS,
+    Check.POD_STATUS,
+    Check.SELECTOR,
+    Check.ENDPOINTS,
+    Check.TARGET_PORT,
+    Check.TRAFFIC_POLICY,
+    Check.HEALTH_PROBE,
+    Check.KUBE_PROXY,
+    Check.SECURITY_GROUPS,
+    Check.NETWORK,
+    Check.ELB_TARGET_HEALTH,
+)
+
+
+class Reason(enum.StrEnum):
+    """Closed set of failure reasons (CamelCase). Add freely; never rename without a deprecation note."""
+
+    # pod_status
+    POD_NOT_RUNNING = "PodNotRunning"
+    CONTAINER_NOT_READY = "ContainerNotReady"
+    CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+    READINESS_GATE_NOT_READY = "ReadinessGateNotReady"
+    POD_HAS_NO_IP = "PodHasNoIP"
+    # selector / endpoints
+    NO_PODS_MATCH_SELECTOR = "NoPodsMatchSelector"
+    SELECTOR_MISSING = "SelectorMissing"
+    NO_ENDPOINTS = "NoEndpoints"
+    NO_READY_ENDPOINTS = "NoReadyEndpoints"
+    # traffic_policy
+    EXTERNAL_TRAFFIC_POLICY_LOCAL = "ExternalTrafficPolicyLocal"
+    # target_port
+    TARGET_PORT_NOT_EXPOSED = "TargetPortNotExposed"
+    NAMED_PORT_NOT_FOUND = "NamedPortNotFound"
+    # annotations
+    INVALID_ANNOTATION = "InvalidAnnotation"
+    INVALID_SUCCESS_CODES = "InvalidSuccessCodes"
+    INSTANCE_TARGET_NEEDS_NODE_PORT = "InstanceTargetNeedsNodePort"
+    HEALTH_CHECK_PORT_NOT_IN_SERVICE = "HealthCheckPortNotInService"
+    PATH_IGNORED_FOR_TCP_HEALTH_CHECK = "PathIgnoredForTcpHealthCheck"
+    INTERVAL_SHORTER_THAN_TIMEOUT = "IntervalShorterThanTimeout"
+    UNSUPPORTED_HEALTH_CHECK = "UnsupportedHealthCheck"
+    BACKEND_NOT_FOUND = "BackendNotFound"
+    # health_probe (also the probe's own failure reasons)
+    CONNECTION_REFUSED = "ConnectionRefused"
+    TIMEOUT = "Timeout"
+    RESPONSE_CODE_MISMATCH = "ResponseCodeMismatch"
+    CONNECTION_RESET = "ConnectionReset"
+    TLS_ERROR = "TlsError"
+    INVALID_RESPONSE = "InvalidResponse"
+    HOST_UNREACHABLE = "HostUnreachable"
+    CONNECTION_ERROR = "ConnectionError"
+    FLAPPING = "Flapping"
+    NOT_PROBED_YET = "NotProbedYet"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    kind: str  # Service | Ingress | Pod | Node | TargetGroup | Deployment
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    pod: str | None
+    ip: str | None
+    port: int | None
+
+
+ResultKey = tuple[Check, ObjectRef, TargetRef | None]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    check: Check
+    status: Status
+    reason: Reason | None
+    object: ObjectRef
+    message: str
+    remedy: str = ""
+    target: TargetRef | None = None
+    caused_by: ResultKey | None = None  # the result this one follows from, when it is a consequence
+
+    @property
+    def key(self) -> ResultKey:
+        return (self.check, self.object, self.target)
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """One round of results, published in one swap; readers never see half a round."""
+
+    generation: int = 0
+    produced_at: float = 0.0
+    results: tuple[CheckResult, ...] = field(default_factory=tuple)
+
+    def failing(self) -> tuple[CheckResult, ...]:
+        return tuple(r for r in self.results if r.status is Status.FAIL)

@@ -1,0 +1,1 @@
+"""The daemon's roles: wiring adapters, checks and publication together."""

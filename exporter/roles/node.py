@@ -1,0 +1,141 @@
+"""The node role: watch this node's pods and the LB objects, probe every target as the LB does, publish."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from exporter.checks import NodeContext, evaluate_node
+from exporter.kube import resources
+from exporter.kube.client import KubeClient
+from exporter.kube.store import Store
+from exporter.kube.watch import Reflector
+from exporter.lb.healthcheck import ControllerConfig
+from exporter.lb.plan import build_plan
+from exporter.lb.targets import ProbeDefaults, node_targets
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.model.results import ResultSet
+from exporter.model.snapshot import ClusterSnapshot
+from exporter.probes import PROBERS
+from exporter.scheduler import ProbeScheduler
+from exporter.settings import Settings
+from exporter.state import Board, Published
+
+log = structlog.get_logger("lbdoctor.node")
+
+WATCHED = (
+    resources.PODS,
+    resources.SERVICES,
+    resources.ENDPOINT_SLICES,
+    resources.INGRESSES,
+    resources.INGRESS_CLASSES,
+    resources.TARGET_GROUP_BINDINGS,
+)
+
+
+async def wait_any(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+class NodeAgent:
+    def __init__(self, settings: Settings, client: KubeClient, metrics: SelfMetrics, board: Board) -> None:
+        assert settings.node_name is not None
+        self.node = settings.node_name
+        self._settings = settings
+        self._metrics = metrics
+        self._board = board
+        self._cache_changed = asyncio.Event()
+        self.stores = {r.name: Store(r.name, self._cache_changed) for r in WATCHED}
+        self._reflectors = [
+            Reflector(
+                client,
+                resource,
+                self.stores[resource.name],
+                metrics,
+                field_selector=f"spec.nodeName={self.node}" if resource is resources.PODS else None,
+                inactivity_timeout=settings.watch_inactivity_timeout_seconds,
+                watch_timeout=settings.watch_timeout_seconds,
+            )
+            for resource in WATCHED
+        ]
+        self.scheduler = ProbeScheduler(
+            PROBERS,
+            metrics,
+            concurrency=settings.probe_concurrency,
+            min_interval=settings.min_probe_interval_seconds,
+        )
+        self._controller = ControllerConfig(
+            default_target_type=settings.default_target_type,
+            load_balancer_class=settings.load_balancer_class,
+            ingress_controller=settings.ingress_controller,
+        )
+        self._defaults = ProbeDefaults(user_agent=settings.user_agent, body_limit=settings.probe_body_limit_bytes)
+        self._generation = 0
+        self._announced = False
+
+    def tasks(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        jobs: dict[str, Callable[[], Awaitable[None]]] = {
+            f"watch {reflector_name}": reflector.run
+            for reflector_name, reflector in zip(self.stores, self._reflectors, strict=True)
+        }
+        jobs["prober"] = self.scheduler.run
+        jobs["evaluator"] = self.evaluate_forever
+        return jobs
+
+    def snapshot(self) -> ClusterSnapshot:
+        self._generation += 1
+        return ClusterSnapshot.of(
+            generation=self._generation,
+            pods=self.stores["pods"].values(),
+            services=self.stores["services"].values(),
+            endpoint_slices=self.stores["endpointslices"].values(),
+            ingresses=self.stores["ingresses"].values(),
+            ingress_classes=self.stores["ingressclasses"].values(),
+            target_group_bindings=self.stores["targetgroupbindings"].values(),
+            absent=[name for name, store in self.stores.items() if store.absent],
+        )
+
+    async def evaluate_forever(self) -> None:
+        """Forever: after a cache or probe change (debounced), re-derive targets and publish results."""
+        snapshot = ClusterSnapshot()
+        plan = build_plan(snapshot, self._controller)
+        targets = node_targets(plan, snapshot, self.node, self._defaults)
+        while True:
+            await wait_any(self._cache_changed, self.scheduler.changed)
+            await asyncio.sleep(self._settings.publish_interval_seconds)
+            started = time.perf_counter()
+            if self._cache_changed.is_set():
+                self._cache_changed.clear()
+                snapshot = self.snapshot()
+                plan = build_plan(snapshot, self._controller)
+                targets = node_targets(plan, snapshot, self.node, self._defaults)
+                self.scheduler.set_targets(targets.targets)
+                self._update_readiness()
+            self.scheduler.changed.clear()
+            statuses = self.scheduler.statuses()
+            now = time.time()
+            results = evaluate_node(NodeContext(self.node, snapshot, plan, targets, statuses, now))
+            self._board.publish(Published(ResultSet(snapshot.generation, now, results), statuses, node=self.node))
+            for lb in ("alb", "nlb", "tgb"):
+                self._metrics.targets.labels(lb).set(sum(1 for s in statuses if s.target.lb == lb))
+            self._metrics.cycle_duration.labels("evaluate").set(time.perf_counter() - started)
+
+    def _update_readiness(self) -> None:
+        waiting = []
+        for name, store in self.stores.items():
+            self._metrics.cache_synced.labels(name).set(1 if store.synced else 0)
+            if not store.synced:
+                waiting.append(f"{name} ({store.error})" if store.error else name)
+        self._board.ready = not waiting
+        self._board.not_ready_because = "waiting for the first list of " + ", ".join(waiting) if waiting else ""
+        if not waiting and not self._announced:
+            self._announced = True
+            log.info("all caches synced; results are live", node=self.node)

@@ -1,0 +1,164 @@
+"""Settings from flags, ``LBDOCTOR_*`` environment variables and an optional YAML file.
+
+Precedence: flag > environment > file > default. Unknown keys and bad values stop start-up with one
+line naming the key and where it came from (``SettingsError``), so a typo never runs silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "LBDOCTOR_"
+
+
+class SettingsError(Exception):
+    """A setting is unknown or invalid. The message is one line, fit to print as is."""
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT (for example 0.0.0.0:9850), got {value!r}")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+class Settings(BaseModel):
+    """Every knob of the daemon. Field docs state the unit and why the default is what it is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    role: Literal["node", "cluster"] = "node"
+    listen: str = "0.0.0.0:9850"
+    """Where /metrics, the status page and the API are served."""
+    node_name: str | None = None
+    """The node this agent watches (node role). Defaults to the NODE_NAME environment variable."""
+    kubeconfig: str | None = None
+    """Path to a kubeconfig; in a pod, the service account is used when this is unset."""
+    context: str | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """auto: readable on a terminal, JSON otherwise (containers)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    probe_concurrency: int = Field(default=200, ge=1, le=10_000)
+    """Most probes in flight at once; bounds sockets and CPU on big nodes."""
+    min_probe_interval_seconds: float = Field(default=5.0, ge=0.1, le=300)
+    """Floor on a target's probe interval, whatever the annotations say (ALB/NLB minimum is 5 s)."""
+    probe_body_limit_bytes: int = Field(default=16 * 1024, ge=0, le=16 * 1024 * 1024)
+    """Response bytes read per HTTP probe; the verdict depends on the status code only."""
+    user_agent: str = "ELB-HealthChecker/2.0"
+    """The User-Agent ALB health checks send, so access logs and WAFs treat probes alike."""
+
+    default_target_type: Literal["instance", "ip"] = "instance"
+    """The AWS Load Balancer Controller's --default-target-type."""
+    load_balancer_class: str = "service.k8s.aws/nlb"
+    """The controller's --load-balancer-class."""
+    ingress_controller: str = "ingress.k8s.aws/alb"
+    """IngressClass spec.controller value that marks ALB Ingresses."""
+
+    watch_inactivity_timeout_seconds: float = Field(default=120.0, ge=5, le=3600)
+    """Reconnect a watch silent this long; the API server sends bookmarks about every minute."""
+    watch_timeout_seconds: int = Field(default=300, ge=10, le=3600)
+    """Server-side watch session length (randomised up to twice this, as client-go does)."""
+    publish_interval_seconds: float = Field(default=1.0, ge=0.05, le=60)
+    """Most often a new result set is published after changes (debounces watch bursts)."""
+    shutdown_timeout_seconds: float = Field(default=5.0, ge=0.5, le=60)
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _node_needs_a_name(self) -> Settings:
+        if self.role == "node" and not self.node_name:
+            raise ValueError(
+                "the node role needs node_name (--node-name or NODE_NAME, set from spec.nodeName in the DaemonSet)"
+            )
+        return self
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+_FIELDS = set(Settings.model_fields)
+
+
+def _from_file(path: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise SettingsError(f"config file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise SettingsError(f"config file {path}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path}: expected a mapping of setting: value")
+    normalised = {str(k).replace("-", "_"): v for k, v in data.items()}
+    for key in normalised:
+        if key not in _FIELDS:
+            raise SettingsError(f"config file {path}: unknown setting {key!r}{_suggest(key)}")
+    return normalised
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in _FIELDS:
+            raise SettingsError(f"environment variable {name}: unknown setting {key!r}{_suggest(key)}")
+        values[key] = value
+    return values
+
+
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(_FIELDS), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load(
+    flags: Mapping[str, Any],
+    *,
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge the sources and validate. ``flags`` holds only the flags given on the command line."""
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    sources: dict[str, str] = {}
+    merged: dict[str, Any] = {}
+    if config_file:
+        for key, value in _from_file(config_file).items():
+            merged[key], sources[key] = value, f"config file {config_file}"
+    for key, value in _from_env(environ).items():
+        merged[key], sources[key] = value, f"environment variable {ENV_PREFIX}{key.upper()}"
+    if "node_name" not in merged and environ.get("NODE_NAME"):
+        merged["node_name"], sources["node_name"] = environ["NODE_NAME"], "environment variable NODE_NAME"
+    for key, value in flags.items():
+        if value is not None:
+            merged[key], sources[key] = value, f"flag --{key.replace('_', '-')}"
+    try:
+        return Settings(**merged)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        if key in sources:
+            raise SettingsError(
+                f"invalid setting {key} from {sources[key]}: {message} (got {first.get('input')!r})"
+            ) from None
+        raise SettingsError(f"invalid setting {key}: {message}") from None

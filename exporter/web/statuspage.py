@@ -1,0 +1,175 @@
+"""The status page: every load-balanced service, its targets, the runbook step that fails, why, and the fix.
+
+Rendered on the server from the published results (no JavaScript); it refreshes itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from html import escape
+
+from exporter import __version__
+from exporter.checks.health_probe import describe
+from exporter.lb.targets import TargetStatus
+from exporter.model.results import CheckResult, ObjectRef, ResultKey, Status
+from exporter.report import CHECK_TITLES, iso, summary
+from exporter.state import Published
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d232a;background:#f4f6f8}
+header{background:#1d232a;color:#fff;padding:14px 24px;display:flex;gap:24px;align-items:baseline;flex-wrap:wrap}
+header h1{font-size:20px;margin:0}header .meta{color:#aab4be}
+main{padding:16px 24px;max-width:1400px}
+h2{font-size:17px;margin:22px 0 8px}
+.chips span{display:inline-block;padding:2px 10px;border-radius:12px;margin-right:6px;font-weight:600}
+.fail{background:#fde2e1;color:#a31b12}.warn{background:#fff1cc;color:#7a5300}
+.ok{background:#dff5e3;color:#17622a}.unknown{background:#e6e9ed;color:#4a5560}
+.card{background:#fff;border-radius:8px;padding:12px 16px;margin:10px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+.card.failing{border-left:5px solid #d93025}.card.warning{border-left:5px solid #e8a600}
+.step{font-weight:700}.reason{font-family:ui-monospace,monospace;font-weight:600}
+.fix{margin-top:6px}.fix b{color:#17622a}
+.consequence{margin:6px 0 0 18px;color:#4a5560}
+table{border-collapse:collapse;width:100%;background:#fff;border-radius:8px;overflow:hidden;
+box-shadow:0 1px 2px rgba(0,0,0,.08);margin-bottom:8px}
+th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e6e9ed;vertical-align:top}
+th{background:#eef1f4;font-weight:600}
+td.badge span{padding:1px 8px;border-radius:10px;font-weight:600;white-space:nowrap}
+code{font-family:ui-monospace,monospace;font-size:12.5px}
+.empty{color:#4a5560;font-style:italic}
+"""
+
+
+def _badge(status: Status, text: str | None = None) -> str:
+    return f'<span class="{status.value}">{escape(text or status.value)}</span>'
+
+
+def _object(ref: ObjectRef) -> str:
+    where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
+    return f"{escape(ref.kind)} <code>{escape(where)}</code>"
+
+
+def _card(result: CheckResult, consequences: Sequence[CheckResult]) -> str:
+    css = "failing" if result.status is Status.FAIL else "warning"
+    reason = f' · <span class="reason">{escape(result.reason.value)}</span>' if result.reason else ""
+    target = f" · pod <code>{escape(result.target.pod)}</code>" if result.target and result.target.pod else ""
+    parts = [
+        f'<div class="card {css}" data-check="{result.check.value}" '
+        f'data-reason="{escape(result.reason.value if result.reason else "")}">',
+        f'{_badge(result.status)} <span class="step">{escape(CHECK_TITLES[result.check.value])}</span>'
+        f" ({escape(result.check.value)}) · {_object(result.object)}{target}{reason}",
+        f"<div>{escape(result.message)}</div>",
+    ]
+    if result.remedy:
+        parts.append(f'<div class="fix"><b>Fix:</b> {escape(result.remedy)}</div>')
+    for follower in consequences:
+        follow_reason = follower.reason.value if follower.reason else follower.status.value
+        parts.append(
+            f'<div class="consequence">↳ consequence: {escape(CHECK_TITLES[follower.check.value])} · '
+            f'<span class="reason">{escape(follow_reason)}</span> · {escape(follower.message)}</div>'
+        )
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _problems(results: Sequence[CheckResult]) -> str:
+    followers: dict[ResultKey, list[CheckResult]] = defaultdict(list)
+    for result in results:
+        if result.caused_by is not None:
+            followers[result.caused_by].append(result)
+    roots = [r for r in results if r.status in (Status.FAIL, Status.WARN) and r.caused_by is None]
+    if not roots:
+        return '<p class="empty">No runbook step fails.</p>'
+    return "\n".join(_card(root, followers.get(root.key, ())) for root in roots)
+
+
+def _target_rows(statuses: Iterable[TargetStatus], verdicts: dict[tuple[str, str, int | None], CheckResult]) -> str:
+    rows = []
+    for status in sorted(statuses, key=lambda s: (s.target.pod, s.target.request.port)):
+        target, outcome = status.target, status.outcome
+        verdict = verdicts.get((target.owner.name, target.pod, target.request.port))
+        if outcome is None:
+            last = '<span class="empty">not probed yet</span>'
+        elif outcome.success:
+            last = escape(f"{outcome.detail} in {outcome.duration * 1000:.0f} ms")
+        else:
+            last = escape(outcome.detail)
+        state = status.health.state.value
+        verdict_status = verdict.status if verdict else Status.UNKNOWN
+        reason = verdict.reason.value if verdict and verdict.reason else ""
+        fix = escape(verdict.remedy) if verdict and verdict.remedy else ""
+        rows.append(
+            f'<tr data-pod="{escape(target.pod)}" data-reason="{escape(reason)}">'
+            f"<td><code>{escape(target.pod)}</code></td><td><code>{escape(describe(target))}</code></td>"
+            f"<td>{last}</td><td>{escape(state)} ({status.health.transitions} flips)</td>"
+            f'<td class="badge">{_badge(verdict_status, reason or verdict_status.value)}</td><td>{fix}</td></tr>'
+        )
+    return "\n".join(rows)
+
+
+def _load_balancers(published: Published) -> str:
+    results = published.results.results
+    by_owner: dict[ObjectRef, list[TargetStatus]] = defaultdict(list)
+    for status in published.probes:
+        by_owner[status.target.owner].append(status)
+    owner_results: dict[ObjectRef, list[CheckResult]] = defaultdict(list)
+    for result in results:
+        if result.object.kind in ("Service", "Ingress", "TargetGroupBinding"):
+            owner_results[result.object].append(result)
+    verdicts = {
+        (r.object.name, r.target.pod or "", r.target.port): r
+        for r in results
+        if r.check.value == "health_probe" and r.target is not None
+    }
+    owners = sorted(set(by_owner) | set(owner_results), key=lambda ref: (ref.namespace, ref.name, ref.kind))
+    if not owners:
+        return '<p class="empty">No load-balanced pods on this node yet.</p>'
+    sections = []
+    for owner in owners:
+        statuses = by_owner.get(owner, [])
+        lb = statuses[0].target.lb.upper() if statuses else ""
+        worst = max((r.status for r in owner_results.get(owner, [])), key=lambda s: s.severity, default=Status.OK)
+        steps = ", ".join(
+            sorted(
+                {
+                    f"{r.check.value}: {r.reason.value}"
+                    for r in owner_results.get(owner, [])
+                    if r.status is not Status.OK and r.reason
+                }
+            )
+        )
+        header = f"<h2>{escape(lb)} · {_object(owner)} {_badge(worst)}</h2>"
+        failing = f"<p>Failing steps: <code>{escape(steps)}</code></p>" if steps else ""
+        table = (
+            "<table><tr><th>Pod</th><th>Health check as the LB sends it</th><th>Last probe</th>"
+            "<th>LB verdict (predicted)</th><th>Result</th><th>Fix</th></tr>"
+            f"{_target_rows(statuses, verdicts)}</table>"
+            if statuses
+            else ""
+        )
+        sections.append(f'<section data-owner="{escape(str(owner))}">{header}{failing}{table}</section>')
+    return "\n".join(sections)
+
+
+def render(published: Published, *, role: str, ready: bool, not_ready_because: str) -> str:
+    results = published.results.results
+    counts = summary(results)
+    chips = "".join(
+        f'<span class="{status}">{counts[status]} {status}</span>' for status in ("fail", "warn", "unknown", "ok")
+    )
+    produced = iso(published.results.produced_at) if published.results.produced_at else "not yet"
+    where = f"node {escape(published.node)}" if published.node else f"{escape(role)} role"
+    readiness = "" if ready else f'<p class="card warning">Not ready: {escape(not_ready_because)}</p>'
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<title>lbdoctor · {where}</title><style>{_CSS}</style></head>
+<body><header><h1>lbdoctor</h1><span class="meta">{where} · results of {produced} · page at
+{iso(time.time())} · v{__version__}</span><span class="chips">{chips}</span></header>
+<main>{readiness}
+<h2>What fails, root causes first</h2>
+{_problems(results)}
+{_load_balancers(published)}
+<p class="meta"><a href="/metrics">/metrics</a> · <a href="/api/v1/results">/api/v1/results</a></p>
+</main></body></html>
+"""

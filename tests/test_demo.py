@@ -1,0 +1,149 @@
+"""End to end: ``lbdoctor demo`` as a user runs it shows every seeded fault with the right reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.demo.cluster import SCENARIOS
+from tests.conftest import require_tool
+
+pytestmark = pytest.mark.slow
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+@pytest.fixture(scope="module", name="demo")
+def _demo() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "demo", "--listen", "127.0.0.1:0", "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    base = None
+    for line in process.stdout:
+        found = re.search(r"status page\s+(http://\S+)/", line)
+        if found:
+            base = found.group(1)
+            break
+    assert base, "the demo did not print its status page URL"
+    yield process, base
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def settled(document: dict[str, Any]) -> list[str]:
+    """What is still missing from the API compared with the scenarios' expectations."""
+    missing = []
+    results = document["results"]
+    for scenario in SCENARIOS:
+        mine = [
+            r
+            for r in results
+            if r["object"]["name"] == scenario.name or r["object"]["name"].startswith(scenario.name + "-")
+        ]
+        if scenario.expect_reason is None:
+            probes = [r for r in mine if r["check"] == "health_probe"]
+            if not probes or any(r["status"] != "ok" for r in probes):
+                missing.append(f"{scenario.name}: healthy")
+        elif not any(r["check"] == scenario.expect_check and r["reason"] == scenario.expect_reason for r in mine):
+            missing.append(f"{scenario.name}: {scenario.expect_check} {scenario.expect_reason}")
+    return missing
+
+
+def test_demo_shows_every_seeded_fault(demo: tuple[subprocess.Popen[str], str], output_dir: Path) -> None:
+    _process, base = demo
+    deadline = time.monotonic() + 75
+    missing: list[str] = ["not polled yet"]
+    document: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        document = json.loads(get(f"{base}/api/v1/results"))
+        missing = settled(document)
+        if not missing:
+            break
+        time.sleep(1)
+    (output_dir / "results.json").write_text(json.dumps(document, indent=2))
+    assert not missing, f"the demo never showed: {missing}"
+    assert document["ready"] is True
+
+    results = document["results"]
+    crash = next(r for r in results if r["reason"] == "CrashLoopBackOff")
+    consequence = next(
+        r for r in results if r["check"] == "health_probe" and r["object"]["name"] == "checkout" and r["status"] != "ok"
+    )
+    assert results[consequence["caused_by"]] == crash  # the crash loop is named as the root cause
+    assert results.index(crash) < results.index(consequence)
+
+    page = get(f"{base}/")
+    (output_dir / "status.html").write_text(page)
+    metrics = get(f"{base}/metrics")
+    (output_dir / "metrics.txt").write_text(metrics)
+    for scenario in SCENARIOS:
+        if scenario.expect_reason is None:
+            continue
+        assert f'data-reason="{scenario.expect_reason}"' in page, scenario.name
+        assert f'reason="{scenario.expect_reason}"' in metrics, scenario.name
+    for scenario in SCENARIOS:
+        if scenario.expect_reason is None:
+            assert (
+                f'lbdoctor_check_status{{check="health_probe",namespace="shop",kind="Service",name="{scenario.name}",status="ok"}} 1'
+                in metrics
+                or (
+                    f'lbdoctor_check_status{{check="health_probe",namespace="shop",kind="Ingress",name="{scenario.name}",status="ok"}} 1'
+                    in metrics
+                )
+            ), scenario.name
+    assert re.search(r'lbdoctor_probe_transitions_total\{[^}]*service="recommendations"[^}]*\} [1-9]', metrics)
+    assert 'lbdoctor_probe_predicted_healthy{namespace="shop",service="storefront"' in metrics
+
+
+def test_exposition_passes_promtool(demo: tuple[subprocess.Popen[str], str]) -> None:
+    promtool = require_tool("promtool")
+    _, base = demo
+    metrics = get(f"{base}/metrics")
+    checked = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.strip() == "" and checked.stderr.strip() == ""
+
+
+def test_readyz_healthz_and_gzip(demo: tuple[subprocess.Popen[str], str]) -> None:
+    _, base = demo
+    assert get(f"{base}/healthz").strip() == "ok"
+    assert get(f"{base}/readyz").strip() == "ready"
+    request = urllib.request.Request(f"{base}/metrics", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        import gzip
+
+        assert b"lbdoctor_build_info" in gzip.decompress(response.read())
+
+
+def test_sigterm_stops_within_five_seconds(demo: tuple[subprocess.Popen[str], str]) -> None:
+    process, _ = demo
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=5) == 0
+    assert time.monotonic() - started < 5
+    assert process.stderr is not None
+    log = process.stderr.read()
+    events = [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
+    assert "lbdoctor stopped" in events
+    assert "Traceback" not in log
