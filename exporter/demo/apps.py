@@ -56,5 +56,9 @@ class App:
             await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            # Shutdown while a slow answer is pending. Ending normally, not re-raising, because
+            # Python 3.11's stream callback logs a traceback for a handler task that was cancelled.
+            pass
         finally:
             writer.close()
