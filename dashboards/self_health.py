@@ -32,11 +32,11 @@ def own(metric: str, *matchers: str) -> str:
 def build() -> Dashboard:
     stats = [
         stat("Instances up", "lbdoctor instances Prometheus scrapes successfully.", f"sum({own('up')})", bad_from=None),
-        stat("Instances down", "lbdoctor instances Prometheus cannot scrape.", f"count({own('up')} == 0)"),
+        stat("Instances down", "lbdoctor instances Prometheus cannot scrape.", f"sum(1 - {own('up')})"),
         stat(
             "Resources not synced",
             "Kubernetes resources an instance has not listed yet (its /readyz fails meanwhile).",
-            f"count({own('lbdoctor_cache_synced')} == 0)",
+            f"sum(1 - {own('lbdoctor_cache_synced')})",
         ),
         stat(
             "Errors (1h)",
