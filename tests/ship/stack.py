@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import threading
 import time
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 from aiohttp import web
-
 
 
 def free_port() -> int:

@@ -13,7 +13,6 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,7 +53,10 @@ EXPECTED: dict[str, list[tuple[str, dict[str, str]]]] = {
         ("LbDoctorTargetFlapping", {"service": "recommendations", "pod": "recommendations-4d3e2-jklmn"}),
     ],
     "checkout": [
-        ("LbDoctorRunbookCheckFailing", {"check": "pod_status", "name": "checkout-2e1f0-tuvwx", "reason": "CrashLoopBackOff"}),
+        (
+            "LbDoctorRunbookCheckFailing",
+            {"check": "pod_status", "name": "checkout-2e1f0-tuvwx", "reason": "CrashLoopBackOff"},
+        ),
         ("LbDoctorHealthCheckFailing", {"pod": "checkout-2e1f0-tuvwx", "reason": "ConnectionRefused"}),
     ],
     "inventory": [
