@@ -382,3 +382,23 @@ def test_dashboards_as_configmaps_for_the_grafana_sidecar(default: list[dict[str
     for config_map in (d for d in docs if d["kind"] == "ConfigMap"):
         assert config_map["metadata"]["namespace"] == "monitoring"
         assert config_map["metadata"]["annotations"] == {"grafana_folder": "lbdoctor"}
+
+
+def test_chart_values_named_in_the_docs_exist() -> None:
+    """README and the runbook pages tell people which value to set: each one must be a real key."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    texts = [ROOT / "README.md", *(ROOT / "docs" / "runbooks").glob("*.md"), CHART / "templates" / "NOTES.txt"]
+    named = set()
+    for path in texts:
+        named |= set(
+            re.findall(
+                r"\b((?:image|node|clusterRole|prometheus|grafana|rbac|service)(?:\.[A-Za-z]+)+)(?![\w./-])",
+                path.read_text(),
+            )
+        )
+    assert "clusterRole.aws.roleArn" in named
+    for dotted in named:
+        node: Any = values
+        for key in dotted.split("."):
+            assert isinstance(node, dict) and key in node, f"{dotted} is not a chart value"
+            node = node[key]
