@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -31,25 +32,37 @@ class Demo:
             return str(response.read().decode())
 
 
-@pytest.fixture(scope="session", name="demo")
-def _demo() -> Iterator[Demo]:
-    """`lbdoctor demo` as a user runs it, once every seeded fault shows (about 30 s)."""
+def start_demo(log: Path) -> Demo | None:
+    """Start `lbdoctor demo`; None when its fixed loopback "pod" addresses are taken (another demo runs)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "exporter", "demo", "--listen", "127.0.0.1:0", "--log-format", "json"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("w"),
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
-    base = None
     for line in process.stdout:
         found = re.search(r"status page\s+(http://\S+)/", line)
         if found:
-            base = found.group(1)
-            break
-    assert base, "the demo did not print its status page URL"
-    demo = Demo(base, process)
+            return Demo(found.group(1), process)
+    process.wait(timeout=10)
+    if "address already in use" in log.read_text():
+        return None
+    raise AssertionError(f"the demo did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="package", name="demo")
+def _demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`lbdoctor demo` as a user runs it, once every seeded fault shows (about 30 s). Package scope: it
+    stops before tests/test_demo.py starts its own on the same addresses."""
+    log = tmp_path_factory.mktemp("demo") / "demo.log"
+    deadline = time.monotonic() + 120
+    demo = start_demo(log)
+    while demo is None:  # a demo of another test run on this machine holds the addresses: wait for it
+        assert time.monotonic() < deadline, "the demo's loopback addresses stayed in use for 2 minutes"
+        time.sleep(2)
+        demo = start_demo(log)
     try:
         deadline = time.monotonic() + 90
         missing = ["not polled yet"]
@@ -60,9 +73,9 @@ def _demo() -> Iterator[Demo]:
         assert not missing, f"the demo never showed: {missing}"
         yield demo
     finally:
-        process.terminate()
+        demo.process.terminate()
         try:
-            process.wait(timeout=10)
+            demo.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            demo.process.kill()
+            demo.process.wait()
