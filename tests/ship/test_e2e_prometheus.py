@@ -9,6 +9,7 @@ demo exposes returns data. Queries over features still being built are listed as
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import time
@@ -208,8 +209,6 @@ def test_alertmanager_delivers_the_page_to_the_webhook(prometheus: tuple[Prometh
 
 def dashboard_queries() -> list[tuple[str, str, str]]:
     """(dashboard file, panel title, expression) for every query of every dashboard."""
-    import json
-
     found = []
     for path in sorted((ROOT / "dashboards").glob("*.json")):
         for panel in json.loads(path.read_text())["panels"]:
@@ -218,8 +217,6 @@ def dashboard_queries() -> list[tuple[str, str, str]]:
 
 
 def variable_queries() -> list[tuple[str, str, str]]:
-    import json
-
     found = []
     for path in sorted((ROOT / "dashboards").glob("*.json")):
         for variable in json.loads(path.read_text())["templating"]["list"]:
