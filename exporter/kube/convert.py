@@ -8,12 +8,14 @@ from typing import Any
 from exporter.model.objects import (
     ContainerPort,
     ContainerStatus,
+    Deployment,
     Endpoint,
     EndpointPort,
     EndpointSlice,
     Ingress,
     IngressBackend,
     IngressClass,
+    KubeEvent,
     Node,
     NodeAddress,
     ObjectMeta,
@@ -245,4 +247,35 @@ def node(raw: Json) -> Node:
         ),
         ready=ready,
         provider_id=spec.get("providerID"),
+    )
+
+
+def deployment(raw: Json) -> Deployment:
+    spec, status = _obj(raw.get("spec")), _obj(raw.get("status"))
+    template = _obj(_obj(spec.get("template")).get("spec"))
+    replicas = _int(spec.get("replicas"))
+    return Deployment(
+        meta=meta(raw),
+        replicas=1 if replicas is None else replicas,
+        ready_replicas=_int(status.get("readyReplicas")) or 0,
+        available_replicas=_int(status.get("availableReplicas")) or 0,
+        selector=_map(_obj(spec.get("selector")).get("matchLabels")),
+        images=tuple(str(_obj(c).get("image") or "") for c in _list(template.get("containers"))),
+    )
+
+
+def event(raw: Json) -> KubeEvent:
+    involved = _obj(raw.get("involvedObject"))
+    source = _obj(raw.get("source"))
+    return KubeEvent(
+        meta=meta(raw),
+        object_kind=str(involved.get("kind") or ""),
+        object_namespace=str(involved.get("namespace") or ""),
+        object_name=str(involved.get("name") or ""),
+        reason=str(raw.get("reason") or ""),
+        message=str(raw.get("message") or ""),
+        type=str(raw.get("type") or "Normal"),
+        count=_int(raw.get("count")) or 1,
+        last_seen=str(raw.get("lastTimestamp") or raw.get("eventTime") or ""),
+        source=str(source.get("component") or raw.get("reportingComponent") or ""),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -43,6 +43,9 @@ class Reflector:
         telemetry: WatchTelemetry,
         *,
         field_selector: str | None = None,
+        label_selector: str | None = None,
+        namespace: str | None = None,
+        keep: Callable[[Any], bool] | None = None,
         inactivity_timeout: float = 120.0,
         watch_timeout: int = 300,
         page_size: int = 500,
@@ -54,6 +57,9 @@ class Reflector:
         self._store = store
         self._telemetry = telemetry
         self._field_selector = field_selector
+        self._label_selector = label_selector
+        self._namespace = namespace
+        self._keep = keep  # drops objects this process does not own (sharding by namespace)
         self._inactivity_timeout = inactivity_timeout
         self._watch_timeout = watch_timeout
         self._page_size = page_size
@@ -61,7 +67,15 @@ class Reflector:
         self._backoff = tuple(backoff)
 
     def _query(self) -> dict[str, str]:
-        return {"fieldSelector": self._field_selector} if self._field_selector else {}
+        query = {}
+        if self._field_selector:
+            query["fieldSelector"] = self._field_selector
+        if self._label_selector:
+            query["labelSelector"] = self._label_selector
+        return query
+
+    def _path(self) -> str:
+        return self._resource.path(self._namespace)
 
     async def run(self) -> None:
         """Forever: keep the store in step with the API server."""
@@ -88,6 +102,16 @@ class Reflector:
                 if error.status == 410:
                     self._restarted("expired")
                     version = None
+                    continue
+                if error.status == 403:
+                    if not self._store.forbidden:
+                        log.warning(
+                            "not allowed to list; checks needing it report unknown", resource=self._resource.name
+                        )
+                        self._telemetry.error("kube", "forbidden")
+                    self._store.mark_forbidden(f"{error.status} {error.reason}: {error.message}")
+                    version = None
+                    await asyncio.sleep(self._absent_recheck / 5)
                     continue
                 self._store.error = f"{error.status} {error.reason}: {error.message}"
                 self._restarted(f"http_{error.status}")
@@ -117,7 +141,7 @@ class Reflector:
         query = self._query()
         query["limit"] = str(self._page_size)
         while True:
-            page = await self._client.get(self._resource.path(), query, timeout=120.0)
+            page = await self._client.get(self._path(), query, timeout=120.0)
             for raw in page.get("items") or []:
                 converted = self._convert(raw)
                 if converted is not None:
@@ -148,7 +172,7 @@ class Reflector:
         events = 0
         loop = asyncio.get_running_loop()
         started = loop.time()
-        async with self._client.stream(self._resource.path(), query, self._inactivity_timeout) as content:
+        async with self._client.stream(self._path(), query, self._inactivity_timeout) as content:
             self._store.error = None
             async for line in _lines(content):
                 version = self._apply(json.loads(line), version)
@@ -190,6 +214,8 @@ class Reflector:
         except Exception:  # one odd object must not stop the watch
             self._telemetry.error("kube", "convert")
             log.exception("object skipped: could not read it", resource=self._resource.name)
+            return None
+        if self._keep is not None and not self._keep(item):
             return None
         return item.meta.key, item
 

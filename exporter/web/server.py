@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
+from exporter.checks.causes import order
 from exporter.metrics.collectors import ProbeRenderer, render_checks
 from exporter.metrics.exposition import CONTENT_TYPE
 from exporter.metrics.selfmetrics import SelfMetrics
@@ -59,11 +60,12 @@ async def _readyz(request: web.Request) -> web.Response:
 
 def results_document(board: Board) -> dict[str, Any]:
     published = board.current
-    results = published.results.results
+    results = order(published.results.results)
     return {
         "schema": "lbdoctor.results/v1",
         "version": __version__,
         "role": board.role,
+        "standby": board.standby,
         "node": published.node,
         "ready": board.ready,
         "generation": published.results.generation,
