@@ -87,7 +87,11 @@ async def _status_page(request: web.Request) -> web.Response:
 
     def produce() -> str:
         return statuspage.render(
-            board.current, role=board.role, ready=board.ready, not_ready_because=board.not_ready_because
+            board.current,
+            role=board.role,
+            ready=board.ready,
+            not_ready_because=board.not_ready_because,
+            standby=board.standby,
         )
 
     html = await asyncio.get_running_loop().run_in_executor(None, produce)
