@@ -20,7 +20,7 @@ from exporter.kube.store import Changes
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import OwnerPlan, plan_all, plan_binding, plan_ingress, plan_service
 from exporter.model.index import namespace_of
-from exporter.model.results import CheckResult, ObjectRef
+from exporter.model.results import CheckResult, ObjectRef, Status
 from exporter.model.snapshot import ClusterSnapshot, matches
 
 UnitKey = tuple[str, str]
@@ -38,6 +38,7 @@ class IncrementalEvaluator:
         self._users: dict[str, set[ObjectRef]] = {}  # Service key → owners whose target groups use it
         self._units: dict[UnitKey, tuple[CheckResult, ...]] = {}
         self.last_units_evaluated = 0
+        self.last_services_evaluated: frozenset[str] = frozenset()
 
     @property
     def plans(self) -> tuple[OwnerPlan, ...]:
@@ -97,21 +98,22 @@ class IncrementalEvaluator:
             owners.add(owner)
         for before, after in items("pods").values():
             services |= self._services_selecting(snapshot, before, after)
-        for before, after in items("endpointslices").values():
-            eps = after or before
-            if eps.service_name:
-                services.add(f"{eps.meta.namespace}/{eps.service_name}")
+        for pair in items("endpointslices").values():
+            for eps in pair:
+                if eps is not None and eps.service_name:
+                    services.add(f"{eps.meta.namespace}/{eps.service_name}")
         if items("nodes"):
             services |= {
                 key
                 for key in self._users
                 if (svc := snapshot.services.get(key)) is not None and svc.external_traffic_policy == "Local"
             }
-        for before, after in items("events").values():
-            event = after or before
-            owner = ObjectRef(event.object_kind, event.object_namespace, event.object_name)
-            if owner in self._plans:
-                owners.add(owner)
+        for pair in items("events").values():
+            for event in pair:  # the object an Event is about may change between versions
+                if event is not None:
+                    owner = ObjectRef(event.object_kind, event.object_namespace, event.object_name)
+                    if owner in self._plans:
+                        owners.add(owner)
         controller_namespace_pods = any(namespace_of(key) == self._where.namespace for key in items("pods"))
         for key in services:
             self._redo_service(snapshot, key)
@@ -121,6 +123,7 @@ class IncrementalEvaluator:
         if redo_controller:
             self._redo_controller(snapshot)
         self.last_units_evaluated = len(services) + len(owners) + (1 if redo_controller else 0)
+        self.last_services_evaluated = frozenset(services)
 
     def _referrers(self, snapshot: ClusterSnapshot, namespace: str, service: str) -> set[ObjectRef]:
         """Ingresses and TargetGroupBindings that name a Service (it may just have appeared)."""
@@ -164,18 +167,24 @@ class IncrementalEvaluator:
         return touched
 
     def _services_selecting(self, snapshot: ClusterSnapshot, before: Any, after: Any) -> set[str]:
+        """Load-balanced Services a pod change can affect: those whose selector matched it before or after,
+        and those whose selector matches nothing and shares a label key with it (their message names such
+        near misses)."""
         pod = after or before
-        namespace = pod.meta.namespace
         label_sets = [p.meta.labels for p in (before, after) if p is not None]
         found = set()
-        for key, service in snapshot.services.in_namespace(namespace).items():
-            if (
-                key in self._users
-                and service.selector
-                and any(matches(service.selector, labels) for labels in label_sets)
-            ):
+        for key, service in snapshot.services.in_namespace(pod.meta.namespace).items():
+            if key not in self._users or not service.selector:
+                continue
+            if any(matches(service.selector, labels) for labels in label_sets):
+                found.add(key)
+            elif self._selector_fails(key) and any(service.selector.keys() & labels.keys() for labels in label_sets):
                 found.add(key)
         return found
+
+    def _selector_fails(self, service_key: str) -> bool:
+        results = self._units.get(("service", service_key), ())
+        return bool(results) and results[0].status is Status.FAIL  # a service unit starts with its selector
 
     # units ------------------------------------------------------------------------------------
     def _redo_service(self, snapshot: ClusterSnapshot, key: str) -> None:
