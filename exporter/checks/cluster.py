@@ -34,8 +34,10 @@ def service_unit(snapshot: ClusterSnapshot, service: Service, backends: Sequence
     selected = selector.evaluate(snapshot, service)
     pods = pods_of(snapshot, service)
     pod_results = [pod_status.verdict(pod) for pod in pods]
+    # Missing or unready endpoints follow from the selector when it matches nothing, or from the pods when
+    # none of them is fine; otherwise lbdoctor does not claim a cause it cannot see.
     cause: ResultKey | None = selected.key if selected.status is Status.FAIL else None
-    if cause is None:
+    if cause is None and pod_results and all(r.status is not Status.OK for r in pod_results):
         cause = next((r.key for r in pod_results if r.status is Status.FAIL), None)
     results = [selected, endpoints.evaluate(snapshot, service, cause), *pod_results]
     ports: dict[str, ServicePort] = {}

@@ -165,9 +165,7 @@ def _ingress_backends(
 ) -> None:
     owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
     seen: set[tuple[str, int | str | None]] = set()
-    if not ingress.backends:
-        # Still an object the check looked at: record it with its own annotations' verdict.
-        backends.append(Backend(ALB, owner, None, None, resolve_alb(ingress, None, controller)))
+    first = len(backends)
     for ref in ingress.backends:
         port_key = ref.port_number if ref.port_number is not None else ref.port_name
         if (ref.service_name, port_key) in seen:
@@ -210,6 +208,9 @@ def _ingress_backends(
             )
             continue
         backends.append(Backend(ALB, owner, service, port, resolve_alb(ingress, service, controller)))
+    if len(backends) == first:
+        # No usable backend: still judge the Ingress's own annotations, so a typo there is not hidden.
+        backends.append(Backend(ALB, owner, None, None, resolve_alb(ingress, None, controller)))
 
 
 def _binding_backend(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> Backend:
