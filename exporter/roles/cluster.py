@@ -91,6 +91,7 @@ class ClusterAgent:
             include_controller=self._primary_shard,
         )
         self._elector: LeaderElector | None = None
+        board.standby = settings.leader_election  # until the Lease is ours
         if settings.leader_election:
             self._elector = LeaderElector(
                 client,

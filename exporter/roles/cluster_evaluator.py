@@ -176,9 +176,11 @@ class IncrementalEvaluator:
         for key, service in snapshot.services.in_namespace(pod.meta.namespace).items():
             if key not in self._users or not service.selector:
                 continue
-            if any(matches(service.selector, labels) for labels in label_sets):
-                found.add(key)
-            elif self._selector_fails(key) and any(service.selector.keys() & labels.keys() for labels in label_sets):
+            selected = any(matches(service.selector, labels) for labels in label_sets)
+            near_miss = self._selector_fails(key) and any(
+                service.selector.keys() & labels.keys() for labels in label_sets
+            )
+            if selected or near_miss:
                 found.add(key)
         return found
 
