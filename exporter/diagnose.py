@@ -97,10 +97,10 @@ async def collect(
         (resources.EVENTS, namespace),
     ]
     changed = asyncio.Event()
-    stores: dict[str, Store] = {}
-    for resource, where in wanted:
-        store = stores[resource.name] = Store(resource.name, changed)
-        progress(f"listing {resource.name}…")
+    stores = {resource.name: Store(resource.name, changed) for resource, _ in wanted}
+
+    async def list_one(resource: resources.Resource, where: str | None) -> None:
+        store = stores[resource.name]
         reflector = Reflector(client, resource, store, _Quiet(), namespace=where, page_size=1000)
         try:
             await reflector.list_once()
@@ -115,7 +115,13 @@ async def collect(
                 ) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             raise Unreachable(f"cannot reach the API server at {client.host}: {_why(error)}") from None
-        progress(f"listed {len(store):,} {resource.name}")
+        done.append(resource.name)
+        progress(f"listed {', '.join(done)} ({sum(len(s) for s in stores.values()):,} objects)")
+
+    done: list[str] = []
+    progress("listing…")
+    # All at once: the API server prepares one list while lbdoctor converts another.
+    await asyncio.gather(*(list_one(resource, where) for resource, where in wanted))
     logs, logs_error = await _controller_logs(client, stores, options.controller)
     return build_snapshot(stores, 1, logs, logs_error)
 

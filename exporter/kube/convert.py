@@ -29,8 +29,13 @@ from exporter.model.objects import (
 Json = Mapping[str, Any]
 
 
+# JSON decoding yields plain dicts and lists: test with isinstance(…, dict), which is several times
+# cheaper than an ABC check, on a path that runs for every object of a 100,000-pod cluster.
+_NONE: dict[str, Any] = {}
+
+
 def _map(value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return {}
     return {str(k): str(v) for k, v in value.items()}
 
@@ -40,7 +45,7 @@ def _list(value: Any) -> list[Any]:
 
 
 def _obj(value: Any) -> Json:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else _NONE
 
 
 def _int(value: Any) -> int | None:
@@ -104,12 +109,13 @@ def pod(raw: Json) -> Pod:
         )
     conditions = tuple(
         PodCondition(
-            type=str(_obj(c).get("type") or ""),
-            status=str(_obj(c).get("status") or "Unknown"),
-            reason=_obj(c).get("reason"),
-            message=_obj(c).get("message"),
+            type=str(c.get("type") or ""),
+            status=str(c.get("status") or "Unknown"),
+            reason=c.get("reason"),
+            message=c.get("message"),
         )
         for c in _list(status.get("conditions"))
+        if isinstance(c, dict)
     )
     return Pod(
         meta=meta(raw),

@@ -48,7 +48,7 @@ class Reflector:
         keep: Callable[[Any], bool] | None = None,
         inactivity_timeout: float = 120.0,
         watch_timeout: int = 300,
-        page_size: int = 500,
+        page_size: int = 1000,
         absent_recheck: float = 300.0,
         backoff: Sequence[float] = DEFAULT_BACKOFF,
     ) -> None:
@@ -136,21 +136,35 @@ class Reflector:
         log.warning("watch restarted", resource=self._resource.name, reason=reason, last_error=self._store.error)
 
     async def list_once(self) -> str:
-        """One complete (paged) list into the store; returns the list's resourceVersion."""
+        """One complete (paged) list into the store; returns the list's resourceVersion.
+
+        The next page is requested before this one is converted, so the API server prepares it while
+        lbdoctor works (conversion is the client's main cost on a 100,000-pod cluster).
+        """
         items: list[tuple[str, Any]] = []
         query = self._query()
         query["limit"] = str(self._page_size)
-        while True:
-            page = await self._client.get(self._path(), query, timeout=120.0)
-            for raw in page.get("items") or []:
-                converted = self._convert(raw)
-                if converted is not None:
-                    items.append(converted)
-            metadata = page.get("metadata") or {}
-            token = metadata.get("continue")
-            if not token:
-                break
-            query["continue"] = str(token)
+        path = self._path()
+        pending = asyncio.ensure_future(self._client.get(path, dict(query), timeout=120.0))
+        try:
+            while True:
+                page = await pending
+                metadata = page.get("metadata") or {}
+                token = metadata.get("continue")
+                if token:
+                    pending = asyncio.ensure_future(
+                        self._client.get(path, {**query, "continue": str(token)}, timeout=120.0)
+                    )
+                for raw in page.get("items") or []:
+                    converted = self._convert(raw)
+                    if converted is not None:
+                        items.append(converted)
+                if not token:
+                    break
+                await asyncio.sleep(0)  # let the next page's request go out
+        finally:
+            if not pending.done():
+                pending.cancel()
         first = not self._store.synced
         self._store.replace(items)
         if first:
