@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
+from exporter.checks.causes import order
 from exporter.metrics.collectors import ProbeRenderer, render_checks
 from exporter.metrics.exposition import CONTENT_TYPE
 from exporter.metrics.selfmetrics import SelfMetrics
@@ -59,11 +60,12 @@ async def _readyz(request: web.Request) -> web.Response:
 
 def results_document(board: Board) -> dict[str, Any]:
     published = board.current
-    results = published.results.results
+    results = order(published.results.results)
     return {
         "schema": "lbdoctor.results/v1",
         "version": __version__,
         "role": board.role,
+        "standby": board.standby,
         "node": published.node,
         "ready": board.ready,
         "generation": published.results.generation,
@@ -85,7 +87,11 @@ async def _status_page(request: web.Request) -> web.Response:
 
     def produce() -> str:
         return statuspage.render(
-            board.current, role=board.role, ready=board.ready, not_ready_because=board.not_ready_because
+            board.current,
+            role=board.role,
+            ready=board.ready,
+            not_ready_because=board.not_ready_because,
+            standby=board.standby,
         )
 
     html = await asyncio.get_running_loop().run_in_executor(None, produce)
