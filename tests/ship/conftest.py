@@ -15,21 +15,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_demo import settled
+from tests.test_demo import cluster_missing, settled
 
 
 @dataclass(frozen=True)
 class Demo:
-    base: str  # http://127.0.0.1:PORT
+    base: str  # the node agent: http://127.0.0.1:PORT
+    cluster: str  # the cluster role
     process: subprocess.Popen[str]
 
     @property
-    def address(self) -> str:
-        return self.base.removeprefix("http://")
+    def addresses(self) -> list[str]:
+        """host:port of both roles, as Prometheus scrapes them."""
+        return [url.removeprefix("http://") for url in (self.base, self.cluster)]
 
-    def get(self, path: str) -> str:
-        with urllib.request.urlopen(self.base + path, timeout=10) as response:
+    def get(self, path: str, base: str | None = None) -> str:
+        with urllib.request.urlopen((base or self.base) + path, timeout=10) as response:
             return str(response.read().decode())
+
+    def exposition(self) -> str:
+        """Both roles' /metrics: together, what a Prometheus scraping lbdoctor sees."""
+        return self.get("/metrics") + self.get("/metrics", self.cluster)
 
 
 def start_demo(log: Path) -> Demo | None:
@@ -42,10 +48,13 @@ def start_demo(log: Path) -> Demo | None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
+    urls: dict[str, str] = {}
     for line in process.stdout:
-        found = re.search(r"status page\s+(http://\S+)/", line)
+        found = re.search(r"(node agent|cluster role)\s+status page (http://\S+?)/\s", line)
         if found:
-            return Demo(found.group(1), process)
+            urls[found.group(1)] = found.group(2)
+        if len(urls) == 2:
+            return Demo(urls["node agent"], urls["cluster role"], process)
     process.wait(timeout=10)
     if "address already in use" in log.read_text():
         return None
@@ -68,6 +77,7 @@ def _demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         missing = ["not polled yet"]
         while missing and time.monotonic() < deadline:
             missing = settled(json.loads(demo.get("/api/v1/results")))
+            missing += cluster_missing(json.loads(demo.get("/api/v1/results", demo.cluster)))
             if missing:
                 time.sleep(1)
         assert not missing, f"the demo never showed: {missing}"

@@ -118,7 +118,7 @@ def test_every_metric_is_documented() -> None:
 
 def test_metrics_the_demo_exposes_are_in_its_exposition(demo: Demo) -> None:
     """Every built metric a dashboard uses is on the demo's /metrics; planned ones are not yet."""
-    exposition = demo.get("/metrics")
+    exposition = demo.exposition()
     families = exposed_families(exposition)
     used = set().union(*(metric_names(expr) for _, _, expr in queries()))
     missing = used - PLANNED_METRICS - families
@@ -129,7 +129,7 @@ def test_metrics_the_demo_exposes_are_in_its_exposition(demo: Demo) -> None:
 def test_pending_lists_are_current(demo: Demo) -> None:
     """The pending lists (tests/ship/contract.py) shrink as features land: a planned name that shows in
     the demo's exposition fails here until it is removed from the list."""
-    exposition = demo.get("/metrics")
+    exposition = demo.exposition()
     families = exposed_families(exposition)
     landed = PLANNED_METRICS & families
     assert not landed, f"these metrics have landed: remove them from PLANNED_METRICS: {landed}"

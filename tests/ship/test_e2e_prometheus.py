@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.demo.cluster import SCENARIOS
+from exporter.demo.cluster import CONTROLLER_NAME, CONTROLLER_NAMESPACE, SCENARIOS
 from tests.conftest import require_tool
 from tests.ship.conftest import Demo
 from tests.ship.contract import ROOT, pending_because
@@ -32,7 +32,7 @@ RULES = ROOT / "alerts" / "lbdoctor.rules.yaml"
 # expressions, labels and annotations are the shipped ones, unchanged.
 TEST_FOR = "5s"
 
-HEALTHY = {scenario.name for scenario in SCENARIOS if scenario.expect_reason is None}
+HEALTHY = {s.name for s in SCENARIOS if s.expect_reason is None and s.cluster_reason is None}
 
 # What each seeded fault of the demo (exporter/demo/cluster.py) must raise: alert name and the labels
 # that identify it. Faults a scenario may raise besides (a flapping target is sometimes simply failing)
@@ -65,6 +65,35 @@ EXPECTED: dict[str, list[tuple[str, dict[str, str]]]] = {
             "LbDoctorRunbookCheckFailing",
             {"check": "service_annotations", "name": "inventory", "reason": "PathIgnoredForTcpHealthCheck"},
         ),
+    ],
+    # The cluster role's findings.
+    "alb-instance": [
+        ("LbDoctorRunbookCheckFailing", {"check": "selector", "name": "alb-instance", "reason": "NoPodsMatchSelector"}),
+        ("LbDoctorServiceNoReadyEndpoints", {"kind": "Service", "name": "alb-instance", "reason": "NoEndpoints"}),
+    ],
+    "nlb-local": [
+        (
+            "LbDoctorRunbookCheckFailing",
+            {"check": "traffic_policy", "name": "nlb-local", "reason": "ExternalTrafficPolicyLocal"},
+        ),
+    ],
+    "legacy-api": [
+        (
+            "LbDoctorRunbookCheckFailing",
+            {"check": "target_port", "name": "legacy-api", "reason": "TargetPortNotExposed"},
+        ),
+        ("LbDoctorHealthCheckFailing", {"service": "legacy-api", "reason": "ConnectionRefused"}),
+        ("LbDoctorNoHealthyTargets", {"service": "legacy-api", "lb": "nlb"}),
+    ],
+    "coupons": [
+        (
+            "LbDoctorRunbookCheckFailing",
+            {"check": "ingress_annotations", "name": "coupons", "reason": "InvalidSuccessCodes"},
+        ),
+    ],
+    # Not a service: the AWS Load Balancer Controller, whose logs show AccessDenied.
+    CONTROLLER_NAME: [
+        ("LbDoctorControllerAccessDenied", {"namespace": CONTROLLER_NAMESPACE, "name": CONTROLLER_NAME}),
     ],
 }
 # A flapping target also fails now and then: while failing, it is announced early, and it may stay
@@ -100,6 +129,8 @@ def matches(alert: dict[str, Any], name: str, labels: dict[str, str]) -> bool:
 
 def owner(labels: dict[str, str]) -> str | None:
     """The demo scenario an alert belongs to (services are named after them, pods start with them)."""
+    if labels.get("name") == CONTROLLER_NAME:
+        return CONTROLLER_NAME
     for scenario in SCENARIOS:
         for key in ("service", "name", "pod"):
             value = labels.get(key, "")
@@ -117,7 +148,7 @@ def _prometheus(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     webhook.start()
     alertmanager = Alertmanager(workdir, webhook.port)
     started = time.time()
-    prometheus = Prometheus(workdir, [demo.address], alertmanager.port)
+    prometheus = Prometheus(workdir, demo.addresses, alertmanager.port)
     try:
         prometheus.wait_scraped()
         rules = rules_with_short_for()
@@ -152,8 +183,8 @@ def wait_for_alerts(prometheus: Prometheus, timeout: float = 150) -> list[dict[s
 
 
 def test_every_seeded_fault_has_an_expectation() -> None:
-    faulty = {scenario.name for scenario in SCENARIOS if scenario.expect_reason is not None}
-    assert faulty == set(EXPECTED), "a demo scenario was added or removed: say which alerts it raises"
+    faulty = {s.name for s in SCENARIOS if s.expect_reason is not None or s.cluster_reason is not None}
+    assert faulty | {CONTROLLER_NAME} == set(EXPECTED), "a demo scenario was added or removed: say what it raises"
 
 
 def test_seeded_faults_fire_their_alerts_and_healthy_services_none(
@@ -234,7 +265,7 @@ def substitute(expr: str) -> str:
 def test_every_dashboard_query_returns_data(prometheus: tuple[Prometheus, Webhook, float], demo: Demo) -> None:
     server, _, _ = prometheus
     wait_for_alerts(server)  # by then every fault has shown, the flapping target included
-    exposition = demo.get("/metrics")
+    exposition = demo.exposition()
     empty, pending = [], []
     for dashboard, title, expr in dashboard_queries():
         result = server.query(substitute(expr))  # raises when Prometheus cannot parse it
@@ -253,7 +284,7 @@ def test_every_dashboard_query_returns_data(prometheus: tuple[Prometheus, Webhoo
 def test_dashboard_variables_list_values(prometheus: tuple[Prometheus, Webhook, float], demo: Demo) -> None:
     """label_values(selector, label) as Grafana runs it (the series API), with the same pending rules."""
     server, _, _ = prometheus
-    exposition = demo.get("/metrics")
+    exposition = demo.exposition()
     empty = []
     for dashboard, name, query in variable_queries():
         found = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", query)

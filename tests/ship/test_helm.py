@@ -245,20 +245,17 @@ def test_least_privilege_rbac() -> None:
     }
     cluster = rules_of(docs, "ClusterRole", "release-lbdoctor-cluster")
     assert {verb for _, _, verb in cluster} == READ_ONLY
-    assert {(group, resource) for group, resource, _ in cluster} == {(g, r) for g, r, _ in node} | {
-        ("", "namespaces"),
-        ("", "events"),
-        ("events.k8s.io", "events"),
-        ("apps", "deployments"),
+    assert {(group, resource) for group, resource, _ in cluster} == {(g, r) for g, r, _ in node} | {("", "events")}
+    # The controller's Deployment and logs only where it runs; Leases only in lbdoctor's own namespace.
+    controller = one(docs, "Role", "release-lbdoctor-controller")
+    assert controller["metadata"]["namespace"] == "aws-load-balancer-controller"
+    assert rules_of(docs, "Role", "release-lbdoctor-controller") == {("", "pods/log", "get")} | {
+        ("apps", "deployments", verb) for verb in READ_ONLY
     }
-    # The controller's logs only where it runs; Leases only in lbdoctor's own namespace.
-    logs = one(docs, "Role", "release-lbdoctor-controller-logs")
-    assert logs["metadata"]["namespace"] == "aws-load-balancer-controller"
-    assert rules_of(docs, "Role", "release-lbdoctor-controller-logs") == {("", "pods/log", "get")}
     lease = one(docs, "Role", "release-lbdoctor-leader-election")
     assert lease["metadata"]["namespace"] == NAMESPACE
-    assert {(g, r) for g, r, _ in rules_of(docs, "Role", "release-lbdoctor-leader-election")} == {
-        ("coordination.k8s.io", "leases")
+    assert rules_of(docs, "Role", "release-lbdoctor-leader-election") == {
+        ("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")
     }
     text = yaml.safe_dump_all(docs)
     assert "secrets" not in text and "configmaps" not in text and "'*'" not in text
@@ -275,6 +272,7 @@ def test_irsa_on_the_cluster_role_only() -> None:
     assert "annotations" not in one(docs, "ServiceAccount", "release-lbdoctor-node")["metadata"]
     worker = container(docs, "Deployment")
     assert env(worker)["AWS_REGION"] == "eu-west-1"
+    assert env(worker)["LBDOCTOR_CONTROLLER_NAMESPACE"] == "aws-load-balancer-controller"
     assert one(docs, "DaemonSet")["spec"]["template"]["spec"]["priorityClassName"] == "system-node-critical"
     assert container(docs, "DaemonSet")["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
 
@@ -294,7 +292,9 @@ def test_schema_settings_are_lbdoctor_settings() -> None:
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     properties = schema["definitions"]["settings"]["properties"]
     fields = Settings.model_fields
-    assert set(properties) <= set(fields) - {"role", "listen", "node_name", "kubeconfig", "context"}
+    chart_controlled = {"role", "listen", "node_name", "kubeconfig", "context"}
+    chart_controlled |= {"controller_namespace", "lease_namespace", "identity"}  # must match its RBAC
+    assert set(properties) <= set(fields) - chart_controlled
     for name, rule in properties.items():
         if "enum" in rule:
             assert set(rule["enum"]) == set(typing.get_args(fields[name].annotation)), name
