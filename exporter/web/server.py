@@ -28,7 +28,9 @@ def render_metrics(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer) 
     published = board.current
     parts = [*render_checks(published.results), *renderer.render(published.probes)]
     metrics.cycle_duration.labels("render").set(time.perf_counter() - started)
-    return "".join(parts).encode() + metrics.render()
+    # Encoding each family and joining bytes once: joining the text first and then encoding and
+    # appending copies the whole exposition (megabytes at thousands of targets) two more times.
+    return b"".join([*(part.encode() for part in parts), metrics.render()])
 
 
 async def _metrics(request: web.Request) -> web.Response:
