@@ -14,7 +14,12 @@ scrape interval. ``lbdoctor_probe_schedule_lag_seconds`` (how late each probe st
 schedule) is read at the phase boundaries and compared between the phases.
 
     .venv/bin/python -m bench.scrape                     # 5,000 targets
-    .venv/bin/python -m bench.scrape --skip-lag          # render timing only (seconds)
+    .venv/bin/python -m bench.scrape --skip-lag --skip-design   # render timing only (seconds)
+
+Part 3, design (one process): the real scheduler probing 1,000 targets and the real web app
+publishing 5,000, scraped back to back in turns: no scrapes; /metrics as it was first built (the
+whole exposition rendered in a worker thread); /metrics as it is now (rendered on the event loop in
+slices). Same process, same minute, so the lag it adds can be compared directly.
 """
 
 from __future__ import annotations
@@ -296,30 +301,113 @@ async def lag_part(count: int, seconds: float, interval: int) -> tuple[dict[str,
             await api.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--targets", type=int, default=5000)
-    parser.add_argument("--runs", type=int, default=30, help="render repetitions")
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of each lag phase")
-    parser.add_argument("--interval", type=int, default=30, help="health-check interval of the daemon's targets")
-    parser.add_argument("--skip-lag", action="store_true", help="render timing only")
-    parser.add_argument("--goal-ms", type=float, default=100.0)
-    args = parser.parse_args()
-    note = machine_note()
-    rows = render_part(args.targets, args.runs)
-    print()
-    print(f"Scrape, part 1: rendering /metrics for {args.targets} targets ({note}; absolute times drift with load)")
-    print()
-    header = f"{'renderer':<44} {'median ms':>10} {'p95 ms':>8} {'max ms':>8} {'vs reference':>13}"
-    print(header)
-    print("-" * len(header))
-    reference = rows[-1][1]
-    for name, median, p95, worst in rows:
-        print(f"{name:<44} {1000 * median:>10.1f} {1000 * p95:>8.1f} {1000 * worst:>8.1f} {median / reference:>12.2f}x")
-    verdict = "met" if rows[0][1] * 1000 <= args.goal_ms else "NOT met"
-    print(f"goal: render <= {args.goal_ms:.0f} ms (median): {verdict}")
-    if args.skip_lag:
-        return
+# --- part 3: the render design, before and after ----------------------------------------------
+
+_SCRAPER = """
+import sys, time, urllib.request
+url, end = sys.argv[1], time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+"""
+
+
+class _LagRecorder:
+    """SchedulerTelemetry that keeps every probe's lag with the time it was observed."""
+
+    def __init__(self) -> None:
+        self.lags: list[tuple[float, float]] = []
+
+    def probe_lag(self, seconds: float) -> None:
+        self.lags.append((time.monotonic(), seconds))
+
+    def probed(self, lb: str, success: bool) -> None:
+        pass
+
+    def error(self, component: str, kind: str) -> None:
+        pass
+
+
+async def design_part(count: int, board_targets: int, seconds: float, rounds: int) -> dict[str, list[float]]:
+    """In one process: the real scheduler probing ``count`` targets, the real web app publishing a
+    board of ``board_targets``, and scrapes from another process, rotating between no scrapes,
+    scrapes of the pre-change design (the whole exposition rendered and gzipped in a worker thread)
+    and scrapes of /metrics as it is now (rendered on the loop in slices)."""
+    import sys
+
+    from aiohttp import web
+
+    from bench.targets import addresses
+    from exporter import logs
+    from exporter.lb.targets import ProbeTarget
+    from exporter.metrics.selfmetrics import SelfMetrics
+    from exporter.model.probe import ProbeRequest
+    from exporter.model.results import ObjectRef
+    from exporter.probes import PROBERS
+    from exporter.scheduler import ProbeScheduler
+    from exporter.web import server
+
+    logs.configure("json", "warning")
+    with TargetFleet(count) as fleet:
+        recorder = _LagRecorder()
+        scheduler = ProbeScheduler(PROBERS, recorder, min_interval=1.0)
+        scheduler.set_targets(
+            ProbeTarget(
+                ObjectRef("Service", "bench", "web"),
+                "bench",
+                "web",
+                f"web-{index}",
+                NODE,
+                "alb",
+                ProbeRequest("HTTP", ip, fleet.port, 2.0, "/healthz"),
+                5.0,
+                2,
+                2,
+            )
+            for index, ip in enumerate(addresses(count))
+        )
+        probing = asyncio.create_task(scheduler.run())
+        board = published_board(board_targets)
+        metrics = SelfMetrics("node")
+        app = server.build_app(board, metrics)
+
+        async def in_a_thread(_request: web.Request) -> web.Response:
+            def produce() -> bytes:
+                return gzip.compress(server.render_metrics(board, metrics, app[server.RENDERER]), compresslevel=1)
+
+            body = await asyncio.get_running_loop().run_in_executor(None, produce)
+            return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+
+        app.router.add_get("/metrics-in-a-thread", in_a_thread)
+        runner, port = await server.start(app, "127.0.0.1", 0)
+        lags: dict[str, list[float]] = {}
+        try:
+            await asyncio.sleep(6)  # every target probed once
+            for _ in range(rounds):
+                for mode, path in (
+                    ("no scrapes", None),
+                    ("before: render in a thread", "/metrics-in-a-thread"),
+                    ("now: render in slices", "/metrics"),
+                ):
+                    started = time.monotonic()
+                    if path is None:
+                        await asyncio.sleep(seconds)
+                    else:
+                        scraper = await asyncio.create_subprocess_exec(
+                            sys.executable, "-c", _SCRAPER, f"http://127.0.0.1:{port}{path}", str(seconds)
+                        )
+                        await scraper.wait()
+                    ended = time.monotonic()
+                    lags.setdefault(mode, []).extend(lag for at, lag in recorder.lags if started <= at < ended)
+        finally:
+            probing.cancel()
+            await scheduler.close()
+            await runner.cleanup()
+        return lags
+
+
+def report_lag(args: argparse.Namespace) -> None:
     with raised_fd_limit():
         quiet, busy, latencies = asyncio.run(lag_part(args.targets, args.seconds, args.interval))
     print()
@@ -344,6 +432,61 @@ def main() -> None:
         f"p95 {1000 * percentile(latencies, 0.95):.0f} ms (request to last byte, gzip)"
     )
     print(f"mean lag ratio, scraping vs not: {busy['mean_ms'] / quiet['mean_ms']:.2f}x")
+
+
+def report_design(args: argparse.Namespace) -> None:
+    with raised_fd_limit():
+        lags = asyncio.run(design_part(args.design_targets, args.targets, args.design_seconds, args.design_rounds))
+    print()
+    print(
+        f"Scrape, part 3: probe schedule lag, {args.design_targets} targets probed every 5 s in one process "
+        f"that publishes {args.targets} targets; {args.design_rounds} rounds of {args.design_seconds:.0f} s "
+        "phases, back-to-back gzip scrapes"
+    )
+    print()
+    header = f"{'phase':<30} {'probes':>7} {'mean ms':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'added mean':>11}"
+    print(header)
+    print("-" * len(header))
+    base = statistics.mean(lags["no scrapes"])
+    for mode, values in lags.items():
+        mean = statistics.mean(values)
+        print(
+            f"{mode:<30} {len(values):>7} {1000 * mean:>8.2f} {1000 * percentile(values, 0.5):>7.2f} "
+            f"{1000 * percentile(values, 0.9):>7.2f} {1000 * percentile(values, 0.99):>7.2f} "
+            f"{1000 * (mean - base):>+10.2f}ms"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=30, help="render repetitions")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each lag phase")
+    parser.add_argument("--interval", type=int, default=30, help="health-check interval of the daemon's targets")
+    parser.add_argument("--skip-lag", action="store_true", help="render timing only")
+    parser.add_argument("--skip-design", action="store_true", help="skip part 3 (render design before/after)")
+    parser.add_argument("--design-targets", type=int, default=1000, help="targets probed in part 3")
+    parser.add_argument("--design-seconds", type=float, default=10.0, help="length of each part-3 phase")
+    parser.add_argument("--design-rounds", type=int, default=3)
+    parser.add_argument("--goal-ms", type=float, default=100.0)
+    args = parser.parse_args()
+    note = machine_note()
+    rows = render_part(args.targets, args.runs)
+    print()
+    print(f"Scrape, part 1: rendering /metrics for {args.targets} targets ({note}; absolute times drift with load)")
+    print()
+    header = f"{'renderer':<44} {'median ms':>10} {'p95 ms':>8} {'max ms':>8} {'vs reference':>13}"
+    print(header)
+    print("-" * len(header))
+    reference = rows[-1][1]
+    for name, median, p95, worst in rows:
+        print(f"{name:<44} {1000 * median:>10.1f} {1000 * p95:>8.1f} {1000 * worst:>8.1f} {median / reference:>12.2f}x")
+    verdict = "met" if rows[0][1] * 1000 <= args.goal_ms else "NOT met"
+    print(f"goal: render <= {args.goal_ms:.0f} ms (median): {verdict}")
+    if not args.skip_lag:
+        report_lag(args)
+    if not args.skip_design:
+        report_design(args)
 
 
 if __name__ == "__main__":

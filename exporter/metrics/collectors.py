@@ -2,18 +2,31 @@
 
 ``lbdoctor_check_status`` has one series per status per object (never vanishing while the object
 exists); per-target families vanish with their target at the next scrape.
+
+Rendering is written as *steps*: generators that do a slice of the work, yield, and leave the text
+in a list the caller passes. ``render_checks`` and ``ProbeRenderer.render`` run the steps to the
+end; the web server runs them on the event loop and lets probes run between slices (see
+``exporter.web.server``), so a scrape of thousands of targets never holds the loop for more than a
+couple of milliseconds at a time.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from exporter.lb.targets import ProbeTarget, TargetStatus
 from exporter.lb.thresholds import LbState
 from exporter.metrics import names
 from exporter.metrics.exposition import header, join_labels, number
 from exporter.model.results import ResultSet, Status
+
+# Work between two yields: a quarter of a millisecond or so of rendering (~7 µs a target with its
+# eleven series, ~1 µs a check result). Each slice costs one more pass through the event loop;
+# larger slices delay due probes by more (bench/scrape.py: 250 targets a slice tripled the lag
+# that 32 adds).
+TARGETS_PER_STEP = 32
+RESULTS_PER_STEP = 256
 
 _STATUSES = tuple(Status)
 
@@ -23,33 +36,53 @@ def render_checks(results: ResultSet) -> Iterable[str]:
     lbdoctor_check_status{check="health_probe",namespace="shop",kind="Service",name="web",status="fail"} 1
     lbdoctor_check_failure_reason{check="health_probe",namespace="shop",kind="Service",name="web",reason="Timeout"} 1
     """
+    parts: list[str] = []
+    for _ in check_steps(results, parts):
+        pass
+    return parts
+
+
+def check_steps(results: ResultSet, out: list[str]) -> Iterator[None]:
+    """``render_checks`` in slices: yields between slices, appends the two families to ``out``."""
     # A node with thousands of targets has two results per pod, so this loop runs ~10^4 times a
     # scrape: statuses are compared by a precomputed rank instead of the enum's severity property.
     worst: dict[tuple[str, str, str, str], Status] = {}
     reasons: dict[tuple[str, str, str, str], set[str]] = {}
     rank = _RANK
     ok = Status.OK
-    for result in results.results:
-        ref = result.object
-        key: tuple[str, str, str, str] = (result.check, ref.namespace, ref.kind, ref.name)
-        status = result.status
-        current = worst.get(key)
-        if current is None or rank[status] > rank[current]:
-            worst[key] = status
-        if status is not ok and result.reason is not None:
-            reasons.setdefault(key, set()).add(result.reason)
-    status_lines: list[str] = [header(names.CHECK_STATUS)]
-    reason_lines: list[str] = [header(names.CHECK_FAILURE_REASON)]
+    items = results.results
+    for start in range(0, len(items), RESULTS_PER_STEP):
+        for result in items[start : start + RESULTS_PER_STEP]:
+            ref = result.object
+            key: tuple[str, str, str, str] = (result.check, ref.namespace, ref.kind, ref.name)
+            status = result.status
+            current = worst.get(key)
+            if current is None or rank[status] > rank[current]:
+                worst[key] = status
+            if status is not ok and result.reason is not None:
+                reasons.setdefault(key, set()).add(result.reason)
+        yield
+    # Lines are joined slice by slice: one join of a whole family would be a single long pause.
+    status_chunks: list[str] = [header(names.CHECK_STATUS)]
+    reason_chunks: list[str] = [header(names.CHECK_FAILURE_REASON)]
     head, reason_name = names.CHECK_STATUS.name + "{", names.CHECK_FAILURE_REASON.name
-    for key in sorted(worst):
-        base = _check_labels(key)
-        # The object's four status series in one string, from the precomputed endings for its status.
-        s0, s1, s2, s3 = _STATUS_ENDINGS[worst[key]]
-        status_lines.append(f"{head}{base}{s0}{head}{base}{s1}{head}{base}{s2}{head}{base}{s3}")
-        for reason in sorted(reasons.get(key, ())):
-            reason_lines.append(f'{reason_name}{{{base},reason="{reason}"}} 1\n')
-    yield "".join(status_lines)
-    yield "".join(reason_lines)
+    keys = sorted(worst)
+    yield
+    for start in range(0, len(keys), RESULTS_PER_STEP):
+        status_lines: list[str] = []
+        reason_lines: list[str] = []
+        for key in keys[start : start + RESULTS_PER_STEP]:
+            base = _check_labels(key)
+            # The object's four status series in one string, from the precomputed endings for its status.
+            s0, s1, s2, s3 = _STATUS_ENDINGS[worst[key]]
+            status_lines.append(f"{head}{base}{s0}{head}{base}{s1}{head}{base}{s2}{head}{base}{s3}")
+            for reason in sorted(reasons.get(key, ())):
+                reason_lines.append(f'{reason_name}{{{base},reason="{reason}"}} 1\n')
+        status_chunks.append("".join(status_lines))
+        reason_chunks.append("".join(reason_lines))
+        yield
+    out.extend(status_chunks)
+    out.extend(reason_chunks)
 
 
 _RANK = {status: status.severity for status in Status}
@@ -74,13 +107,12 @@ class ProbeRenderer:
     """Keeps the escaped label string of each target so a scrape only formats numbers."""
 
     def __init__(self) -> None:
-        # id(target) -> (target, label text). Holding the target keeps its id from being reused, and
-        # the identity check makes a replaced target miss. Targets outlive many scrapes, and building
-        # their label tuple costs more than the lookup.
+        # id(target) -> (target, label text, interval text). Holding the target keeps its id from
+        # being reused, and the identity check makes a replaced target miss. Targets outlive many
+        # scrapes, and building their label tuple costs more than the lookup.
         self._labels: dict[int, tuple[ProbeTarget, str, str]] = {}
 
     def _label_text(self, target: ProbeTarget) -> tuple[ProbeTarget, str, str]:
-        """(target, its label text, its interval as a sample value)."""
         found = self._labels.get(id(target))
         if found is not None and found[0] is target:
             return found
@@ -89,19 +121,31 @@ class ProbeRenderer:
         return found
 
     def render(self, statuses: Sequence[TargetStatus]) -> Iterable[str]:
+        parts: list[str] = []
+        for _ in self.steps(statuses, parts):
+            pass
+        return parts
+
+    def steps(self, statuses: Sequence[TargetStatus], out: list[str]) -> Iterator[None]:
+        """``render`` in slices of ``TARGETS_PER_STEP`` targets; appends the families to ``out``."""
         if len(self._labels) > 2 * len(statuses) + 64:
             self._labels.clear()  # forget targets that went away
         # Each family is a list of finished lines, appended in one pass over the targets: at 5,000
         # targets this loop writes ~50,000 lines a scrape, so it avoids per-sample method calls.
-        success: list[str] = []
-        duration: list[str] = []
-        phases: list[str] = []
-        code: list[str] = []
-        reason: list[str] = []
-        predicted: list[str] = []
-        transitions: list[str] = []
-        last: list[str] = []
-        interval: list[str] = []
+        # Each family's lines are joined slice by slice into chunks (one join of a whole family would
+        # be a single long pause); the output is each family's header followed by its chunks.
+        families = (
+            names.PROBE_SUCCESS,
+            names.PROBE_DURATION,
+            names.PROBE_PHASE_DURATION,
+            names.PROBE_HTTP_STATUS,
+            names.PROBE_FAILURE_REASON,
+            names.PROBE_PREDICTED_HEALTHY,
+            names.PROBE_TRANSITIONS,
+            names.PROBE_LAST_TIMESTAMP,
+            names.PROBE_INTERVAL,
+        )
+        chunks: list[list[str]] = [[header(metric)] for metric in families]
         n_success, n_duration, n_phases = (
             names.PROBE_SUCCESS.name,
             names.PROBE_DURATION.name,
@@ -119,36 +163,41 @@ class ProbeRenderer:
         )
         label_text = self._label_text
         initial, healthy = LbState.INITIAL, LbState.HEALTHY
-        for status in statuses:
-            target = status.target
-            _, labels, every = label_text(target)
-            interval.append(f"{n_interval}{{{labels}}} {every}\n")
-            health = status.health
-            transitions.append(f"{n_transitions}{{{labels}}} {health.transitions:d}\n")
-            if health.state is not initial:
-                predicted.append(f"{n_predicted}{{{labels}}} {1 if health.state is healthy else 0}\n")
-            outcome = status.outcome
-            if outcome is None or status.probed_at is None:
-                continue
-            success.append(f"{n_success}{{{labels}}} {1 if outcome.success else 0}\n")
-            duration.append(f"{n_duration}{{{labels}}} {number(outcome.duration)}\n")
-            for phase, seconds in outcome.phases:
-                phases.append(f'{n_phases}{{{labels},phase="{phase}"}} {number(seconds)}\n')
-            code.append(f"{n_code}{{{labels}}} {outcome.status_code or 0:d}\n")
-            if not outcome.success and outcome.reason is not None:
-                reason.append(f'{n_reason}{{{labels},reason="{outcome.reason}"}} 1\n')
-            last.append(f"{n_last}{{{labels}}} {number(status.probed_at)}\n")
-        families = (
-            (names.PROBE_SUCCESS, success),
-            (names.PROBE_DURATION, duration),
-            (names.PROBE_PHASE_DURATION, phases),
-            (names.PROBE_HTTP_STATUS, code),
-            (names.PROBE_FAILURE_REASON, reason),
-            (names.PROBE_PREDICTED_HEALTHY, predicted),
-            (names.PROBE_TRANSITIONS, transitions),
-            (names.PROBE_LAST_TIMESTAMP, last),
-            (names.PROBE_INTERVAL, interval),
-        )
-        for metric, lines in families:
-            yield header(metric)
-            yield "".join(lines)
+        for start in range(0, len(statuses), TARGETS_PER_STEP):
+            success: list[str] = []
+            duration: list[str] = []
+            phases: list[str] = []
+            code: list[str] = []
+            reason: list[str] = []
+            predicted: list[str] = []
+            transitions: list[str] = []
+            last: list[str] = []
+            interval: list[str] = []
+            for status in statuses[start : start + TARGETS_PER_STEP]:
+                target = status.target
+                _, labels, every = label_text(target)
+                interval.append(f"{n_interval}{{{labels}}} {every}\n")
+                health = status.health
+                transitions.append(f"{n_transitions}{{{labels}}} {health.transitions:d}\n")
+                if health.state is not initial:
+                    predicted.append(f"{n_predicted}{{{labels}}} {1 if health.state is healthy else 0}\n")
+                outcome = status.outcome
+                if outcome is None or status.probed_at is None:
+                    continue
+                success.append(f"{n_success}{{{labels}}} {1 if outcome.success else 0}\n")
+                duration.append(f"{n_duration}{{{labels}}} {number(outcome.duration)}\n")
+                for phase, seconds in outcome.phases:
+                    phases.append(f'{n_phases}{{{labels},phase="{phase}"}} {number(seconds)}\n')
+                code.append(f"{n_code}{{{labels}}} {outcome.status_code or 0:d}\n")
+                if not outcome.success and outcome.reason is not None:
+                    reason.append(f'{n_reason}{{{labels},reason="{outcome.reason}"}} 1\n')
+                last.append(f"{n_last}{{{labels}}} {number(status.probed_at)}\n")
+            # Same order as ``families``.
+            for family, lines in zip(
+                chunks, (success, duration, phases, code, reason, predicted, transitions, last, interval), strict=True
+            ):
+                if lines:
+                    family.append("".join(lines))
+            yield
+        for family in chunks:
+            out.extend(family)
