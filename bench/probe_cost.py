@@ -103,9 +103,9 @@ async def _engine(count: int, port: int, interval: float, concurrency: int) -> N
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
         if line.strip() == b"count":
-            ok = metrics.probes.labels("alb", "success")._value.get()
-            failed = metrics.probes.labels("alb", "failure")._value.get()
-            print(json.dumps({"ok": ok, "failed": failed}), flush=True)
+            ok = metrics.registry.get_sample_value("lbdoctor_probes_total", {"lb": "alb", "result": "success"})
+            failed = metrics.registry.get_sample_value("lbdoctor_probes_total", {"lb": "alb", "result": "failure"})
+            print(json.dumps({"ok": ok or 0.0, "failed": failed or 0.0}), flush=True)
     runner.cancel()
     await scheduler.close()
 
@@ -127,6 +127,9 @@ class Prober:
         raise NotImplementedError
 
     async def counts(self) -> Counts:
+        raise NotImplementedError
+
+    def stop(self) -> None:
         raise NotImplementedError
 
 
@@ -343,7 +346,7 @@ async def measure(args: argparse.Namespace) -> list[Row]:
             return rows
         finally:
             for prober in probers:
-                prober.stop()  # type: ignore[attr-defined]
+                prober.stop()
             if api is not None:
                 await api.stop()
             shutil.rmtree(workdir, ignore_errors=True)

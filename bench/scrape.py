@@ -2,8 +2,8 @@
 
 Part 1, render (in this process): the real node-role pipeline (snapshot from the bench cluster's
 objects, plan, targets, checks) for N targets with realistic last outcomes (90 % healthy, the rest
-failing with assorted reasons), then ``render_metrics`` — exactly what a /metrics request runs in
-its worker thread — timed over many runs, plus gzip. The reference is client_python's generic path
+failing with assorted reasons), then ``render_metrics`` — the work of one /metrics request, run to
+the end in one go — timed over many runs, plus gzip. The reference is client_python's generic path
 rendering the same series (a custom collector yielding ``GaugeMetricFamily`` / ``CounterMetricFamily``
 and ``generate_latest``), which is what a collector-based exporter would do.
 
@@ -13,13 +13,13 @@ then /metrics scraped back to back (gzip, as Prometheus asks), a far heavier loa
 scrape interval. ``lbdoctor_probe_schedule_lag_seconds`` (how late each probe starts against its
 schedule) is read at the phase boundaries and compared between the phases.
 
-    .venv/bin/python -m bench.scrape                     # 5,000 targets
-    .venv/bin/python -m bench.scrape --skip-lag --skip-design   # render timing only (seconds)
-
 Part 3, design (one process): the real scheduler probing 1,000 targets and the real web app
 publishing 5,000, scraped back to back in turns: no scrapes; /metrics as it was first built (the
 whole exposition rendered in a worker thread); /metrics as it is now (rendered on the event loop in
-slices). Same process, same minute, so the lag it adds can be compared directly.
+slices). Same process, same minute, so the lag each adds can be compared directly.
+
+    .venv/bin/python -m bench.scrape                             # all three parts, ~6 min
+    .venv/bin/python -m bench.scrape --skip-lag --skip-design    # render timing only, ~20 s
 """
 
 from __future__ import annotations
