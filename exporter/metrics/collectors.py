@@ -7,7 +7,7 @@ Rendering is written as *steps*: generators that do a slice of the work, yield, 
 in a list the caller passes. ``render_checks`` and ``ProbeRenderer.render`` run the steps to the
 end; the web server runs them on the event loop and lets probes run between slices (see
 ``exporter.web.server``), so a scrape of thousands of targets never holds the loop for more than a
-couple of milliseconds at a time.
+fraction of a millisecond at a time.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ RENDERER = web.AppKey("renderer", ProbeRenderer)
 
 
 def exposition_steps(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer, out: list[bytes]) -> Iterator[None]:
-    """The whole exposition in slices of a few milliseconds; yields between slices, fills ``out``.
+    """The whole exposition in slices of a fraction of a millisecond; yields between them, fills ``out``.
 
     Reads one publication and never awaits. The render time reported in
     ``lbdoctor_cycle_duration_seconds{loop="render"}`` counts the slices only, not the pauses.
@@ -49,8 +49,9 @@ def exposition_steps(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer
             yield
             resumed = time.perf_counter()
             batch = 0
-    out.append(metrics.render())
+    # Set before the self-metrics are rendered, so this exposition carries its own render time.
     metrics.cycle_duration.labels("render").set(spent + time.perf_counter() - resumed)
+    out.append(metrics.render())
 
 
 def render_metrics(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer) -> bytes:
@@ -73,8 +74,8 @@ async def _metrics(request: web.Request) -> web.Response:
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
     # Rendered on the event loop, a slice at a time, rather than in a worker thread: a Python thread
     # rendering competes with the loop for the GIL, and every socket call a probe makes then waits
-    # up to the interpreter's switch interval (5 ms) to get it back. Slices of ~2 ms with a pass
-    # through the loop between them delay a due probe by one slice at most.
+    # up to the interpreter's switch interval (5 ms) to get it back. Slices of ~0.25 ms with a pass
+    # through the loop between them delay each step of a probe by one slice at most.
     parts: list[bytes] = []
     for _ in exposition_steps(app[BOARD], app[METRICS], app[RENDERER], parts):
         await asyncio.sleep(0)
