@@ -110,6 +110,7 @@ async def serve(args: argparse.Namespace) -> None:
     for obj in objects(args.services, args.pods, args.ingresses, args.namespaces, args.nodes):
         state.apply(obj)
     server = FakeApiServer(state, bookmark_interval=30.0)
+    server.warm()  # a real API server answers lists from its watch cache, already serialized
     await server.start()
     server.write_kubeconfig(Path(args.kubeconfig))
     print(f"READY {server.url}", flush=True)

@@ -87,7 +87,8 @@ class FakeApiServer:
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._streams: dict[int, web.Request] = {}
-        self._lists: dict[tuple[str | None, ...], tuple[int, list[Obj]]] = {}  # requests are unhashable mappings
+        self._lists: dict[tuple[str | None, ...], tuple[int, list[Obj]]] = {}
+        self._json: dict[int, tuple[Obj, bytes]] = {}  # requests are unhashable mappings
 
     # lifecycle --------------------------------------------------------------------------------
     @property
@@ -222,8 +223,25 @@ class FakeApiServer:
         metadata: dict[str, Any] = {"resourceVersion": str(self.state.version)}
         if limit and start + limit < len(items):
             metadata["continue"] = str(start + limit)
-        body = {"kind": f"{kind.kind}List", "apiVersion": kind.group_version, "metadata": metadata, "items": page}
-        return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+        head = {"kind": f"{kind.kind}List", "apiVersion": kind.group_version, "metadata": metadata}
+        body = json.dumps(head)[:-1].encode() + b', "items": [' + b",".join(map(self._encoded, page)) + b"]}"
+        return web.Response(body=body, content_type="application/json")
+
+    def warm(self) -> None:
+        """Serialize every object now, as a long-running API server's watch cache already has."""
+        for kind in KINDS:
+            for obj in self.state.select(kind, None, lambda _obj: True):
+                self._encoded(obj)
+
+    def _encoded(self, obj: Obj) -> bytes:
+        """An object's JSON, kept while the object is unchanged (writes replace objects, never edit them),
+        as the real API server's watch cache keeps serialized objects."""
+        cached = self._json.get(id(obj))
+        if cached is None or cached[0] is not obj:
+            if len(self._json) > 400_000:
+                self._json.clear()
+            cached = self._json[id(obj)] = (obj, json.dumps(obj).encode())
+        return cached[1]
 
     async def _watch(
         self, request: web.Request, kind: Kind, namespace: str | None, fault: Fault | None

@@ -71,14 +71,14 @@ def _opt_bool(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def meta(raw: Json) -> ObjectMeta:
+def meta(raw: Json, *, annotations: bool = True) -> ObjectMeta:
     m = _obj(raw.get("metadata"))
     return ObjectMeta(
         namespace=str(m.get("namespace") or ""),
         name=str(m.get("name") or ""),
         uid=str(m.get("uid") or ""),
         labels=_map(m.get("labels")),
-        annotations=_map(m.get("annotations")),
+        annotations=_map(m.get("annotations")) if annotations else {},
         deleting=bool(m.get("deletionTimestamp")),
     )
 
@@ -107,27 +107,32 @@ def pod(raw: Json) -> Pod:
                 last_terminated_reason=_obj(last.get("terminated")).get("reason"),
             )
         )
+    gates = tuple(
+        str(g["conditionType"])
+        for g in _list(spec.get("readinessGates"))
+        if isinstance(g, dict) and g.get("conditionType")
+    )
+    # Only the conditions of readiness gates are read by the checks; a 100,000-pod cluster need not
+    # keep the other four per pod.
     conditions = tuple(
         PodCondition(
-            type=str(c.get("type") or ""),
+            type=str(c.get("type")),
             status=str(c.get("status") or "Unknown"),
             reason=c.get("reason"),
             message=c.get("message"),
         )
-        for c in _list(status.get("conditions"))
-        if isinstance(c, dict)
+        for c in (_list(status.get("conditions")) if gates else ())
+        if isinstance(c, dict) and c.get("type") in gates
     )
     return Pod(
-        meta=meta(raw),
+        meta=meta(raw, annotations=False),  # pod annotations are never read
         node_name=spec.get("nodeName"),
         phase=str(status.get("phase") or "Unknown"),
         pod_ip=status.get("podIP") or None,
         ports=tuple(ports),
         container_statuses=tuple(statuses),
         conditions=conditions,
-        readiness_gates=tuple(
-            str(_obj(g).get("conditionType")) for g in _list(spec.get("readinessGates")) if _obj(g).get("conditionType")
-        ),
+        readiness_gates=gates,
         host_network=bool(spec.get("hostNetwork")),
     )
 

@@ -60,7 +60,7 @@ class Pod:
     pod_ip: str | None
     ports: tuple[ContainerPort, ...] = ()
     container_statuses: tuple[ContainerStatus, ...] = ()
-    conditions: tuple[PodCondition, ...] = ()
+    conditions: tuple[PodCondition, ...] = ()  # the conditions of its readiness gates (the only ones read)
     readiness_gates: tuple[str, ...] = ()
     host_network: bool = False
 

@@ -143,7 +143,10 @@ class ClusterAgent:
         was_leading = False
         while True:
             await wait_any(self._cache_changed, self._leadership_changed)
-            await asyncio.sleep(self._settings.publish_interval_seconds)
+            # Debounce bursts of changes, except for the first round: once every cache has been
+            # listed there is nothing to wait for.
+            if self._generation or not all(store.synced for store in self.stores.values()):
+                await asyncio.sleep(self._settings.publish_interval_seconds)
             self._leadership_changed.clear()
             self._cache_changed.clear()
             self._update_readiness()
