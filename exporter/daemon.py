@@ -67,7 +67,7 @@ async def run(
     watchers = [name for name in supervisor.names if name.startswith("watch ")]
     await staged_shutdown(
         supervisor,
-        [("stop watching", watchers), ("stop probing and evaluating", ["prober", "evaluator"])],
+        [("stop watching", watchers), ("stop probing and evaluating", ["prober", "evaluator", "kube-proxy"])],
         budget * 0.6,
     )
     await agent.scheduler.close()

@@ -65,6 +65,7 @@ class Finding:
     detail: str  # what was found, naming the chain or map and the rule
     endpoint: EndpointKey | None = None
     pod: str | None = None
+    port: int | None = None  # the Service port, NodePort or health check port the finding is about
 
     @property
     def key(self) -> FindingKey:
@@ -96,10 +97,17 @@ class Naming:
     endpoint_chain: Callable[[ServicePortName, str, int], str]
     dispatch: str  # where ClusterIPs are dispatched
     node_ports: str  # where NodePorts are dispatched
+    entry: str  # what one dispatch entry is called there
 
 
 IPTABLES = Naming(
-    names.svc_chain, names.svl_chain, names.ext_chain, names.sep_chain, "nat KUBE-SERVICES", "nat KUBE-NODEPORTS"
+    names.svc_chain,
+    names.svl_chain,
+    names.ext_chain,
+    names.sep_chain,
+    "nat KUBE-SERVICES",
+    "nat KUBE-NODEPORTS",
+    "rule",
 )
 NFTABLES = Naming(
     names.nft_service_chain,
@@ -108,6 +116,7 @@ NFTABLES = Naming(
     names.nft_endpoint_chain,
     "map service-ips",
     "map service-nodeports",
+    "element",
 )
 
 
@@ -152,7 +161,7 @@ def compare_port(port: ExpectedPort, view: RuleView, naming: Naming) -> list[Fin
     target = view.cluster_target(port.cluster_ip, protocol, port.port)
     if port.internal.required:
         if target is None:
-            missing_service.append(f"no {naming.dispatch} rule sends {address} to {internal_chain}")
+            missing_service.append(f"no {naming.dispatch} {naming.entry} sends {address} to {internal_chain}")
         elif target != internal_chain:
             missing_service.append(f"{naming.dispatch} sends {address} to {target}, not {internal_chain}")
         rejected = view.cluster_rejected(port.cluster_ip, protocol, port.port)
@@ -163,6 +172,7 @@ def compare_port(port: ExpectedPort, view: RuleView, naming: Naming) -> list[Fin
                     spn,
                     port.family,
                     f"{rejected} for {address} while {len(port.internal.required)} endpoint(s) are ready",
+                    port=port.port,
                 )
             )
 
@@ -186,10 +196,13 @@ def compare_port(port: ExpectedPort, view: RuleView, naming: Naming) -> list[Fin
                 port.family,
                 f"filter KUBE-NODEPORTS has no ACCEPT rule for health check node port "
                 f"{port.health_check_node_port}/tcp",
+                port=port.health_check_node_port,
             )
         )
     if missing_service:
-        findings.insert(0, Finding(Problem.SERVICE_RULES_MISSING, spn, port.family, "; ".join(missing_service)))
+        findings.insert(
+            0, Finding(Problem.SERVICE_RULES_MISSING, spn, port.family, "; ".join(missing_service), port=port.port)
+        )
     return findings
 
 
@@ -251,7 +264,7 @@ def _compare_node_port(
     if port.any_required:
         target = view.node_port_target(protocol, port.node_port)
         if target is None:
-            problems.append(f"no {naming.node_ports} rule sends {node_port} to {ext}")
+            problems.append(f"no {naming.node_ports} {naming.entry} sends {node_port} to {ext}")
         elif target != ext:
             problems.append(f"{naming.node_ports} sends {node_port} to {target}, not {ext}")
         elif port.external.required:
@@ -267,8 +280,11 @@ def _compare_node_port(
                     spn,
                     port.family,
                     f"{rejected} for {node_port} while {len(port.external.required)} endpoint(s) can serve it",
+                    port=port.node_port,
                 )
             )
     if problems:
-        findings.insert(0, Finding(Problem.NODE_PORT_MISSING, spn, port.family, "; ".join(problems)))
+        findings.insert(
+            0, Finding(Problem.NODE_PORT_MISSING, spn, port.family, "; ".join(problems), port=port.node_port)
+        )
     return findings

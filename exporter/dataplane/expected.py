@@ -71,6 +71,7 @@ class ExpectedPort:
     cluster: EndpointSet  # the Cluster-policy chain (KUBE-SVC- / service-)
     local: EndpointSet  # the Local-policy chain (KUBE-SVL- / local-)
     pods: Mapping[EndpointKey, str] = field(default_factory=dict)  # endpoint → pod name, for messages
+    nodes: Mapping[EndpointKey, str] = field(default_factory=dict)  # endpoint → node name
     topology: str = ""  # "", "zone", "node" or "unknown": how hints narrowed the Cluster set
 
     @property
@@ -142,6 +143,7 @@ class _Candidate:
     serving: bool
     terminating: bool
     local: bool
+    node: str | None
     pod: str | None
     hint_zones: tuple[str, ...] | None
     hint_nodes: tuple[str, ...] | None
@@ -183,6 +185,7 @@ def _candidate(endpoint: Endpoint, port: int, node: str) -> _Candidate | None:
         serving=endpoint.serving is not False,
         terminating=terminating,
         local=endpoint.node_name == node,
+        node=endpoint.node_name,
         pod=endpoint.pod_name,
         hint_zones=endpoint.hint_zones,
         hint_nodes=endpoint.hint_nodes,
@@ -274,6 +277,7 @@ def expected_state(snapshot: ClusterSnapshot, node: str, *, zone: str | None = N
                     cluster=EndpointSet(),
                     local=EndpointSet(),
                     pods={(c.ip, c.port): c.pod for c in candidates if c.pod},
+                    nodes={(c.ip, c.port): c.node for c in candidates if c.node},
                 )
                 cluster, mode = (
                     _cluster_set(candidates, node, zone) if expected.uses_cluster_endpoints else (EndpointSet(), "")

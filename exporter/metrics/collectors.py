@@ -6,13 +6,15 @@ exists); per-target families vanish with their target at the next scrape.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from exporter.dataplane.report import DataplaneReport, RulesState
 from exporter.lb.targets import TargetStatus
 from exporter.lb.thresholds import LbState
 from exporter.metrics import names
 from exporter.metrics.exposition import FamilyWriter, join_labels
-from exporter.model.results import CheckResult, ResultSet, Status
+from exporter.model.results import Check, CheckResult, ResultSet, Status
 
 _STATUSES = tuple(Status)
 
@@ -92,3 +94,46 @@ class ProbeRenderer:
             last.add(labels, status.probed_at)
         for family in (success, duration, phases, code, reason, predicted, transitions, last, interval):
             yield from family.render()
+
+
+def render_kube_proxy(node: str | None, report: DataplaneReport | None, results: ResultSet) -> Iterable[str]:
+    """
+    lbdoctor_kube_proxy_rules_missing{node="ip-10-0-1-23.ec2.internal",namespace="shop",service="web"} 2
+    lbdoctor_kube_proxy_rules_stale{node="ip-10-0-1-23.ec2.internal",namespace="shop",service="web"} 1
+    lbdoctor_kube_proxy_sync_lag_seconds{node="ip-10-0-1-23.ec2.internal"} 0
+    lbdoctor_kube_proxy_healthy{node="ip-10-0-1-23.ec2.internal"} 1
+
+    Per-Service series exist while the rules were compared, for every Service with a kube_proxy verdict
+    (load-balanced ones, and any other with problems); the counts are the findings past the grace period,
+    judged at the moment the results were produced.
+    """
+    missing = FamilyWriter(names.KUBE_PROXY_RULES_MISSING)
+    stale = FamilyWriter(names.KUBE_PROXY_RULES_STALE)
+    lag = FamilyWriter(names.KUBE_PROXY_SYNC_LAG)
+    healthy = FamilyWriter(names.KUBE_PROXY_HEALTHY)
+    if node and report is not None and report.rules.state is not RulesState.DISABLED:
+        node_label = join_labels(("node",), (node,))
+        if report.rules.state is RulesState.COMPARED:
+            counts: dict[bool, Counter[tuple[str, str]]] = {True: Counter(), False: Counter()}
+            for tracked in report.due(results.produced_at):
+                finding = tracked.finding
+                counts[finding.problem.missing][(finding.spn.namespace, finding.spn.name)] += 1
+            services = {
+                (r.object.namespace, r.object.name)
+                for r in results.results
+                if r.check is Check.KUBE_PROXY and r.object.kind == "Service"
+            }
+            for namespace, service in sorted(services | set(counts[True]) | set(counts[False])):
+                labels = join_labels(names.KUBE_PROXY_LABELS, (node, namespace, service))
+                missing.add(labels, counts[True][(namespace, service)])
+                stale.add(labels, counts[False][(namespace, service)])
+        health = report.health
+        if health is not None and health.sync_lag is not None:
+            lag.add(node_label, health.sync_lag)
+        if health is not None and health.healthz_url:
+            if health.reachable:
+                healthy.add(node_label, 1 if health.healthy else 0)
+            elif report.rules.state in (RulesState.COMPARED, RulesState.UNSUPPORTED):
+                healthy.add(node_label, 0)
+    for family in (missing, stale, lag, healthy):
+        yield from family.render()

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from exporter.checks import NodeContext, evaluate_node
+from exporter.dataplane.monitor import DataplaneMonitor, MonitorConfig
 from exporter.kube import resources
 from exporter.kube.client import KubeClient
 from exporter.kube.store import Store
@@ -33,6 +34,7 @@ WATCHED = (
     resources.INGRESSES,
     resources.INGRESS_CLASSES,
     resources.TARGET_GROUP_BINDINGS,
+    resources.NODES,  # only this node's own object: its address (NodePort probes) and zone (topology hints)
 )
 
 
@@ -60,7 +62,7 @@ class NodeAgent:
                 resource,
                 self.stores[resource.name],
                 metrics,
-                field_selector=f"spec.nodeName={self.node}" if resource is resources.PODS else None,
+                field_selector=self._field_selector(resource),
                 inactivity_timeout=settings.watch_inactivity_timeout_seconds,
                 watch_timeout=settings.watch_timeout_seconds,
             )
@@ -80,6 +82,33 @@ class NodeAgent:
         self._defaults = ProbeDefaults(user_agent=settings.user_agent, body_limit=settings.probe_body_limit_bytes)
         self._generation = 0
         self._announced = False
+        self._latest: ClusterSnapshot | None = None
+        self.dataplane = DataplaneMonitor(
+            MonitorConfig(
+                node=self.node,
+                mode=settings.kube_proxy_mode,
+                interval=settings.kube_proxy_interval_seconds,
+                grace=settings.kube_proxy_grace_seconds,
+                healthz_url=settings.kube_proxy_healthz_url or None,
+                metrics_url=settings.kube_proxy_metrics_url or None,
+                timeout=settings.kube_proxy_timeout_seconds,
+                command_prefix=settings.kube_proxy_command_prefix,
+            ),
+            metrics,
+            self._snapshot_when_ready,
+        )
+
+    def _field_selector(self, resource: resources.Resource) -> str | None:
+        if resource is resources.PODS:
+            return f"spec.nodeName={self.node}"
+        if resource is resources.NODES:
+            return f"metadata.name={self.node}"
+        return None
+
+    def _snapshot_when_ready(self) -> ClusterSnapshot | None:
+        """The latest snapshot once every cache is synced: comparing rules with half a picture would report
+        every Service not listed yet."""
+        return self._latest if self._board.ready else None
 
     def tasks(self) -> dict[str, Callable[[], Awaitable[None]]]:
         jobs: dict[str, Callable[[], Awaitable[None]]] = {
@@ -88,6 +117,7 @@ class NodeAgent:
         }
         jobs["prober"] = self.scheduler.run
         jobs["evaluator"] = self.evaluate_forever
+        jobs["kube-proxy"] = self.dataplane.run
         return jobs
 
     def snapshot(self) -> ClusterSnapshot:
@@ -100,6 +130,7 @@ class NodeAgent:
             ingresses=self.stores["ingresses"].values(),
             ingress_classes=self.stores["ingressclasses"].values(),
             target_group_bindings=self.stores["targetgroupbindings"].values(),
+            nodes=self.stores["nodes"].values(),
             absent=[name for name, store in self.stores.items() if store.absent],
         )
 
@@ -109,7 +140,7 @@ class NodeAgent:
         plan = build_plan(snapshot, self._controller)
         targets = node_targets(plan, snapshot, self.node, self._defaults)
         while True:
-            await wait_any(self._cache_changed, self.scheduler.changed)
+            await wait_any(self._cache_changed, self.scheduler.changed, self.dataplane.changed)
             await asyncio.sleep(self._settings.publish_interval_seconds)
             started = time.perf_counter()
             if self._cache_changed.is_set():
@@ -119,11 +150,16 @@ class NodeAgent:
                 targets = node_targets(plan, snapshot, self.node, self._defaults)
                 self.scheduler.set_targets(targets.targets)
                 self._update_readiness()
+                self._latest = snapshot
             self.scheduler.changed.clear()
+            self.dataplane.changed.clear()
             statuses = self.scheduler.statuses()
+            dataplane = self.dataplane.report
             now = time.time()
-            results = evaluate_node(NodeContext(self.node, snapshot, plan, targets, statuses, now))
-            self._board.publish(Published(ResultSet(snapshot.generation, now, results), statuses, node=self.node))
+            results = evaluate_node(NodeContext(self.node, snapshot, plan, targets, statuses, now, dataplane))
+            self._board.publish(
+                Published(ResultSet(snapshot.generation, now, results), statuses, node=self.node, dataplane=dataplane)
+            )
             for lb in ("alb", "nlb", "tgb"):
                 self._metrics.targets.labels(lb).set(sum(1 for s in statuses if s.target.lb == lb))
             self._metrics.cycle_duration.labels("evaluate").set(time.perf_counter() - started)

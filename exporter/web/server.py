@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
-from exporter.metrics.collectors import ProbeRenderer, render_checks
+from exporter.metrics.collectors import ProbeRenderer, render_checks, render_kube_proxy
 from exporter.metrics.exposition import CONTENT_TYPE
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.report import iso, results_json, summary, targets_json
@@ -26,7 +26,11 @@ def render_metrics(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer) 
     """The whole exposition. Runs in a worker thread; reads one publication, never awaits."""
     started = time.perf_counter()
     published = board.current
-    parts = [*render_checks(published.results), *renderer.render(published.probes)]
+    parts = [
+        *render_checks(published.results),
+        *renderer.render(published.probes),
+        *render_kube_proxy(published.node, published.dataplane, published.results),
+    ]
     metrics.cycle_duration.labels("render").set(time.perf_counter() - started)
     return "".join(parts).encode() + metrics.render()
 
