@@ -100,9 +100,12 @@ def parse_iptables_save(text: str) -> IptablesSave:
         if table is not None and run_chain:
             table._add_run(run_chain, run_start, index)
             run_chain, prefix = "", "\0"
-        if line.startswith("-A "):
-            space = line.find(" ", 3)
-            name = line[3:space] if space > 0 else line[3:]
+        offset = 0
+        if line.startswith("[") and "] -A " in line:  # iptables-save -c: "[packets:bytes] -A …"
+            offset = line.index("] -A ") + 2
+        if line.startswith("-A ", offset):
+            space = line.find(" ", offset + 3)
+            name = line[offset + 3 : space] if space > 0 else line[offset + 3 :]
             if table is None or not name:
                 dump.unknown_lines += 1
                 dump.note(index + 1, "rule outside a table" if name else "rule without a chain")
@@ -111,8 +114,8 @@ def parse_iptables_save(text: str) -> IptablesSave:
                 dump.undeclared_chains += 1
                 dump.note(index + 1, f"rule for undeclared chain {name}")
             run_chain, run_start, prefix = name, index, f"-A {name} "
-            if space < 0:
-                prefix = "\0"  # "-A NAME" with nothing after it: a run of one
+            if space < 0 or offset:
+                prefix = "\0"  # "-A NAME" alone, or counters that differ per line: a run of one
             continue
         first = line[:1]
         if first == ":" and table is not None:
@@ -208,6 +211,8 @@ def parse_rule(text: str) -> Rule:
     """Tokenise a rule (``-A CHAIN …`` or what follows it). Never raises: a garbled rule yields what
     could be read."""
     tokens = tokenize(text)
+    if tokens and tokens[0].startswith("[") and tokens[0].endswith("]"):
+        del tokens[:1]  # counters
     if len(tokens) >= 2 and tokens[0] == "-A":
         del tokens[:2]
     matches: dict[str, str] = {}
