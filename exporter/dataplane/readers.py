@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.dataplane.expected import IPV4, IPV6
@@ -51,9 +51,12 @@ class Runner:
     """Runs one command, optionally inside another network namespace (a ``prefix`` such as
     ``ip netns exec NAME`` or ``nsenter --net=/proc/1/ns/net``)."""
 
-    def __init__(self, prefix: Sequence[str] = (), timeout: float = 30.0) -> None:
+    def __init__(
+        self, prefix: Sequence[str] = (), timeout: float = 30.0, env: Mapping[str, str] | None = None
+    ) -> None:
         self.prefix = tuple(prefix)
         self.timeout = timeout
+        self.env = dict(env) if env is not None else None  # None: lbdoctor's own environment
 
     async def __call__(self, argv: Sequence[str]) -> Output | ReadFailure:
         command = shlex.join(argv)
@@ -64,6 +67,7 @@ class Runner:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                env=self.env,
             )
         except FileNotFoundError:
             return ReadFailure("missing_binary", command, f"{argv[0]} is not installed")
@@ -124,12 +128,14 @@ class DataplaneReader:
 
     async def _first(self, candidates: list[list[str]]) -> Output | ReadFailure:
         """The first candidate command that exists (the others answer missing_binary)."""
-        result: Output | ReadFailure = ReadFailure("missing_binary", shlex.join(candidates[0]), "not installed")
+        missing: ReadFailure | None = None
         for argv in candidates:
             result = await self._run(argv)
             if not (isinstance(result, ReadFailure) and result.kind == "missing_binary"):
                 return result
-        return result
+            missing = missing or result
+        assert missing is not None
+        return missing  # say that the first, most common name is missing
 
     async def detect_backend(self) -> str | None:
         """kubelet's hint chains decide, as in kube-proxy's image (legacy is read without -t, which would
@@ -194,9 +200,9 @@ class DataplaneReader:
                 if isinstance(nat, ReadFailure):
                     failures.append(nat)
                     continue
+                if _IPVS_CHAINS.search(nat.data):  # IPVS mode keeps a KUBE-SERVICES chain too
+                    return RawRules(IPVS, backend, commands=tuple(commands))
                 if not _KUBE_SERVICES.search(nat.data):
-                    if _IPVS_CHAINS.search(nat.data):
-                        return RawRules(IPVS, backend, commands=tuple(commands))
                     continue
                 filtered = await self._iptables_table(backend, family, "filter")
                 if isinstance(filtered, ReadFailure):

@@ -327,7 +327,6 @@ def _fixed(tables: Tables, ipv6: bool, aws: bool, node_ip: str) -> None:
         "KUBE-PROXY-FIREWALL",
         "KUBE-PROXY-CANARY",
         "KUBE-FIREWALL",
-        "KUBE-KUBELET-CANARY",
     ]
     new = ("conntrack", "--ctstate NEW", "--ctstate NEW")
     tables.filter += [
