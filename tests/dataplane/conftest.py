@@ -31,10 +31,11 @@ class Netns:
         assert done.returncode == 0, f"{' '.join(argv)} failed: {done.stderr.strip()}"
         return done.stdout
 
-    def restore(self, rules: str, backend: str = "legacy", *, ipv6: bool = False) -> None:
-        """Load rules as kube-proxy does: one iptables-restore (--noflush keeps other tables)."""
+    def restore(self, rules: str, backend: str = "legacy", *, ipv6: bool = False, flush: bool = False) -> None:
+        """Load rules with one iptables-restore: added to what is there, or (``flush``) replacing the tables
+        named, as kube-proxy's full syncs do."""
         tool = f"{'ip6tables' if ipv6 else 'iptables'}-{backend}-restore"
-        self.run([tool, "--noflush"], rules)
+        self.run([tool] if flush else [tool, "--noflush"], rules)
 
     def save(self, table: str, backend: str = "legacy", *, ipv6: bool = False) -> str:
         return self.run([f"{'ip6tables' if ipv6 else 'iptables'}-{backend}-save", "-t", table])
