@@ -51,9 +51,7 @@ class Runner:
     """Runs one command, optionally inside another network namespace (a ``prefix`` such as
     ``ip netns exec NAME`` or ``nsenter --net=/proc/1/ns/net``)."""
 
-    def __init__(
-        self, prefix: Sequence[str] = (), timeout: float = 30.0, env: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, prefix: Sequence[str] = (), timeout: float = 30.0, env: Mapping[str, str] | None = None) -> None:
         self.prefix = tuple(prefix)
         self.timeout = timeout
         self.env = dict(env) if env is not None else None  # None: lbdoctor's own environment
