@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.kube_proxy_rules [--services 10000] [--endpoints 10] [--repeat 3] [--nft-services 2000]
 
-Measures, for N Services with M endpoints each (10,000 × 10 gives the ~430,000-line dump of reference
+Measures, for N Services with M endpoints each (10,000 x 10 gives the ~430,000-line dump of reference
 kube-proxy.md §7):
 - parse + expected state + compare of the ``iptables-save`` text (the work the node agent does off the
   event loop each round): wall time (median of --repeat), lines per second, peak traced memory;
@@ -34,6 +34,12 @@ from exporter.dataplane.readers import DataplaneReader, Runner
 from exporter.dataplane.report import RulesState
 from exporter.model.snapshot import ClusterSnapshot
 from tests.dataplane.generator import NODE, iptables_restore, iptables_save, many, nft_script, snapshot
+
+
+def require_clean(analysis: Analysis) -> None:
+    """The benchmark's rules match its cluster: anything else means the benchmark measures the wrong thing."""
+    if analysis.state is not RulesState.COMPARED or analysis.findings:
+        raise SystemExit(f"unexpected analysis: {analysis.state} {analysis.detail} {analysis.findings[:3]}")
 
 
 def analyse_text(cluster: ClusterSnapshot, text: str) -> Analysis:
@@ -111,9 +117,11 @@ def main() -> None:
     print(f"dump: {args.services} Services x {args.endpoints} endpoints = {lines} lines, {len(text) / 2**20:.1f} MiB")
 
     analysis = analyse_text(cluster, text)
-    assert analysis.state is RulesState.COMPARED and analysis.findings == (), analysis.detail
+    require_clean(analysis)
     median, runs = timed(lambda: analyse_text(cluster, text), args.repeat)
-    print(f"parse+compare: {median:.2f} s median ({', '.join(f'{r:.2f}' for r in runs)}), {lines / median:,.0f} lines/s")
+    print(
+        f"parse+compare: {median:.2f} s median ({', '.join(f'{r:.2f}' for r in runs)}), {lines / median:,.0f} lines/s"
+    )
     print(f"peak traced memory of parse+compare: {peak_memory(lambda: analyse_text(cluster, text)):.0f} MiB")
     worst, p99 = asyncio.run(loop_lateness(lambda: analyse_text(cluster, text)))
     print(f"event loop lateness while it runs in a thread: max {worst:.1f} ms, p99 {p99:.1f} ms")
@@ -143,8 +151,10 @@ def main() -> None:
                 return read, time.perf_counter() - started, result
 
             read, total, result = asyncio.run(read_and_analyse())
-            assert result.state is RulesState.COMPARED and result.findings == (), result.detail
-            print(f"  lbdoctor round (backend detection, read nat+filter, parse, compare): {total:.2f} s, of which read {read:.2f} s")
+            require_clean(result)
+            print(
+                f"  lbdoctor round (backend detection, read nat+filter, parse, compare): {total:.2f} s, of which read {read:.2f} s"
+            )
 
     nft_services = many(args.nft_services, args.endpoints)
     nft_cluster = snapshot(nft_services)
@@ -152,7 +162,7 @@ def main() -> None:
         loaded, _ = run(prefix, ["nft", "-f", "-"], nft_script(nft_services))
         listed, document = run(prefix, ["nft", "-j", "list", "table", "ip", "kube-proxy"])
     nft_analysis = analyse_nft(expected_state(nft_cluster, NODE), [document])
-    assert nft_analysis.state is RulesState.COMPARED and nft_analysis.findings == (), nft_analysis.detail
+    require_clean(nft_analysis)
     median, _ = timed(lambda: analyse_nft(expected_state(nft_cluster, NODE), [document]), args.repeat)
     memory = peak_memory(lambda: analyse_nft(expected_state(nft_cluster, NODE), [document]))
     print(
