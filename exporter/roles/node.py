@@ -155,6 +155,8 @@ class NodeAgent:
             self.dataplane.changed.clear()
             statuses = self.scheduler.statuses()
             dataplane = self.dataplane.report
+            if dataplane.rules.seconds:
+                self._metrics.cycle_duration.labels("kube_proxy").set(dataplane.rules.seconds)
             now = time.time()
             results = evaluate_node(NodeContext(self.node, snapshot, plan, targets, statuses, now, dataplane))
             self._board.publish(
