@@ -30,7 +30,8 @@ from datetime import UTC, datetime
 
 from exporter.dataplane.analysis import Analysis, analyse_iptables, analyse_nft
 from exporter.dataplane.expected import expected_state
-from exporter.dataplane.readers import DataplaneReader, Runner
+from exporter.dataplane.monitor import analyse_in_worker
+from exporter.dataplane.readers import IPTABLES, DataplaneReader, RawRules, Runner
 from exporter.dataplane.report import RulesState
 from exporter.model.snapshot import ClusterSnapshot
 from tests.dataplane.generator import NODE, iptables_restore, iptables_save, many, nft_script, snapshot
@@ -42,8 +43,9 @@ def require_clean(analysis: Analysis) -> None:
         raise SystemExit(f"unexpected analysis: {analysis.state} {analysis.detail} {analysis.findings[:3]}")
 
 
-def analyse_text(cluster: ClusterSnapshot, text: str) -> Analysis:
-    return analyse_iptables(expected_state(cluster, NODE), {"IPv4": text})
+def analyse_text(cluster: ClusterSnapshot, data: bytes) -> Analysis:
+    """Exactly what the node agent's worker thread does with one read: decode, parse, expect, compare."""
+    return analyse_in_worker(RawRules(IPTABLES, "nft", {"IPv4": data}), cluster, NODE)
 
 
 def timed(work: Callable[[], object], repeat: int) -> tuple[float, list[float]]:
@@ -111,19 +113,20 @@ def main() -> None:
     services = many(args.services, args.endpoints)
     cluster = snapshot(services)
     text = iptables_save(services)
+    data = text.encode()
     lines = text.count("\n")
     print(f"# kube-proxy rules benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"dump: {args.services} Services x {args.endpoints} endpoints = {lines} lines, {len(text) / 2**20:.1f} MiB")
 
-    analysis = analyse_text(cluster, text)
+    analysis = analyse_text(cluster, data)
     require_clean(analysis)
-    median, runs = timed(lambda: analyse_text(cluster, text), args.repeat)
+    median, runs = timed(lambda: analyse_text(cluster, data), args.repeat)
     print(
         f"parse+compare: {median:.2f} s median ({', '.join(f'{r:.2f}' for r in runs)}), {lines / median:,.0f} lines/s"
     )
-    print(f"peak traced memory of parse+compare: {peak_memory(lambda: analyse_text(cluster, text)):.0f} MiB")
-    worst, p99 = asyncio.run(loop_lateness(lambda: analyse_text(cluster, text)))
+    print(f"peak traced memory of parse+compare: {peak_memory(lambda: analyse_text(cluster, data)):.0f} MiB")
+    worst, p99 = asyncio.run(loop_lateness(lambda: analyse_text(cluster, data)))
     print(f"event loop lateness while it runs in a thread: max {worst:.1f} ms, p99 {p99:.1f} ms")
     print(f"process max RSS so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

@@ -12,9 +12,11 @@ node without permission to read the rules logs one line, not one per round.
 from __future__ import annotations
 
 import asyncio
+import gc
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -95,6 +97,30 @@ def analyse_raw(raw: RawRules, snapshot: ClusterSnapshot, node: str) -> Analysis
     )
 
 
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a round is analysed.
+
+    The analysis makes a few hundred thousand short-lived objects without reference cycles (freed by
+    reference counting), yet their allocation triggers full collections, which walk every object of
+    the process - the whole cluster snapshot - holding the GIL for 100 ms and more on a large cluster,
+    and the event loop waits that long. Paused, the round is also about a fifth faster.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def analyse_in_worker(raw: RawRules, snapshot: ClusterSnapshot, node: str) -> Analysis:
+    """What the worker thread runs each round."""
+    with cyclic_gc_paused():
+        return analyse_raw(raw, snapshot, node)
+
+
 class DataplaneMonitor:
     def __init__(
         self,
@@ -155,7 +181,7 @@ class DataplaneMonitor:
         else:
             raw = await self._reader.read(families_of(snapshot), health.proxy_mode if health else None)
             try:
-                analysis = await asyncio.to_thread(analyse_raw, raw, snapshot, config.node)
+                analysis = await asyncio.to_thread(analyse_in_worker, raw, snapshot, config.node)
             except Exception:  # a parser bug must not stop the agent: say so and keep going
                 log.exception("kube-proxy rules could not be analysed")
                 self._telemetry.error("dataplane", "internal")

@@ -7,6 +7,7 @@ in large clusters) nor on the order ``iptables-save`` prints rules in.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -45,6 +46,9 @@ class ServicePortName:
 # iptables -------------------------------------------------------------------------------------
 
 
+# Each Service port's hash is asked for three or four times per comparison (SVC, SVL, EXT chains):
+# remember the recent ones. Bounded, so Services that come and go do not grow it forever.
+@functools.lru_cache(maxsize=1 << 16)
 def service_port_hash(spn: ServicePortName) -> str:
     """Shared by KUBE-SVC-, KUBE-SVL-, KUBE-EXT- and KUBE-FW-."""
     return _digest(f"{spn}{spn.protocol}")[:16]
@@ -73,6 +77,7 @@ def sep_chain(spn: ServicePortName, ip: str, port: int) -> str:
 # nftables -------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def hash_and_truncate(name: str) -> str:
     """An 8-character hash, a dash, and the readable name (cut and marked if too long)."""
     full = f"{_digest(name)[:8]}-{name}"

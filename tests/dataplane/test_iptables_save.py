@@ -11,6 +11,7 @@ from exporter.dataplane.iptables_save import (
     parse_rule,
     rule_target,
     split_host_port,
+    split_lines,
     tokenize,
 )
 from tests.dataplane.generator import Ep, Svc, iptables_save
@@ -210,3 +211,8 @@ def test_parser_never_raises_and_accounts_for_every_line(text: str) -> None:
 def test_tokenize_and_parse_rule_never_raise(text: str) -> None:
     tokenize(text)
     parse_rule(text)
+
+
+@given(st.text(alphabet="ab\n\r -", max_size=300), st.integers(min_value=1, max_value=20))
+def test_chunked_line_splitting_equals_splitlines(text: str, chunk: int) -> None:
+    assert split_lines(text, chunk) == text.splitlines()
