@@ -5,9 +5,9 @@ worker thread parses it. Nothing here raises into callers: a missing binary, a p
 a non-zero exit or a timeout becomes a ``ReadFailure`` with a kind and a one-line reason.
 
 Which backend kube-proxy writes to is found the way the kube-proxy image's iptables wrapper finds
-it (reference kube-proxy.md §8): kubelet's ``KUBE-IPTABLES-HINT`` / ``KUBE-KUBELET-CANARY`` chains
-in the nft backend's mangle table, else in the legacy backend; without a hint, whichever backend
-holds kube-proxy's ``KUBE-SERVICES`` chain.
+it (reference kube-proxy.md §8): the backend holding kubelet's ``KUBE-IPTABLES-HINT`` /
+``KUBE-KUBELET-CANARY`` chains; without a hint, whichever backend holds kube-proxy's
+``KUBE-SERVICES`` chain (nft first).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ _KUBE_SERVICES = re.compile(rb"^:KUBE-SERVICES ", re.MULTILINE)
 _IPVS_CHAINS = re.compile(rb"^:(KUBE-NODE-PORT|KUBE-LOAD-BALANCER|KUBE-IPVS-FILTER) ", re.MULTILINE)
 _DENIED = ("permission denied", "operation not permitted", "you must be root")
 _NFT_FAMILY = {IPV4: "ip", IPV6: "ip6"}
+REDETECT_ROUNDS = 10  # look for the iptables backend again this often (kube-proxy upgrades may switch it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ class RawRules:
     commands: tuple[str, ...] = ()  # what was run, for messages
 
 
-def _save_commands(backend: str, family: str, table: str | None) -> list[list[str]]:
+def _save_commands(backend: str, family: str, table: str | None = None) -> list[list[str]]:
     """Candidates for one backend's iptables-save, most specific first (Debian names, then the multi-call
     binaries the kube-proxy image uses)."""
     tool = "ip6tables-save" if family == IPV6 else "iptables-save"
@@ -123,6 +124,7 @@ class DataplaneReader:
         self._run = runner or Runner()
         self._mode = mode
         self._backend: str | None = None  # remembered once found, re-detected when a read finds nothing
+        self._rounds = 0
 
     async def _first(self, candidates: list[list[str]]) -> Output | ReadFailure:
         """The first candidate command that exists (the others answer missing_binary)."""
@@ -134,19 +136,6 @@ class DataplaneReader:
             missing = missing or result
         assert missing is not None
         return missing  # say that the first, most common name is missing
-
-    async def detect_backend(self) -> str | None:
-        """kubelet's hint chains decide, as in kube-proxy's image (legacy is read without -t, which would
-        create the table); None without a hint."""
-        for backend, table in ((NFT_BACKEND, "mangle"), (LEGACY_BACKEND, None)):
-            for family in (IPV4, IPV6):
-                found = await self._first(_save_commands(backend, family, table))
-                if isinstance(found, Output) and _HINT.search(found.data):
-                    return backend
-        return None
-
-    async def _iptables_table(self, backend: str, family: str, table: str) -> Output | ReadFailure:
-        return await self._first(_save_commands(backend, family, table))
 
     async def read(self, families: Sequence[str] = (IPV4,), proxy_mode: str | None = None) -> RawRules:
         """One read. ``proxy_mode`` is kube-proxy's own answer (GET /proxyMode), when it gave one."""
@@ -182,45 +171,51 @@ class DataplaneReader:
         return RawRules(NFTABLES if texts else None, nft=texts, commands=tuple(commands))
 
     async def read_iptables(self, families: Sequence[str]) -> RawRules:
-        backends = [self._backend] if self._backend else []
-        if not backends:
-            hinted = await self.detect_backend()
-            backends = [hinted] if hinted else [NFT_BACKEND, LEGACY_BACKEND]
+        """One ``iptables-save`` per backend and family, all tables at once: iptables-nft fetches the whole
+        ruleset for any table it prints, so ``-t nat`` then ``-t filter`` would pay that twice (measured:
+        2.8 s and 2.3 s for a 10,000-Service node), and legacy without ``-t`` creates no table.
+
+        The backend is found once and remembered: kubelet's hint chains name it; without them, whichever
+        backend holds kube-proxy's chains (nft first, as the wrapper defaults). It is looked for again every
+        ``REDETECT_ROUNDS`` rounds, and whenever a read finds no kube-proxy rules."""
+        self._rounds += 1
+        if self._rounds % REDETECT_ROUNDS == 0:
+            self._backend = None
+        backends = [self._backend] if self._backend else [NFT_BACKEND, LEGACY_BACKEND]
         commands: list[str] = []
-        read: dict[str, dict[str, bytes]] = {}  # backend → family → text, for backends holding kube-proxy rules
-        notes: list[str] = []
+        holding: dict[str, dict[str, bytes]] = {}  # backend → family → dump, for backends with kube-proxy rules
+        hinted: str | None = None
         failures: list[ReadFailure] = []
         for backend in backends:
             found: dict[str, bytes] = {}
             for family in families:
-                nat = await self._iptables_table(backend, family, "nat")
-                commands.append(nat.command)
-                if isinstance(nat, ReadFailure):
-                    failures.append(nat)
+                dump = await self._first(_save_commands(backend, family, None))
+                commands.append(dump.command)
+                if isinstance(dump, ReadFailure):
+                    failures.append(dump)
                     continue
-                if _IPVS_CHAINS.search(nat.data):  # IPVS mode keeps a KUBE-SERVICES chain too
+                if _HINT.search(dump.data) and hinted is None:
+                    hinted = backend
+                if _IPVS_CHAINS.search(dump.data):  # IPVS mode keeps a KUBE-SERVICES chain too
                     return RawRules(IPVS, backend, commands=tuple(commands))
-                if not _KUBE_SERVICES.search(nat.data):
-                    continue
-                filtered = await self._iptables_table(backend, family, "filter")
-                if isinstance(filtered, ReadFailure):
-                    notes.append(f"filter table not read ({filtered})")
-                    found[family] = nat.data
-                else:
-                    found[family] = nat.data + filtered.data
+                if _KUBE_SERVICES.search(dump.data):
+                    found[family] = dump.data
             if found:
-                read[backend] = found
-        if not read:
+                holding[backend] = found
+        if not holding:
             self._backend = None
             return RawRules(None, failure=failures[0] if failures else None, commands=tuple(commands))
-        chosen = next(iter(read))
-        if len(read) > 1:
+        chosen = hinted if hinted in holding else next(iter(holding))
+        notes: list[str] = []
+        if len(holding) > 1:
+            why = "kubelet's hint chains name it" if hinted == chosen else "kubelet's hint chains are missing"
+            other = next(b for b in holding if b != chosen)
             notes.append(
-                "kube-proxy chains exist in both the nft and the legacy iptables backend and kubelet's hint chains "
-                f"are missing; compared the {chosen} one: the other set is left over and may shadow it"
+                f"kube-proxy chains exist in both iptables backends; compared the {chosen} one ({why}): the "
+                f"{other} set is left over and may still catch traffic"
             )
-        missing = [family for family in families if family not in read[chosen]]
+        missing = [family for family in families if family not in holding[chosen]]
         if missing and failures:
             notes.append(f"{', '.join(missing)} rules not read: {failures[0]}")
         self._backend = chosen
-        return RawRules(IPTABLES, chosen, iptables=read[chosen], notes=tuple(notes), commands=tuple(commands))
+        return RawRules(IPTABLES, chosen, iptables=holding[chosen], notes=tuple(notes), commands=tuple(commands))

@@ -145,6 +145,7 @@ async def test_kubelets_hint_picks_the_backend_over_leftovers(netns: Netns) -> N
     netns.restore(iptables_restore(with_fault(SERVICES, "web", programmed=("10.244.9.9",))), "nft")
     raw, analysis = await read(netns, SERVICES)
     assert raw.backend == "legacy" and summary(analysis) == set()
+    assert any("compared the legacy one (kubelet's hint chains name it)" in note for note in analysis.notes)
 
 
 async def test_rules_in_both_backends_without_a_hint_are_noted(netns: Netns) -> None:
@@ -152,7 +153,9 @@ async def test_rules_in_both_backends_without_a_hint_are_noted(netns: Netns) -> 
     netns.restore(iptables_restore(SERVICES), "nft")
     raw, analysis = await read(netns, SERVICES)
     assert raw.backend == "nft"
-    assert any("both the nft and the legacy iptables backend" in note for note in analysis.notes)
+    assert any(
+        "both iptables backends; compared the nft one (kubelet's hint chains are missing)" in n for n in analysis.notes
+    )
 
 
 async def test_ipv6_rules_are_read_with_ip6tables(netns: Netns) -> None:
@@ -188,7 +191,7 @@ async def test_ipvs_mode_is_detected_and_not_compared(netns: Netns) -> None:
 async def test_nothing_of_kube_proxys_in_a_fresh_namespace(netns: Netns) -> None:
     raw, analysis = await read(netns, SERVICES)
     assert raw.mode is None and analysis.state is RulesState.NOT_FOUND
-    assert "nft -j list table ip kube-proxy" in analysis.detail and "iptables-nft-save -t nat" in analysis.detail
+    assert "nft -j list table ip kube-proxy" in analysis.detail and "iptables-legacy-save" in analysis.detail
 
 
 # nftables mode ----------------------------------------------------------------------------------
@@ -242,3 +245,13 @@ async def test_nftables_ipv6_table(netns: Netns) -> None:
         ("endpoint_missing", "web6", ("fd00:244::6", 8080)),
         ("endpoint_stale", "web6", ("fd00:244::9", 8080)),
     }
+
+
+async def test_the_backend_is_remembered_between_rounds(netns: Netns) -> None:
+    netns.restore(kubelet_hint(), "nft")
+    netns.restore(iptables_restore(SERVICES), "nft")
+    reader = DataplaneReader(Runner(netns.prefix), mode="iptables")
+    first, second = await reader.read(), await reader.read()
+    assert first.backend == second.backend == "nft"
+    assert any("legacy" in command for command in first.commands)  # both looked at once
+    assert second.commands == ("iptables-nft-save",)  # then only the one kube-proxy uses

@@ -22,7 +22,7 @@ async def test_missing_binaries_make_the_rules_unreadable(tmp_path: Path) -> Non
     assert (raw.failure.kind, raw.failure.detail) == ("missing_binary", "iptables-nft-save is not installed")
     analysis = analyse_raw(raw, snapshot(SERVICES), NODE)
     assert analysis.state is RulesState.UNREADABLE and analysis.failure == "missing_binary"
-    assert analysis.detail == "iptables-nft-save -t nat: iptables-nft-save is not installed"
+    assert analysis.detail == "iptables-nft-save: iptables-nft-save is not installed"
     nft = await DataplaneReader(nothing, mode="nftables").read()
     assert nft.failure is not None and nft.failure.detail == "nft is not installed"
     auto = await DataplaneReader(nothing).read()
@@ -35,7 +35,7 @@ async def test_a_failing_command_carries_its_exit_code_and_message(tmp_path: Pat
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
     raw = await DataplaneReader(Runner(env={"PATH": str(tmp_path)}), mode="iptables").read()
     assert raw.failure == ReadFailure(
-        "failed", "iptables-nft-save -t nat", "exit code 3: iptables-nft-save: table nat is incompatible, use nft tool"
+        "failed", "iptables-nft-save", "exit code 3: iptables-nft-save: table nat is incompatible, use nft tool"
     )
 
 
