@@ -137,7 +137,7 @@ def main() -> None:
     for backend in ("legacy", "nft"):
         with namespace(f"lbd-bench-{os.getpid()}-{backend}") as prefix:
             run(prefix, [f"iptables-{backend}-restore", "--noflush"], kubelet_hint())
-            loaded, _ = run(prefix, [f"iptables-{backend}-restore", "--noflush"], restore)
+            loaded, _ = run(prefix, [f"iptables-{backend}-restore"], restore)  # replaces nat and filter only
             nat_time, nat = run(prefix, [f"iptables-{backend}-save", "-t", "nat"])
             filter_time, _ = run(prefix, [f"iptables-{backend}-save", "-t", "filter"])
             saved_lines = nat.count("\n")
