@@ -28,10 +28,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from exporter.dataplane.analysis import Analysis, analyse_nft
-from exporter.dataplane.expected import expected_state
+from exporter.dataplane.analysis import Analysis
 from exporter.dataplane.monitor import analyse_in_worker
-from exporter.dataplane.readers import IPTABLES, DataplaneReader, RawRules, Runner
+from exporter.dataplane.readers import IPTABLES, NFTABLES, DataplaneReader, RawRules, Runner
 from exporter.dataplane.report import RulesState
 from exporter.model.snapshot import ClusterSnapshot
 from tests.dataplane.generator import NODE, iptables_restore, iptables_save, kubelet_hint, many, nft_script, snapshot
@@ -169,10 +168,10 @@ def main() -> None:
     with namespace(f"lbd-bench-{os.getpid()}-nftables") as prefix:
         loaded, _ = run(prefix, ["nft", "-f", "-"], nft_script(nft_services))
         listed, document = run(prefix, ["nft", "-j", "list", "table", "ip", "kube-proxy"])
-    nft_analysis = analyse_nft(expected_state(nft_cluster, NODE), [document])
-    require_clean(nft_analysis)
-    median, _ = timed(lambda: analyse_nft(expected_state(nft_cluster, NODE), [document]), args.repeat)
-    memory = peak_memory(lambda: analyse_nft(expected_state(nft_cluster, NODE), [document]))
+    raw = RawRules(NFTABLES, nft={"IPv4": document.encode()})
+    require_clean(analyse_in_worker(raw, nft_cluster, NODE))
+    median, _ = timed(lambda: analyse_in_worker(raw, nft_cluster, NODE), args.repeat)
+    memory = peak_memory(lambda: analyse_in_worker(raw, nft_cluster, NODE))
     print(
         f"nftables, {args.nft_services} Services x {args.endpoints}: nft -f {loaded:.2f} s; nft -j list table "
         f"{listed:.2f} s ({len(document) / 2**20:.1f} MiB JSON); parse+compare {median:.2f} s, peak {memory:.0f} MiB"

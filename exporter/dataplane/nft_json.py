@@ -1,7 +1,8 @@
 """Parse ``nft -j list table {ip,ip6} kube-proxy`` (libnftables-json(5), reference kube-proxy.md §2.5). Pure.
 
-Keeps what the comparison needs: chain names, the elements of sets and verdict maps, and each
-chain's rules as their expression lists. Tolerant: objects of unknown kinds are counted, several
+Keeps what the comparison needs: chain names, the elements of sets and verdict maps, and from each
+rule the chains it leads to and any DNAT address. The document is decoded one object at a time, so
+memory follows what is kept, not the size of the JSON. Tolerant: objects of unknown kinds are counted, several
 JSON documents one after another (two ``nft -j`` runs into one file) are all read, and text that
 is not JSON (a truncated capture) yields an ``error`` instead of an exception.
 """
@@ -9,9 +10,12 @@ is not JSON (a truncated capture) yields an ``error`` instead of an exception.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from exporter.dataplane.expected import canonical_ip
 
 MAX_EXAMPLES = 5
 Key = tuple[str | int, ...]  # an element key: ("10.96.0.10", "udp", 53) for a concatenation
@@ -20,12 +24,17 @@ Verdict = tuple[str, str | None]  # ("goto", "service-…"), ("drop", None)
 
 @dataclass(slots=True)
 class NftTable:
+    """One table. Rules are not kept as their (verbose) expression trees, only as what the comparison
+    reads from them: which chains each chain jumps or goes to, and the address an endpoint chain DNATs to."""
+
     family: str  # ip | ip6 | inet
     name: str
     chains: set[str] = field(default_factory=set)
     maps: dict[str, list[tuple[Key, Verdict | None, str | None]]] = field(default_factory=dict)  # key, verdict, comment
     sets: dict[str, list[Key]] = field(default_factory=dict)
-    rules: dict[str, list[list[Any]]] = field(default_factory=dict)  # chain → each rule's "expr"
+    jumps: dict[str, list[str]] = field(default_factory=dict)  # chain → chains its rules jump or go to
+    dnat: dict[str, tuple[str, int]] = field(default_factory=dict)  # chain → its first "dnat to" address
+    rules: dict[str, int] = field(default_factory=dict)  # chain → how many rules it has
 
 
 @dataclass(slots=True)
@@ -44,35 +53,59 @@ class NftRuleset:
             self.examples.append(why)
 
 
-def _documents(text: str) -> Iterator[Any]:
+_ENVELOPE = re.compile(r'\s*\{\s*"nftables"\s*:\s*\[')
+_SPACE = re.compile(r"\s*")
+
+
+def _items(text: str) -> Iterator[Any]:
+    """The objects of the ``nftables`` lists, one at a time, so a 100 MB document never exists as one
+    Python structure. Several documents may follow one another. Unusual envelopes (more keys, another
+    order) are decoded whole. Raises ValueError (JSONDecodeError) on text that is not such JSON."""
     decoder = json.JSONDecoder()
     index, end = 0, len(text)
     while True:
-        while index < end and text[index].isspace():
-            index += 1
+        index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
         if index >= end:
             return
-        document, index = decoder.raw_decode(text, index)
-        yield document
+        envelope = _ENVELOPE.match(text, index)
+        if envelope is None:
+            document, index = decoder.raw_decode(text, index)
+            items = document.get("nftables") if isinstance(document, dict) else None
+            if not isinstance(items, list):
+                raise ValueError('not nft JSON: no top-level "nftables" list')
+            yield from items
+            continue
+        index = envelope.end()
+        while True:
+            index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+            if text.startswith("]", index):
+                closing = re.compile(r"\]\s*\}").match(text, index)
+                if closing is None:
+                    raise json.JSONDecodeError("expected ]}", text, index)
+                index = closing.end()
+                break
+            item, index = decoder.raw_decode(text, index)
+            yield item
+            index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+            if text.startswith(",", index):
+                index += 1
+            elif not text.startswith("]", index):
+                raise json.JSONDecodeError("expected , or ]", text, index)
 
 
 def parse_nft_json(text: str) -> NftRuleset:
     ruleset = NftRuleset()
     try:
-        documents = list(_documents(text))
+        for item in _items(text):
+            _add(ruleset, item)
     except json.JSONDecodeError as error:
         ruleset.error = f"not valid nft JSON ({error.msg} at character {error.pos}; truncated?)"
         return ruleset
-    if not documents:
-        ruleset.error = "empty: no nft JSON document"
+    except ValueError as error:
+        ruleset.error = str(error)
         return ruleset
-    for document in documents:
-        items = document.get("nftables") if isinstance(document, dict) else None
-        if not isinstance(items, list):
-            ruleset.error = 'not nft JSON: no top-level "nftables" list'
-            return ruleset
-        for item in items:
-            _add(ruleset, item)
+    if ruleset.objects == 0 and not ruleset.tables:
+        ruleset.error = "empty: no nft JSON document" if not text.strip() else ruleset.error
     return ruleset
 
 
@@ -122,8 +155,16 @@ def _add(ruleset: NftRuleset, item: Any) -> None:
     elif kind == "set":
         table.sets[name] = [_key(_unwrap(e)[0]) for e in body.get("elem") or ()]
     elif kind == "rule":
-        expr = body.get("expr")
-        table.rules.setdefault(name, []).append(expr if isinstance(expr, list) else [])
+        expressions = body.get("expr")
+        expressions = expressions if isinstance(expressions, list) else []
+        table.rules[name] = table.rules.get(name, 0) + 1
+        targets = list(rule_targets(expressions))
+        if targets:
+            table.jumps.setdefault(name, []).extend(targets)
+        if name not in table.dnat:
+            address = dnat_address(expressions)
+            if address is not None:
+                table.dnat[name] = address
     else:
         ruleset.unknown_objects += 1  # counters, flowtables, quotas…: nothing kube-proxy's rules need
         ruleset.note(f"object {ruleset.objects}: {kind} not read")
@@ -163,3 +204,31 @@ def _map_element(raw: Any) -> tuple[Key, Verdict | None, str | None]:
         key, comment = _unwrap(raw[0])
         return _key(key), verdict(raw[1]), comment
     return (json.dumps(raw, sort_keys=True),), None, None
+
+
+def rule_targets(expressions: list[Any]) -> Iterator[str]:
+    """Chains a rule jumps or goes to, including through an inline verdict map."""
+    for expression in expressions:
+        if not isinstance(expression, dict):
+            continue
+        for kind in ("jump", "goto"):
+            body = expression.get(kind)
+            if isinstance(body, dict) and isinstance(body.get("target"), str):
+                yield body["target"]
+        vmap = expression.get("vmap")
+        if isinstance(vmap, dict):
+            data = vmap.get("data")
+            entries = data.get("set") if isinstance(data, dict) else None
+            for entry in entries if isinstance(entries, list) else ():
+                if isinstance(entry, list) and len(entry) == 2:
+                    found = verdict(entry[1])
+                    if found is not None and found[1] is not None:
+                        yield found[1]
+
+
+def dnat_address(expressions: list[Any]) -> tuple[str, int] | None:
+    for expression in expressions:
+        body = expression.get("dnat") if isinstance(expression, dict) else None
+        if isinstance(body, dict) and isinstance(body.get("addr"), str) and isinstance(body.get("port"), int):
+            return canonical_ip(body["addr"]), body["port"]
+    return None

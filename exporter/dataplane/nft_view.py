@@ -7,42 +7,12 @@ rule, and each endpoint chain's ``dnat to`` names the address.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from exporter.dataplane.expected import IPV4, IPV6, EndpointKey, canonical_ip
-from exporter.dataplane.nft_json import NftRuleset, NftTable, verdict
+from exporter.dataplane.nft_json import NftRuleset, NftTable
 
 FAMILIES = {"ip": IPV4, "ip6": IPV6}
-
-
-def rule_targets(expressions: list[Any]) -> Iterator[str]:
-    """Chains a rule jumps or goes to, including through an inline verdict map."""
-    for expression in expressions:
-        if not isinstance(expression, dict):
-            continue
-        for kind in ("jump", "goto"):
-            body = expression.get(kind)
-            if isinstance(body, dict) and isinstance(body.get("target"), str):
-                yield body["target"]
-        vmap = expression.get("vmap")
-        if isinstance(vmap, dict):
-            data = vmap.get("data")
-            entries = data.get("set") if isinstance(data, dict) else None
-            for entry in entries if isinstance(entries, list) else ():
-                if isinstance(entry, list) and len(entry) == 2:
-                    found = verdict(entry[1])
-                    if found is not None and found[1] is not None:
-                        yield found[1]
-
-
-def dnat_address(expressions: list[Any]) -> EndpointKey | None:
-    for expression in expressions:
-        body = expression.get("dnat") if isinstance(expression, dict) else None
-        if isinstance(body, dict) and isinstance(body.get("addr"), str) and isinstance(body.get("port"), int):
-            return canonical_ip(body["addr"]), body["port"]
-    return None
 
 
 def _from_chain_name(chain: str, family: str) -> EndpointKey | None:
@@ -126,7 +96,7 @@ class NftView:
         return None  # nftables mode needs no accept rule for it: nothing to compare
 
     def jumps(self, chain: str) -> frozenset[str]:
-        return frozenset(target for rule in self.table.rules.get(chain, ()) for target in rule_targets(rule))
+        return frozenset(self.table.jumps.get(chain, ()))
 
     def endpoints(self, chain: str) -> frozenset[EndpointKey] | None:
         if chain in self._endpoints:
@@ -137,9 +107,8 @@ class NftView:
             for target in self.jumps(chain):
                 if not target.startswith("endpoint-"):
                     continue
-                rules = self.table.rules.get(target, [])
-                address = next((a for a in map(dnat_address, rules) if a is not None), None)
-                if address is None and rules:
+                address = self.table.dnat.get(target)
+                if address is None and self.table.rules.get(target):
                     # Rules of a shape this parser does not know: trust the name, which holds the address.
                     address = _from_chain_name(target, self.family)
                 if address is not None:
