@@ -7,6 +7,7 @@ line naming the key and where it came from (``SettingsError``), so a typo never 
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -91,6 +92,15 @@ class Settings(BaseModel):
     @classmethod
     def _valid_listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("kube_proxy_command_prefix")
+    @classmethod
+    def _shell_words(cls, value: str) -> str:
+        try:
+            shlex.split(value)
+        except ValueError as error:
+            raise ValueError(f"not a command line: {error}") from None
         return value
 
     @field_validator("kube_proxy_healthz_url", "kube_proxy_metrics_url")
