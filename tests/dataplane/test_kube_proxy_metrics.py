@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from exporter.dataplane.compare import Finding, Problem
 from exporter.dataplane.names import ServicePortName
 from exporter.dataplane.report import DataplaneReport, KubeProxyHealth, RulesReport, RulesState, TrackedFinding
@@ -51,16 +53,15 @@ def test_unknown_rules_and_missing_kube_proxy_leave_no_series() -> None:
     )
 
 
-def test_kube_proxy_settings_are_validated() -> None:
-    assert Settings(node_name=NODE).kube_proxy_grace_seconds == 30.0
-    for bad in (
+@pytest.mark.parametrize(
+    "bad",
+    [
         {"kube_proxy_mode": "userspace"},
         {"kube_proxy_healthz_url": "127.0.0.1:10256"},
         {"kube_proxy_command_prefix": "nsenter '"},
-    ):
-        try:
-            load({"node_name": NODE, **bad}, environ={})
-        except SettingsError as error:
-            assert next(iter(bad)) in str(error)
-        else:
-            raise AssertionError(f"accepted {bad}")
+    ],
+)
+def test_kube_proxy_settings_are_validated(bad: dict[str, str]) -> None:
+    assert Settings(node_name=NODE).kube_proxy_grace_seconds == 30.0
+    with pytest.raises(SettingsError, match=next(iter(bad))):
+        load({"node_name": NODE, **bad}, environ={})
