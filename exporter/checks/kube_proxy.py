@@ -95,7 +95,16 @@ def verdicts(
     results = [_rules_result(node_ref, report, pod, now)]
     health = _health_results(node_ref, report, pod, now)
     results += health
-    cause = next((r.key for r in health if r.status in (Status.FAIL, Status.WARN)), None)
+    # A kube-proxy that is down or stuck explains its stale rules (a draining node does not).
+    cause = next(
+        (
+            r.key
+            for r in health
+            if (r.reason is Reason.KUBE_PROXY_UNHEALTHY and r.status is Status.FAIL)
+            or r.reason is Reason.KUBE_PROXY_SYNC_STALE
+        ),
+        None,
+    )
     if rules.state is RulesState.COMPARED:
         service_results = _service_results(report.due(now), rules, pod, now, report.grace)
         if cause is not None:
@@ -109,7 +118,7 @@ def verdicts(
                     None,
                     service,
                     f"kube-proxy's {rules.mode} rules on node {node} for {service.namespace}/{service.name} "
-                    "match its EndpointSlices",
+                    "match the Service and its EndpointSlices",
                 )
             )
         results += service_results
