@@ -179,7 +179,8 @@ class DataplaneMonitor:
         if snapshot is None:
             rules = RulesReport(RulesState.PENDING, "waiting for lbdoctor's Kubernetes caches to sync", read_at=now)
         else:
-            raw = await self._reader.read(families_of(snapshot), health.proxy_mode if health else None)
+            families = await asyncio.to_thread(families_of, snapshot)  # a walk over every Service: not on the loop
+            raw = await self._reader.read(families, health.proxy_mode if health else None)
             try:
                 analysis = await asyncio.to_thread(analyse_in_worker, raw, snapshot, config.node)
             except Exception:  # a parser bug must not stop the agent: say so and keep going

@@ -143,8 +143,11 @@ def test_unhealthy_kube_proxy_is_the_root_cause_of_its_stale_rules() -> None:
 
 def test_a_draining_node_is_a_warning_without_a_restart() -> None:
     draining = replace(HEALTHY, healthy=False, status_code=503, node_eligible=False)
-    [down] = [r for r in run(report(health=draining)) if r.reason is Reason.KUBE_PROXY_UNHEALTHY]
+    results = run(report((missing("10.244.1.9"), NOW - 60), health=draining))
+    [down] = [r for r in results if r.reason is Reason.KUBE_PROXY_UNHEALTHY]
     assert down.status is Status.WARN and "being deleted or drained" in down.message and down.remedy == ""
+    [rule] = [r for r in results if r.reason is Reason.ENDPOINT_RULES_MISSING]
+    assert rule.caused_by is None  # draining explains the 503, not the missing rule
 
 
 def test_kube_proxy_not_answering_although_its_rules_exist() -> None:
