@@ -59,7 +59,7 @@ def load_balanced(plan: LbPlan) -> set[ObjectRef]:
 
 def kube_proxy_pod(snapshot: ClusterSnapshot, node: str) -> str | None:
     """This node's kube-proxy pod (the node agent sees every pod on its node)."""
-    for pod in snapshot.pods_by_namespace.get("kube-system", ()):
+    for pod in snapshot.pods.in_namespace("kube-system").values():
         if pod.node_name == node and (
             pod.meta.labels.get("k8s-app") == "kube-proxy" or pod.meta.name.startswith("kube-proxy-")
         ):

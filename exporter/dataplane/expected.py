@@ -248,7 +248,7 @@ def expected_state(snapshot: ClusterSnapshot, node: str, *, zone: str | None = N
     for service in snapshot.services.values():
         if not is_proxied(service):
             continue
-        slices = snapshot.slices_by_service.get(service.meta.key, ())
+        slices = snapshot.slices_of(service)
         internal_local = service.internal_traffic_policy == "Local"
         external_local = service.external_traffic_policy == "Local"
         node_ports = service.type in ("NodePort", "LoadBalancer")
