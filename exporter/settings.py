@@ -88,6 +88,9 @@ class Settings(BaseModel):
     """Most often a new result set is published after changes (debounces watch bursts)."""
     shutdown_timeout_seconds: float = Field(default=5.0, ge=0.5, le=60)
 
+    probe_node_path: bool = True
+    """Also probe instance targets the way the load balancer reaches them: NODE_IP:nodePort (or the
+    healthCheckNodePort) through kube-proxy, besides each pod itself."""
     kube_proxy_mode: Literal["auto", "iptables", "nftables", "ipvs", "off"] = "auto"
     """Which dataplane to read. auto: ask kube-proxy (/proxyMode), else look (nftables table, iptables chains).
     off: no kube-proxy on these nodes (a CNI replaces it), so nothing to compare."""

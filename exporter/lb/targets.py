@@ -19,6 +19,7 @@ from exporter.model.snapshot import ClusterSnapshot
 class ProbeDefaults:
     user_agent: str = ELB_USER_AGENT
     body_limit: int = 16 * 1024
+    node_path: bool = True  # also probe instance targets at NODE_IP:nodePort, through kube-proxy
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ def node_targets(
             continue
         spec = backend.resolution.spec
         pods = list(_pods_on_node(backend.service, snapshot, node))
-        if spec.target_type == INSTANCE and node_ip:
+        if spec.target_type == INSTANCE and node_ip and defaults.node_path:
             via_node = _node_path_target(backend, spec, node, node_ip, bool(pods), defaults)
             if via_node is not None:
                 targets.setdefault(via_node.labels, via_node)

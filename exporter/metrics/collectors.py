@@ -214,12 +214,14 @@ def render_kube_proxy(node: str | None, report: DataplaneReport | None, results:
 
     Per-Service series exist while the rules were compared, for every Service with a kube_proxy verdict
     (load-balanced ones, and any other with problems); the counts are the findings past the grace period,
-    judged at the moment the results were produced.
+    judged at the moment the results were produced. A family with no sample (a node without kube-proxy)
+    is left out entirely.
     """
     missing = FamilyWriter(names.KUBE_PROXY_RULES_MISSING)
     stale = FamilyWriter(names.KUBE_PROXY_RULES_STALE)
     lag = FamilyWriter(names.KUBE_PROXY_SYNC_LAG)
     healthy = FamilyWriter(names.KUBE_PROXY_HEALTHY)
+    filled: set[str] = set()
     if node and report is not None and report.rules.state is not RulesState.DISABLED:
         node_label = join_labels(("node",), (node,))
         if report.rules.state is RulesState.COMPARED:
@@ -236,16 +238,21 @@ def render_kube_proxy(node: str | None, report: DataplaneReport | None, results:
                 labels = join_labels(names.KUBE_PROXY_LABELS, (node, namespace, service))
                 missing.add(labels, counts[True][(namespace, service)])
                 stale.add(labels, counts[False][(namespace, service)])
+                filled |= {"missing", "stale"}
         health = report.health
         if health is not None and health.sync_lag is not None:
             lag.add(node_label, health.sync_lag)
+            filled.add("lag")
         if health is not None and health.healthz_url:
             if health.reachable:
                 healthy.add(node_label, 1 if health.healthy else 0)
+                filled.add("healthy")
             elif report.rules.state in (RulesState.COMPARED, RulesState.UNSUPPORTED):
                 healthy.add(node_label, 0)
-    for family in (missing, stale, lag, healthy):
-        yield from family.render()
+                filled.add("healthy")
+    for key, family in (("missing", missing), ("stale", stale), ("lag", lag), ("healthy", healthy)):
+        if key in filled:
+            yield from family.render()
 
 
 def kube_proxy_steps(

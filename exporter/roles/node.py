@@ -80,7 +80,11 @@ class NodeAgent:
             load_balancer_class=settings.load_balancer_class,
             ingress_controller=settings.ingress_controller,
         )
-        self._defaults = ProbeDefaults(user_agent=settings.user_agent, body_limit=settings.probe_body_limit_bytes)
+        self._defaults = ProbeDefaults(
+            user_agent=settings.user_agent,
+            body_limit=settings.probe_body_limit_bytes,
+            node_path=settings.probe_node_path,
+        )
         self._generation = 0
         self._announced = False
         self._latest: ClusterSnapshot | None = None

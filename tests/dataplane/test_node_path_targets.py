@@ -6,7 +6,7 @@ from exporter.checks.health_probe import verdict
 from exporter.lb import annotations as ann
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import build_plan
-from exporter.lb.targets import NodeTargets, TargetStatus, node_targets
+from exporter.lb.targets import NodeTargets, ProbeDefaults, TargetStatus, node_targets
 from exporter.model.objects import Node, NodeAddress, ObjectMeta, ServicePort
 from exporter.model.probe import ProbeOutcome
 from exporter.model.results import Reason, Status
@@ -80,3 +80,9 @@ def test_a_failing_node_path_points_at_kube_proxy() -> None:
     assert result.status is Status.WARN and result.target is not None and result.target.pod is None
     assert f"node {NODE} through kube-proxy" in result.message
     assert "kube_proxy results for node" in result.remedy
+
+
+def test_node_path_probing_can_be_turned_off() -> None:
+    snapshot = ClusterSnapshot.of(services=[nlb(annotations=INSTANCE)], pods=[pod()], nodes=[THIS_NODE])
+    found = node_targets(build_plan(snapshot, ControllerConfig()), snapshot, NODE, ProbeDefaults(node_path=False))
+    assert [t.pod for t in found.targets] == ["web-1"]
