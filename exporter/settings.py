@@ -7,6 +7,7 @@ line naming the key and where it came from (``SettingsError``), so a typo never 
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -87,10 +88,47 @@ class Settings(BaseModel):
     """Most often a new result set is published after changes (debounces watch bursts)."""
     shutdown_timeout_seconds: float = Field(default=5.0, ge=0.5, le=60)
 
+    probe_node_path: bool = True
+    """Also probe instance targets the way the load balancer reaches them: NODE_IP:nodePort (or the
+    healthCheckNodePort) through kube-proxy, besides each pod itself."""
+    kube_proxy_mode: Literal["auto", "iptables", "nftables", "ipvs", "off"] = "auto"
+    """Which dataplane to read. auto: ask kube-proxy (/proxyMode), else look (nftables table, iptables chains).
+    off: no kube-proxy on these nodes (a CNI replaces it), so nothing to compare."""
+    kube_proxy_interval_seconds: float = Field(default=30.0, ge=5, le=3600)
+    """How often this node's rules are read and compared; a 10,000-Service node costs about a second of CPU."""
+    kube_proxy_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """How long a rule may differ from the API before it is reported: kube-proxy's syncPeriod (30 s) covers
+    its normal lag, so a rollout does not page anyone."""
+    kube_proxy_healthz_url: str = "http://127.0.0.1:10256/healthz"
+    """kube-proxy's /healthz (healthzBindAddress); empty: not checked."""
+    kube_proxy_metrics_url: str = "http://127.0.0.1:10249/metrics"
+    """kube-proxy's /metrics (metricsBindAddress; EKS binds 0.0.0.0:10249, upstream 127.0.0.1); empty: not read."""
+    kube_proxy_timeout_seconds: float = Field(default=30.0, ge=1, le=300)
+    """Longest wait for iptables-save / nft (kube-proxy's HTTP endpoints get at most 5 s)."""
+    kube_proxy_command_prefix: str = ""
+    """Run the rule readers through this command, e.g. "nsenter --net=/proc/1/ns/net" when lbdoctor is not in
+    the host network namespace."""
+
     @field_validator("listen")
     @classmethod
     def _valid_listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("kube_proxy_command_prefix")
+    @classmethod
+    def _shell_words(cls, value: str) -> str:
+        try:
+            shlex.split(value)
+        except ValueError as error:
+            raise ValueError(f"not a command line: {error}") from None
+        return value
+
+    @field_validator("kube_proxy_healthz_url", "kube_proxy_metrics_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// URL (or empty to turn it off), got {value!r}")
         return value
 
     @model_validator(mode="after")

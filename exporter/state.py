@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exporter.dataplane.report import DataplaneReport
 from exporter.lb.plan import OwnerPlan
 from exporter.lb.targets import TargetStatus
 from exporter.model.results import ResultSet
@@ -17,6 +18,7 @@ class Published:
     results: ResultSet = field(default_factory=ResultSet)
     probes: tuple[TargetStatus, ...] = ()
     node: str | None = None
+    dataplane: DataplaneReport | None = None  # this node's kube-proxy rules and health (node role)
     plans: tuple[OwnerPlan, ...] = ()
     snapshot: ClusterSnapshot | None = None
 

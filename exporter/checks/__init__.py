@@ -5,12 +5,18 @@ Each module holds one check and exposes ``evaluate(context) -> Iterable[CheckRes
 
 from __future__ import annotations
 
-from exporter.checks import health_probe, lb_annotations, pod_status, target_port
+from exporter.checks import health_probe, kube_proxy, lb_annotations, pod_status, target_port
 from exporter.checks.causes import link_causes, order
 from exporter.checks.context import NodeContext
 from exporter.model.results import CheckResult
 
-NODE_CHECKS = (pod_status.evaluate, target_port.evaluate, lb_annotations.evaluate, health_probe.evaluate)
+NODE_CHECKS = (
+    pod_status.evaluate,
+    target_port.evaluate,
+    lb_annotations.evaluate,
+    health_probe.evaluate,
+    kube_proxy.evaluate,
+)
 
 
 def evaluate_node(context: NodeContext) -> tuple[CheckResult, ...]:

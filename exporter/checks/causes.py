@@ -25,12 +25,25 @@ def link_causes(results: Iterable[CheckResult]) -> list[CheckResult]:
         for r in results
         if r.check is Check.TARGET_PORT and r.status in _BAD and r.target is not None
     }
+    # A health check sent through kube-proxy (an instance target's node path) fails when kube-proxy's rules
+    # for its Service are wrong, or kube-proxy itself is unhealthy.
+    proxy_problems: dict[tuple[str, str], CheckResult] = {}
+    proxy_down: CheckResult | None = None
+    for r in results:
+        if r.check is Check.KUBE_PROXY and r.status in _BAD:
+            if r.object.kind == "Service":
+                proxy_problems.setdefault((r.object.namespace, r.object.name), r)
+            elif r.object.kind == "Node" and r.status is Status.FAIL and proxy_down is None:
+                proxy_down = r
     linked = []
     for result in results:
         if result.check is Check.HEALTH_PROBE and result.status in _BAD and result.target is not None:
-            cause = pod_problems.get((result.object.namespace, result.target.pod or "")) or port_problems.get(
-                (result.object.namespace, result.object.name, result.target.pod)
-            )
+            if result.target.pod is None:
+                cause = proxy_problems.get((result.object.namespace, result.object.name)) or proxy_down
+            else:
+                cause = pod_problems.get((result.object.namespace, result.target.pod or "")) or port_problems.get(
+                    (result.object.namespace, result.object.name, result.target.pod)
+                )
             if cause is not None:
                 result = replace(result, caused_by=cause.key)
         linked.append(result)

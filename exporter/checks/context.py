@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from exporter.dataplane.report import DataplaneReport
 from exporter.lb.plan import LbPlan
 from exporter.lb.targets import NodeTargets, TargetStatus
 from exporter.model.results import ObjectRef
@@ -19,6 +20,7 @@ class NodeContext:
     targets: NodeTargets
     statuses: tuple[TargetStatus, ...]
     now: float = 0.0  # wall-clock time of the evaluation (checks never read the clock themselves)
+    dataplane: DataplaneReport | None = None  # this node's kube-proxy rules and health; None: not read
 
     @cached_property
     def local_owners(self) -> frozenset[ObjectRef]:

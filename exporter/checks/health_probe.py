@@ -60,7 +60,8 @@ def verdict(status: TargetStatus, now: float) -> CheckResult:
 
 def _state_verdict(status: TargetStatus) -> CheckResult:
     target = status.target
-    what = f"{describe(target)} (pod {target.pod}, {target.lb.upper()} health check)"
+    where = f"pod {target.pod}" if target.pod else f"node {target.node} through kube-proxy, as an instance target"
+    what = f"{describe(target)} ({where}, {target.lb.upper()} health check)"
     if not target.supported:
         return _result(
             status,
@@ -123,6 +124,12 @@ def _annotation(target: ProbeTarget, alb_suffix: str, nlb_suffix: str) -> str:
 
 def remedy(reason: Reason | None, target: ProbeTarget, outcome: ProbeOutcome | None) -> str:
     request = target.request
+    if target.node_path:
+        return (
+            f"the load balancer reaches instance targets at {request.ip}:{request.port} through kube-proxy: check the "
+            f"kube_proxy results for node {target.node} and Service {target.namespace}/{target.service} (stale or "
+            f"missing rules), the pods' own probes, and that the node's security group allows port {request.port}"
+        )
     pod = f"-n {target.namespace} {target.pod}"
     if reason is Reason.CONNECTION_REFUSED:
         return (

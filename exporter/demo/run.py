@@ -89,7 +89,11 @@ async def run_demo(listen: str, *, exit_after: float | None = None) -> int:
     await api.start()
     workdir = Path(tempfile.mkdtemp(prefix="lbdoctor-demo-"))
     kubeconfig = api.write_kubeconfig(workdir / "kubeconfig")
-    node = Settings(role="node", node_name=cluster.NODE, kubeconfig=str(kubeconfig), listen=listen)
+    # The simulated node has no kube-proxy forwarding its NodePorts, so instance targets are probed at
+    # their pods only; its kube_proxy check says "unknown" and why.
+    node = Settings(
+        role="node", node_name=cluster.NODE, kubeconfig=str(kubeconfig), listen=listen, probe_node_path=False
+    )
     central = Settings(
         role="cluster",
         kubeconfig=str(kubeconfig),

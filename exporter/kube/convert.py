@@ -165,6 +165,8 @@ def service(raw: Json) -> Service:
         health_check_node_port=_int(spec.get("healthCheckNodePort")),
         load_balancer_class=spec.get("loadBalancerClass"),
         allocate_node_ports=spec.get("allocateLoadBalancerNodePorts") is not False,
+        cluster_ips=tuple(str(ip) for ip in _list(spec.get("clusterIPs")) if ip),
+        internal_traffic_policy=str(spec.get("internalTrafficPolicy") or "Cluster"),
     )
 
 
@@ -175,6 +177,7 @@ def endpoint_slice(raw: Json) -> EndpointSlice:
         e = _obj(e)
         cond = _obj(e.get("conditions"))
         ref = _obj(e.get("targetRef"))
+        hints = e.get("hints")
         endpoints.append(
             Endpoint(
                 addresses=tuple(str(a) for a in _list(e.get("addresses"))),
@@ -184,6 +187,8 @@ def endpoint_slice(raw: Json) -> EndpointSlice:
                 node_name=e.get("nodeName"),
                 pod_name=ref.get("name") if ref.get("kind") in (None, "Pod") else None,
                 zone=e.get("zone"),
+                hint_zones=_hint_names(hints, "forZones"),
+                hint_nodes=_hint_names(hints, "forNodes"),
             )
         )
     ports = tuple(
@@ -197,6 +202,14 @@ def endpoint_slice(raw: Json) -> EndpointSlice:
         endpoints=tuple(endpoints),
         ports=ports,
     )
+
+
+def _hint_names(hints: Any, key: str) -> tuple[str, ...] | None:
+    """``hints.forZones`` / ``hints.forNodes`` as names; None when the endpoint carries no such hint."""
+    entries = _obj(hints).get(key)
+    if not isinstance(entries, list):
+        return None
+    return tuple(str(_obj(entry).get("name")) for entry in entries if _obj(entry).get("name"))
 
 
 def _backend(raw: Any, host: str | None, path: str | None) -> IngressBackend | None:

@@ -19,11 +19,17 @@ from exporter.model.snapshot import ClusterSnapshot
 class ProbeDefaults:
     user_agent: str = ELB_USER_AGENT
     body_limit: int = 16 * 1024
+    node_path: bool = True  # also probe instance targets at NODE_IP:nodePort, through kube-proxy
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeTarget:
-    """A pod probed on behalf of one load balancer. ``labels`` is its identity and its metric labels."""
+    """A pod probed on behalf of one load balancer. ``labels`` is its identity and its metric labels.
+
+    Instance targets are also probed the way the LB reaches them, through kube-proxy on this node:
+    ``NODE_IP:nodePort`` (or ``healthCheckNodePort`` with externalTrafficPolicy Local). Such a
+    node-path target has ``pod`` empty and ``port`` the node port.
+    """
 
     owner: ObjectRef
     namespace: str
@@ -50,7 +56,12 @@ class ProbeTarget:
 
     @property
     def ref(self) -> TargetRef:
-        return TargetRef(pod=self.pod, ip=self.request.ip, port=self.request.port)
+        return TargetRef(pod=self.pod or None, ip=self.request.ip, port=self.request.port)
+
+    @property
+    def node_path(self) -> bool:
+        """Probed through kube-proxy on the node (instance targets), not at a pod."""
+        return not self.pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +98,76 @@ def node_targets(
 ) -> NodeTargets:
     targets: dict[tuple[str, ...], ProbeTarget] = {}
     placements: list[Placement] = []
+    node_object = snapshot.nodes.get(node)
+    node_ip = node_object.internal_ip if node_object is not None else None
     for backend in plan.backends:
         if backend.service is None or backend.service_port is None or backend.resolution is None:
             continue
         spec = backend.resolution.spec
-        for pod in _pods_on_node(backend.service, snapshot, node):
+        pods = list(_pods_on_node(backend.service, snapshot, node))
+        if spec.target_type == INSTANCE and node_ip and defaults.node_path:
+            via_node = _node_path_target(backend, spec, node, node_ip, bool(pods), defaults)
+            if via_node is not None:
+                targets.setdefault(via_node.labels, via_node)
+        for pod in pods:
             placements.append(Placement(backend, pod))
             if spec.node_health_check:
-                continue  # the LB asks kube-proxy on the node, not the pod
+                continue  # the LB asks kube-proxy on the node, not the pod: the node-path target covers it
             target = _target_for(backend, spec, pod, node, defaults)
             if target is not None:
                 targets.setdefault(target.labels, target)
     return NodeTargets(targets=tuple(targets.values()), placements=tuple(placements))
+
+
+def node_port_of(spec: HealthCheckSpec, service: Service, service_port: ServicePort) -> int | None:
+    """The node port an instance target's health check lands on, or None when there is none."""
+    if spec.node_health_check:
+        return service.health_check_node_port
+    if spec.port == ann.TRAFFIC_PORT:
+        return service_port.node_port
+    if isinstance(spec.port, int):
+        return spec.port  # a fixed port on the instance
+    named = service.port_named(spec.port)
+    return named.node_port if named is not None else None
+
+
+def _node_path_target(
+    backend: Backend, spec: HealthCheckSpec, node: str, node_ip: str, local_pods: bool, defaults: ProbeDefaults
+) -> ProbeTarget | None:
+    """The health check as an instance target gets it: at this node's address, through kube-proxy."""
+    service, service_port = backend.service, backend.service_port
+    assert service is not None
+    assert service_port is not None
+    if service.external_traffic_policy == "Local" and not local_pods:
+        # By design kube-proxy drops (or its /healthz answers 503) on nodes without a local endpoint,
+        # and the LB takes such nodes out of service: that is the traffic_policy check's story, not a fault.
+        return None
+    port = node_port_of(spec, service, service_port)
+    if port is None:
+        return None  # no NodePort: the annotation checks report InstanceTargetNeedsNodePort
+    request = ProbeRequest(
+        protocol=spec.protocol,
+        ip=node_ip,
+        port=port,
+        timeout=float(spec.timeout),
+        path=spec.path or "/",
+        success_ranges=spec.success_codes.ranges if spec.success_codes else ((200, 399),),
+        user_agent=defaults.user_agent,
+        body_limit=defaults.body_limit,
+    )
+    return ProbeTarget(
+        owner=backend.owner,
+        namespace=service.meta.namespace,
+        service=service.meta.name,
+        pod="",
+        node=node,
+        lb=spec.lb,
+        request=request,
+        interval=float(spec.interval),
+        healthy_threshold=spec.healthy_threshold,
+        unhealthy_threshold=spec.unhealthy_threshold,
+        supported=spec.protocol_version != "GRPC" or spec.lb != ALB,
+    )
 
 
 def _pods_on_node(service: Service, snapshot: ClusterSnapshot, node: str) -> Iterable[Pod]:

@@ -13,13 +13,15 @@ fraction of a millisecond at a time.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
+from exporter.dataplane.report import DataplaneReport, RulesState
 from exporter.lb.targets import ProbeTarget, TargetStatus
 from exporter.lb.thresholds import LbState
 from exporter.metrics import names
-from exporter.metrics.exposition import header, join_labels, number
-from exporter.model.results import ResultSet, Status
+from exporter.metrics.exposition import FamilyWriter, header, join_labels, number
+from exporter.model.results import Check, ResultSet, Status
 
 # Work between two yields: a quarter of a millisecond or so of rendering (~7 µs a target with its
 # eleven series, ~1 µs a check result). Each slice costs one more pass through the event loop;
@@ -201,3 +203,63 @@ class ProbeRenderer:
             yield
         for family in chunks:
             out.extend(family)
+
+
+def render_kube_proxy(node: str | None, report: DataplaneReport | None, results: ResultSet) -> Iterable[str]:
+    """
+    lbdoctor_kube_proxy_rules_missing{node="ip-10-0-1-23.ec2.internal",namespace="shop",service="web"} 2
+    lbdoctor_kube_proxy_rules_stale{node="ip-10-0-1-23.ec2.internal",namespace="shop",service="web"} 1
+    lbdoctor_kube_proxy_sync_lag_seconds{node="ip-10-0-1-23.ec2.internal"} 0
+    lbdoctor_kube_proxy_healthy{node="ip-10-0-1-23.ec2.internal"} 1
+
+    Per-Service series exist while the rules were compared, for every Service with a kube_proxy verdict
+    (load-balanced ones, and any other with problems); the counts are the findings past the grace period,
+    judged at the moment the results were produced. A family with no sample (a node without kube-proxy)
+    is left out entirely.
+    """
+    missing = FamilyWriter(names.KUBE_PROXY_RULES_MISSING)
+    stale = FamilyWriter(names.KUBE_PROXY_RULES_STALE)
+    lag = FamilyWriter(names.KUBE_PROXY_SYNC_LAG)
+    healthy = FamilyWriter(names.KUBE_PROXY_HEALTHY)
+    filled: set[str] = set()
+    if node and report is not None and report.rules.state is not RulesState.DISABLED:
+        node_label = join_labels(("node",), (node,))
+        if report.rules.state is RulesState.COMPARED:
+            counts: dict[bool, Counter[tuple[str, str]]] = {True: Counter(), False: Counter()}
+            for tracked in report.due(results.produced_at):
+                finding = tracked.finding
+                counts[finding.problem.missing][(finding.spn.namespace, finding.spn.name)] += 1
+            services = {
+                (r.object.namespace, r.object.name)
+                for r in results.results
+                if r.check is Check.KUBE_PROXY and r.object.kind == "Service"
+            }
+            for namespace, service in sorted(services | set(counts[True]) | set(counts[False])):
+                labels = join_labels(names.KUBE_PROXY_LABELS, (node, namespace, service))
+                missing.add(labels, counts[True][(namespace, service)])
+                stale.add(labels, counts[False][(namespace, service)])
+                filled |= {"missing", "stale"}
+        health = report.health
+        if health is not None and health.sync_lag is not None:
+            lag.add(node_label, health.sync_lag)
+            filled.add("lag")
+        if health is not None and health.healthz_url:
+            if health.reachable:
+                healthy.add(node_label, 1 if health.healthy else 0)
+                filled.add("healthy")
+            elif report.rules.state in (RulesState.COMPARED, RulesState.UNSUPPORTED):
+                healthy.add(node_label, 0)
+                filled.add("healthy")
+    for key, family in (("missing", missing), ("stale", stale), ("lag", lag), ("healthy", healthy)):
+        if key in filled:
+            yield from family.render()
+
+
+def kube_proxy_steps(
+    node: str | None, report: DataplaneReport | None, results: ResultSet, out: list[str]
+) -> Iterator[None]:
+    """``render_kube_proxy`` for the sliced exposition: appends to ``out``, yields every few hundred lines."""
+    for index, line in enumerate(render_kube_proxy(node, report, results), 1):
+        out.append(line)
+        if index % RESULTS_PER_STEP == 0:
+            yield

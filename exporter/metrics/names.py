@@ -81,6 +81,36 @@ PROBE_INTERVAL = MetricName(
     PROBE_LABELS,
 )
 
+KUBE_PROXY_LABELS = ("node", "namespace", "service")
+KUBE_PROXY_RULES_MISSING = MetricName(
+    "lbdoctor_kube_proxy_rules_missing",
+    "gauge",
+    "Rules this node's kube-proxy should have for the Service but does not (ClusterIP dispatch, endpoints, "
+    "NodePort, health check node port), once past the grace period.",
+    KUBE_PROXY_LABELS,
+)
+KUBE_PROXY_RULES_STALE = MetricName(
+    "lbdoctor_kube_proxy_rules_stale",
+    "gauge",
+    "Rules this node's kube-proxy still has for the Service but should not (endpoints no EndpointSlice lists, "
+    "'has no endpoints' rejects while endpoints exist), once past the grace period.",
+    KUBE_PROXY_LABELS,
+)
+KUBE_PROXY_SYNC_LAG = MetricName(
+    "lbdoctor_kube_proxy_sync_lag_seconds",
+    "gauge",
+    "kube-proxy's last queued change minus its last successful sync (kubeproxy_sync_proxy_rules_last_queued_"
+    "timestamp_seconds - kubeproxy_sync_proxy_rules_last_timestamp_seconds, worst IP family); 0 when caught up.",
+    ("node",),
+)
+KUBE_PROXY_HEALTHY = MetricName(
+    "lbdoctor_kube_proxy_healthy",
+    "gauge",
+    "1 while kube-proxy's /healthz answers 200; 0 when it answers otherwise, or not at all although its rules "
+    "are on the node.",
+    ("node",),
+)
+
 FAMILIES = (
     CHECK_STATUS,
     CHECK_FAILURE_REASON,
@@ -93,4 +123,8 @@ FAMILIES = (
     PROBE_TRANSITIONS,
     PROBE_LAST_TIMESTAMP,
     PROBE_INTERVAL,
+    KUBE_PROXY_RULES_MISSING,
+    KUBE_PROXY_RULES_STALE,
+    KUBE_PROXY_SYNC_LAG,
+    KUBE_PROXY_HEALTHY,
 )

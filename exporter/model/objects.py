@@ -104,6 +104,8 @@ class Service:
     health_check_node_port: int | None = None
     load_balancer_class: str | None = None
     allocate_node_ports: bool = True
+    cluster_ips: tuple[str, ...] = ()  # every family's ClusterIP (spec.clusterIPs); empty: use cluster_ip
+    internal_traffic_policy: str = "Cluster"
 
     def port_named(self, name: str) -> ServicePort | None:
         for port in self.ports:
@@ -134,6 +136,8 @@ class Endpoint:
     node_name: str | None = None
     pod_name: str | None = None
     zone: str | None = None
+    hint_zones: tuple[str, ...] | None = None  # hints.forZones; None when the endpoint has no zone hints
+    hint_nodes: tuple[str, ...] | None = None  # hints.forNodes
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,6 +104,17 @@ class Reason(enum.StrEnum):
     CONNECTION_ERROR = "ConnectionError"
     FLAPPING = "Flapping"
     NOT_PROBED_YET = "NotProbedYet"
+    # kube_proxy
+    SERVICE_RULES_MISSING = "ServiceRulesMissing"
+    ENDPOINT_RULES_MISSING = "EndpointRulesMissing"
+    STALE_ENDPOINT_RULES = "StaleEndpointRules"
+    NODE_PORT_RULES_MISSING = "NodePortRulesMissing"
+    KUBE_PROXY_UNHEALTHY = "KubeProxyUnhealthy"
+    KUBE_PROXY_SYNC_STALE = "KubeProxySyncStale"
+    KUBE_PROXY_NOT_FOUND = "KubeProxyNotFound"
+    KUBE_PROXY_RULES_UNREADABLE = "KubeProxyRulesUnreadable"
+    KUBE_PROXY_MODE_UNSUPPORTED = "KubeProxyModeUnsupported"
+    KUBE_PROXY_RULES_FROM_ANOTHER_NODE = "KubeProxyRulesFromAnotherNode"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from exporter.checks import NodeContext, evaluate_node
+from exporter.dataplane.monitor import DataplaneMonitor, MonitorConfig
 from exporter.kube import resources
 from exporter.kube.client import KubeClient
 from exporter.kube.snapshots import build_snapshot
@@ -34,6 +35,7 @@ WATCHED = (
     resources.INGRESSES,
     resources.INGRESS_CLASSES,
     resources.TARGET_GROUP_BINDINGS,
+    resources.NODES,  # only this node's own object: its address (NodePort probes) and zone (topology hints)
 )
 
 
@@ -61,7 +63,7 @@ class NodeAgent:
                 resource,
                 self.stores[resource.name],
                 metrics,
-                field_selector=f"spec.nodeName={self.node}" if resource is resources.PODS else None,
+                field_selector=self._field_selector(resource),
                 inactivity_timeout=settings.watch_inactivity_timeout_seconds,
                 watch_timeout=settings.watch_timeout_seconds,
             )
@@ -78,9 +80,40 @@ class NodeAgent:
             load_balancer_class=settings.load_balancer_class,
             ingress_controller=settings.ingress_controller,
         )
-        self._defaults = ProbeDefaults(user_agent=settings.user_agent, body_limit=settings.probe_body_limit_bytes)
+        self._defaults = ProbeDefaults(
+            user_agent=settings.user_agent,
+            body_limit=settings.probe_body_limit_bytes,
+            node_path=settings.probe_node_path,
+        )
         self._generation = 0
         self._announced = False
+        self._latest: ClusterSnapshot | None = None
+        self.dataplane = DataplaneMonitor(
+            MonitorConfig(
+                node=self.node,
+                mode=settings.kube_proxy_mode,
+                interval=settings.kube_proxy_interval_seconds,
+                grace=settings.kube_proxy_grace_seconds,
+                healthz_url=settings.kube_proxy_healthz_url or None,
+                metrics_url=settings.kube_proxy_metrics_url or None,
+                timeout=settings.kube_proxy_timeout_seconds,
+                command_prefix=settings.kube_proxy_command_prefix,
+            ),
+            metrics,
+            self._snapshot_when_ready,
+        )
+
+    def _field_selector(self, resource: resources.Resource) -> str | None:
+        if resource is resources.PODS:
+            return f"spec.nodeName={self.node}"
+        if resource is resources.NODES:
+            return f"metadata.name={self.node}"
+        return None
+
+    def _snapshot_when_ready(self) -> ClusterSnapshot | None:
+        """The latest snapshot once every cache is synced: comparing rules with half a picture would report
+        every Service not listed yet."""
+        return self._latest if self._board.ready else None
 
     def tasks(self) -> dict[str, Callable[[], Awaitable[None]]]:
         jobs: dict[str, Callable[[], Awaitable[None]]] = {
@@ -89,6 +122,7 @@ class NodeAgent:
         }
         jobs["prober"] = self.scheduler.run
         jobs["evaluator"] = self.evaluate_forever
+        jobs["kube-proxy"] = self.dataplane.run
         return jobs
 
     def snapshot(self) -> ClusterSnapshot:
@@ -102,7 +136,7 @@ class NodeAgent:
         plan = combine(plans)
         targets = node_targets(plan, snapshot, self.node, self._defaults)
         while True:
-            await wait_any(self._cache_changed, self.scheduler.changed)
+            await wait_any(self._cache_changed, self.scheduler.changed, self.dataplane.changed)
             await asyncio.sleep(self._settings.publish_interval_seconds)
             started = time.perf_counter()
             if self._cache_changed.is_set():
@@ -113,13 +147,18 @@ class NodeAgent:
                 targets = node_targets(plan, snapshot, self.node, self._defaults)
                 self.scheduler.set_targets(targets.targets)
                 self._update_readiness()
+                self._latest = snapshot
             self.scheduler.changed.clear()
+            self.dataplane.changed.clear()
             statuses = self.scheduler.statuses()
+            dataplane = self.dataplane.report
+            if dataplane.rules.seconds:
+                self._metrics.cycle_duration.labels("kube_proxy").set(dataplane.rules.seconds)
             now = time.time()
             # In a worker thread: the checks are pure functions of immutable data, and a round costs
             # about 20 µs a target (0.1 s at 5,000), which on the loop would hold every due probe
             # back that long (bench/scrape.py, part 2).
-            context = NodeContext(self.node, snapshot, plan, targets, statuses, now)
+            context = NodeContext(self.node, snapshot, plan, targets, statuses, now, dataplane)
             results = await asyncio.to_thread(evaluate_node, context)
             self._board.publish(
                 Published(
@@ -128,6 +167,7 @@ class NodeAgent:
                     node=self.node,
                     plans=tuple(plans),
                     snapshot=snapshot,
+                    dataplane=dataplane,
                 )
             )
             for lb in ("alb", "nlb", "tgb"):

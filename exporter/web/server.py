@@ -14,7 +14,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.checks.causes import order
-from exporter.metrics.collectors import ProbeRenderer, check_steps
+from exporter.metrics.collectors import ProbeRenderer, check_steps, kube_proxy_steps
 from exporter.metrics.exposition import CONTENT_TYPE
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.report import iso, results_json, summary, targets_json
@@ -36,7 +36,11 @@ def exposition_steps(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer
     text: list[str] = []
     spent = 0.0
     resumed = time.perf_counter()
-    for _ in itertools.chain(check_steps(published.results, text), renderer.steps(published.probes, text)):
+    for _ in itertools.chain(
+        check_steps(published.results, text),
+        renderer.steps(published.probes, text),
+        kube_proxy_steps(published.node, published.dataplane, published.results, text),
+    ):
         spent += time.perf_counter() - resumed
         yield
         resumed = time.perf_counter()
