@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--controller-namespace", default="kube-system", metavar="NS")
     diagnose.add_argument("--controller-name", default="aws-load-balancer-controller", metavar="NAME")
     diagnose.add_argument("--default-target-type", choices=("instance", "ip"), default="instance")
+    diagnose.add_argument("--node", metavar="NAME", help="the node a saved rules dump comes from (with -A)")
+    diagnose.add_argument("--iptables-save-file", metavar="FILE", help="that node's `iptables-save` output")
+    diagnose.add_argument("--nft-json-file", metavar="FILE", help="that node's `nft -j list ruleset` output")
 
     commands.add_parser("version", help="print the version")
     return parser
@@ -99,6 +102,9 @@ def _diagnose(args: argparse.Namespace) -> int:
         show_ok=args.show_ok,
         controller=ControllerLocation(namespace=args.controller_namespace, name=args.controller_name),
         controller_config=ControllerConfig(default_target_type=args.default_target_type),
+        node=args.node,
+        iptables_save_file=args.iptables_save_file,
+        nft_json_file=args.nft_json_file,
     )
     try:
         return asyncio.run(diagnose.run(options))

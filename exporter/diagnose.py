@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ from exporter import diagnose_output
 from exporter.checks.causes import order
 from exporter.checks.cluster import evaluate_cluster, pods_of
 from exporter.checks.controller import ControllerLocation
+from exporter.dataplane import offline
 from exporter.kube import resources
 from exporter.kube.client import ApiError, ConfigError, KubeClient
 from exporter.kube.snapshots import build_snapshot
@@ -58,6 +60,9 @@ class Options:
     target: str | None = None  # "service/NAME" or "ingress/NAME"
     output: str = "table"
     show_ok: bool = False
+    node: str | None = None  # with a saved dump: compare that node's kube-proxy rules with the cluster
+    iptables_save_file: str | None = None
+    nft_json_file: str | None = None
     controller: ControllerLocation = field(default_factory=ControllerLocation)
     controller_config: ControllerConfig = field(default_factory=ControllerConfig)
 
@@ -178,6 +183,27 @@ def scope(results: Sequence[CheckResult], snapshot: ClusterSnapshot, options: Op
     return [r for r in results if r.object in related or r.object.kind in ("Deployment", "IngressClass")]
 
 
+def _read_dumps(options: Options) -> dict[str, str]:
+    """The saved rules given with --node, read before connecting so a typo fails fast."""
+    files = {"iptables_save": options.iptables_save_file, "nft_json": options.nft_json_file}
+    if options.node is None:
+        if any(files.values()):
+            raise ValueError("--iptables-save-file and --nft-json-file need --node NAME (the node they come from)")
+        return {}
+    if not any(files.values()):
+        raise ValueError("--node needs the node's saved rules: --iptables-save-file FILE and/or --nft-json-file FILE")
+    if not options.all_namespaces:
+        raise ValueError("--node compares the node's rules with every Service: add -A")
+    dumps = {}
+    for key, path in files.items():
+        if path is not None:
+            try:
+                dumps[key] = Path(path).read_text(errors="replace")
+            except OSError as error:
+                raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    return dumps
+
+
 def document(results: Sequence[CheckResult], generated_at: float) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -194,7 +220,8 @@ def exit_code(results: Sequence[CheckResult]) -> int:
 async def run(options: Options) -> int:
     try:
         parse_target(options.target)
-    except ValueError as error:
+        dumps = _read_dumps(options)
+    except (ValueError, OSError) as error:
         print(f"lbdoctor: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -211,9 +238,22 @@ async def run(options: Options) -> int:
     finally:
         await client.close()
     results = evaluate_cluster(snapshot, options.controller_config, options.controller)
+    if options.node is not None:
+        if options.node not in snapshot.nodes:
+            print(f"lbdoctor: node {options.node!r} is not in the cluster (kubectl get nodes)", file=sys.stderr)
+            return EXIT_USAGE
+        found = offline.analyse(
+            snapshot,
+            options.node,
+            iptables_save=dumps.get("iptables_save"),
+            nft_json=dumps.get("nft_json"),
+            controller=options.controller_config,
+        )
+        results = (*results, *found)
     results = order(scope(results, snapshot, options))
     if options.output == "json":
         print(json.dumps(document(results, time.time()), indent=2))
     else:
-        diagnose_output.table(results, snapshot, options.show_ok, NOT_RUN)
+        not_run = {k: v for k, v in NOT_RUN.items() if not (k == "kube_proxy" and options.node)}
+        diagnose_output.table(results, snapshot, options.show_ok, not_run)
     return exit_code(results)
