@@ -14,7 +14,7 @@ blackhole on the way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from exporter.aws.model import ApiProblem, NetworkAcl, ProblemKind, RouteTable, Subnet, Topic
