@@ -7,6 +7,7 @@ and shared config files are switched off so nothing ever leaves loopback.
 from __future__ import annotations
 
 import json
+import logging
 import urllib.request
 from collections.abc import Iterator
 
@@ -18,6 +19,7 @@ from tests.aws.world import REGION, World, build_world
 
 @pytest.fixture(name="moto_url", scope="session")
 def _moto_url() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns a failure's output
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
