@@ -51,7 +51,8 @@ class TargetPlace:
         return TargetRef(pod=self.pod.meta.name if self.pod else None, ip=self.ip, port=port)
 
     def describe(self, target: TargetHealth) -> str:
-        where = f"{target.id}:{target.port}" if target.port is not None else target.id
+        host = f"[{target.id}]" if ":" in target.id else target.id
+        where = f"{host}:{target.port}" if target.port is not None else target.id
         if self.pod is not None:
             return f"pod {self.pod.meta.name} ({where})"
         if self.node is not None:

@@ -201,7 +201,7 @@ def subnet(raw: Raw) -> Subnet:
     ipv6 = [
         str(a["Ipv6CidrBlock"])
         for a in _list(raw, "Ipv6CidrBlockAssociationSet")
-        if "Ipv6CidrBlock" in a and (a.get("Ipv6CidrBlockState") or {}).get("State", "associated") == "associated"
+        if "Ipv6CidrBlock" in a and not _leaving(a.get("Ipv6CidrBlockState"))
     ]
     return Subnet(
         id=_required(raw, "SubnetId", "subnet"),
@@ -210,6 +210,12 @@ def subnet(raw: Raw) -> Subnet:
         ipv6_cidrs=tuple(ipv6),
         availability_zone=_text(raw, "AvailabilityZone"),
     )
+
+
+def _leaving(state: Any) -> bool:
+    """An association on its way out (or failed) no longer routes; anything else counts."""
+    text = str(state.get("State", "")) if isinstance(state, Mapping) else ""
+    return text in ("disassociating", "disassociated", "failing", "failed")
 
 
 def network_acl(raw: Raw) -> NetworkAcl:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from tests.aws.world import CLUSTER, REGION, World
 
 
 def settings(**overrides: Any) -> AwsSettings:
-    return AwsSettings(cluster_name=CLUSTER, region=REGION, **overrides)
+    return AwsSettings(**{"cluster_name": CLUSTER, "region": REGION, **overrides})
 
 
 async def diagnose(world: World, probes: Sequence[TargetStatus] = (), **overrides: Any) -> AwsRound:
@@ -43,3 +44,21 @@ def one(round_: AwsRound, check: Check, **where: Any) -> CheckResult:
 
 def reasons(found: Sequence[CheckResult]) -> set[str]:
     return {r.reason.value for r in found if r.reason is not None}
+
+
+def iam_user(world: World, policy: dict[str, Any], name: str = "lbdoctor") -> tuple[str, str]:
+    """An IAM user in moto with exactly this inline policy; returns its access key id and secret."""
+    import boto3
+
+    iam = boto3.client("iam", region_name=REGION, endpoint_url=world.url)
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="lbdoctor", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+
+def enforce_iam(world: World) -> None:
+    """From now on moto authorises every request against the caller's IAM policies (reset after the test)."""
+    from tests.aws.conftest import moto_post
+
+    moto_post(world.url, "/moto-api/reset-auth", b"0")
