@@ -13,6 +13,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+_EPSILON = 1e-9
+
 
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; ``acquire`` waits for a token.
@@ -48,8 +50,9 @@ class TokenBucket:
     async def acquire(self) -> None:
         async with self._lock:
             self._refill()
-            while self._tokens < 1:
-                await self._sleep((1 - self._tokens) / self.rate)
+            # The tolerance keeps float rounding from turning into an endless series of tiny sleeps.
+            while self._tokens < 1 - _EPSILON:
+                await self._sleep(max((1 - self._tokens) / self.rate, _EPSILON))
                 self._refill()
             self._tokens -= 1
             self.granted += 1

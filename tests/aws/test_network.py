@@ -7,7 +7,7 @@ from moto.ec2.models.route_tables import Route as MotoRoute
 
 from exporter.model.results import Check, Reason, Status
 from tests.aws.helpers import diagnose, one, reasons, results
-from tests.aws.world import POD_IPS, World
+from tests.aws.world import World
 
 LB_CIDRS = ("10.0.0.0/24", "10.0.1.0/24")
 
@@ -41,7 +41,7 @@ async def test_lb_subnet_not_letting_answers_in(world: World) -> None:
     # only targets in 10.0.10.0/24 (web-1, node-a) are denied
     assert reasons(results(round_, Check.NETWORK, pod="web-1")) == {"NaclDeniesReturnTraffic"}
     assert one(round_, Check.NETWORK, pod="web-2").status is Status.OK
-    node_a = [r for r in results(round_, Check.NETWORK, ip="10.0.10.10")]
+    node_a = list(results(round_, Check.NETWORK, ip="10.0.10.10"))
     assert reasons(node_a) == {"NaclDeniesReturnTraffic"}
     assert all(world.lb_acl in f.message and "inbound" in f.message for f in node_a)
 

@@ -83,8 +83,7 @@ class World:
             services=[WEB_SERVICE, API_SERVICE],
             ingresses=[WEB_INGRESS],
             ingress_classes=[IngressClass(ObjectMeta("", "alb"), "ingress.k8s.aws/alb")],
-            pods=[pod("web-1", "web", "node-a"), pod("web-2", "web", "node-b"), pod("api-1", "api", "node-a")]
-            + self.extra_pods,
+            pods=[pod("web-1", "web", "node-a"), pod("web-2", "web", "node-b"), pod("api-1", "api", "node-a"), *self.extra_pods],
             nodes=[node(name, self.instances[name]) for name in NODE_IPS],
             target_group_bindings=[
                 TargetGroupBinding(
