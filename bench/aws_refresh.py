@@ -56,8 +56,9 @@ def seed(url: str, groups: int, targets: int) -> dict[int, list[str]]:
         ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"]["SubnetId"]
         for i, z in ((0, "a"), (1, "b"))
     ]
+    # Two /18s: 32,000 addresses, room for 10,000 pod IPs drawn at random without many collisions.
     node_subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{16 * i}.0/20", AvailabilityZone=f"{REGION}{z}")["Subnet"][
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{64 * i}.0/18", AvailabilityZone=f"{REGION}{z}")["Subnet"][
             "SubnetId"
         ]
         for i, z in ((1, "a"), (2, "b"))

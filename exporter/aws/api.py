@@ -191,6 +191,20 @@ class AwsApi:
                 return str(client.meta.region_name or "")
         return self._region or ""
 
+    async def credential_source(self) -> str | None:
+        """How the standard chain found credentials (``env``, ``assume-role-with-web-identity`` for IRSA,
+        ``container-role`` for EKS Pod Identity, ``shared-credentials-file``, ``iam-role``, …), or None
+        when there are none: ``lbdoctor diagnose`` says so instead of running the AWS steps."""
+
+        def resolve() -> str | None:
+            try:
+                credentials = boto3.session.Session(region_name=self._region).get_credentials()
+            except Exception:  # a broken profile or provider is "no credentials" to the caller
+                return None
+            return None if credentials is None else str(getattr(credentials, "method", "unknown"))
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, resolve)
+
     def limiter(self, service: str) -> TokenBucket:
         return self._limiters[service]
 

@@ -28,7 +28,7 @@ _PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "all": -1}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1 << 16)
 def network(text: str) -> Network | None:
     """A CIDR or a bare address as a network; None when it is neither."""
     try:
@@ -209,6 +209,23 @@ def evaluate_nacl(acl: NetworkAcl, *, egress: bool, peer: str, protocol: int, po
     if undecided:
         return NaclVerdict(False, None, _describe_box(undecided[0], peer_net.version))
     return NaclVerdict(True)
+
+
+def uniform_over(cidrs: Iterable[str], block: str) -> bool:
+    """Does every CIDR either contain ``block`` whole or miss it entirely? Then every address in the block
+    gets the same verdict, and evaluating the block once answers for each of them."""
+    inside = network(block)
+    if inside is None:
+        return False
+    for cidr in cidrs:
+        net = network(cidr)
+        if net is None or net.version != inside.version:
+            continue
+        if inside.subnet_of(net):  # type: ignore[arg-type]
+            continue
+        if net.overlaps(inside):
+            return False
+    return True
 
 
 # -- route tables ------------------------------------------------------------------------------------

@@ -23,9 +23,12 @@ from exporter.aws.netrules import (
     TCP,
     NaclVerdict,
     RouteProblem,
+    RouteVerdict,
+    contains,
     evaluate_nacl,
     protocol_name,
     route_to,
+    uniform_over,
 )
 from exporter.checks.aws_context import AwsContext, Landing, TargetView, Unresolved, problem_result
 from exporter.model.results import Check, CheckResult, Reason, Status
@@ -35,9 +38,15 @@ CHECK = Check.NETWORK
 
 @dataclass
 class _Memo:
-    """NACL and route answers repeat across thousands of targets in a few subnets: compute each once."""
+    """NACL and route answers repeat across thousands of targets in a few subnets: compute each once.
+
+    A target's address gets its subnet's verdict when no rule (or route) splits the subnet, which is
+    the common case; otherwise the address is evaluated on its own. Exact either way.
+    """
 
     nacl: dict[tuple[str, bool, str, int, tuple[int, int]], NaclVerdict] = field(default_factory=dict)
+    routes: dict[tuple[str, str], RouteVerdict] = field(default_factory=dict)
+    uniform: dict[tuple[str, bool | None, str], bool] = field(default_factory=dict)
 
     def evaluate(self, acl: NetworkAcl, egress: bool, peer: str, protocol: int, ports: tuple[int, int]) -> NaclVerdict:
         key = (acl.id, egress, peer, protocol, ports)
@@ -45,6 +54,35 @@ class _Memo:
         if found is None:
             found = evaluate_nacl(acl, egress=egress, peer=peer, protocol=protocol, ports=ports)
             self.nacl[key] = found
+        return found
+
+    def _uniform(self, owner: str, egress: bool | None, cidrs: list[str], block: str | None) -> bool:
+        if block is None:
+            return False
+        key = (owner, egress, block)
+        found = self.uniform.get(key)
+        if found is None:
+            found = uniform_over(cidrs, block)
+            self.uniform[key] = found
+        return found
+
+    def host(
+        self, acl: NetworkAcl, egress: bool, ip: str, block: str | None, protocol: int, ports: tuple[int, int]
+    ) -> NaclVerdict:
+        """The verdict for one address inside ``block`` (its subnet's CIDR of the same family)."""
+        cidrs = [e.cidr for e in acl.entries if e.egress == egress]
+        peer = block if block is not None and self._uniform(acl.id, egress, cidrs, block) else ip
+        return self.evaluate(acl, egress, peer, protocol, ports)
+
+    def route(self, table: RouteTable, destination: str, block: str | None) -> RouteVerdict:
+        cidrs = [r.destination for r in table.routes if r.destination]
+        if block is not None and self._uniform(table.id, None, cidrs, block):
+            destination = block
+        key = (table.id, destination)
+        found = self.routes.get(key)
+        if found is None:
+            found = route_to(table, destination)
+            self.routes[key] = found
         return found
 
 
@@ -117,7 +155,7 @@ def _path(
     tables = _tables(context, lb_subnet, landing.subnet)
     if isinstance(tables, ApiProblem):
         return tables
-    findings.extend(_route_findings(view, landing, lb_subnet, source, tables))
+    findings.extend(_route_findings(view, landing, lb_subnet, source, tables, memo))
     return findings
 
 
@@ -144,6 +182,11 @@ def _tables(
     return lb_table, target_table
 
 
+def _block_of(landing: Landing) -> str | None:
+    """The target subnet's CIDR that holds the target's address."""
+    return next((c for c in landing.subnet.cidrs if contains(c, landing.ip)), None)
+
+
 def _ports(view: TargetView) -> list[tuple[str, int, int]]:
     found: list[tuple[str, int, int]] = []
     if view.health_check_port is not None:
@@ -168,12 +211,13 @@ def _nacl_findings(
     memo: _Memo,
 ) -> list[CheckResult]:
     lb_acl, target_acl = acls
+    block = _block_of(landing)
     findings = []
     returned: set[int] = set()
     for kind, protocol, port in _ports(view):
         reason = Reason.NACL_DENIES_HEALTH_CHECK if kind == "health-check" else Reason.NACL_DENIES_TRAFFIC
         flow = f"{protocol_name(protocol)} {port} ({kind})"
-        out_of_lb = memo.evaluate(lb_acl, True, landing.ip, protocol, (port, port))
+        out_of_lb = memo.host(lb_acl, True, landing.ip, block, protocol, (port, port))
         if not out_of_lb.allowed:
             findings.append(
                 _result(
@@ -202,7 +246,7 @@ def _nacl_findings(
             continue
         returned.add(protocol)
         back_out = memo.evaluate(target_acl, True, source, protocol, EPHEMERAL_PORTS)
-        back_in = memo.evaluate(lb_acl, False, landing.ip, protocol, EPHEMERAL_PORTS)
+        back_in = memo.host(lb_acl, False, landing.ip, block, protocol, EPHEMERAL_PORTS)
         for acl, verdict, where, direction in (
             (target_acl, back_out, f"target subnet {landing.subnet.id}", f"outbound to {source}"),
             (lb_acl, back_in, f"load-balancer subnet {lb_subnet.id}", f"inbound from {landing.ip}"),
@@ -229,14 +273,22 @@ def _route_findings(
     lb_subnet: Subnet,
     source: str,
     tables: tuple[RouteTable, RouteTable],
+    memo: _Memo,
 ) -> list[CheckResult]:
     lb_table, target_table = tables
+    block = _block_of(landing)
     findings = []
-    for table, where, destination, meaning in (
-        (lb_table, f"load-balancer subnet {lb_subnet.id}", landing.ip, "the load balancer's packets to the target"),
-        (target_table, f"target subnet {landing.subnet.id}", source, "the target's answers to the load balancer"),
+    for table, where, destination, inside, meaning in (
+        (
+            lb_table,
+            f"load-balancer subnet {lb_subnet.id}",
+            landing.ip,
+            block,
+            "the load balancer's packets to the target",
+        ),
+        (target_table, f"target subnet {landing.subnet.id}", source, None, "the target's answers to the load balancer"),
     ):
-        verdict = route_to(table, destination)
+        verdict = memo.route(table, destination, inside)
         if verdict.problem is None:
             continue
         if verdict.problem is RouteProblem.MISSING_LOCAL:

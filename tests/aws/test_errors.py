@@ -219,3 +219,14 @@ async def test_ipv6_targets(world: World) -> None:
     round_ = await diagnose(world)
     assert one(round_, Check.NETWORK, pod="web-6").status is Status.OK
     assert one(round_, Check.SECURITY_GROUPS, ip=POD_IPS["web-1"]).reason is Reason.HEALTH_CHECK_PORT_NOT_ALLOWED
+
+
+async def test_diagnose_can_tell_whether_credentials_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    doctor = AwsDoctor(settings())
+    try:
+        assert await doctor.api.credential_source() == "env"
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+        assert await doctor.api.credential_source() is None
+    finally:
+        doctor.close()

@@ -142,3 +142,12 @@ async def test_blackhole_route_on_the_path(world: World, monkeypatch: pytest.Mon
     assert reasons(found) == {"BlackholeRoute"}
     assert all(f.status is Status.FAIL and appliance_id in f.message for f in found)
     assert one(round_, Check.NETWORK, ip="10.0.10.10").reason is Reason.BLACKHOLE_ROUTE
+
+
+async def test_a_rule_for_one_address_inside_a_subnet_hits_only_that_target(world: World) -> None:
+    """Subnets are evaluated once when no rule splits them; a /32 rule splits one, and stays exact."""
+    world.nacl_entry(world.lb_acl, 20, egress=True, allow=False, cidr=f"{POD_IPS['web-1']}/32", ports=(8080, 8080))
+    round_ = await diagnose(world)
+    assert reasons(results(round_, Check.NETWORK, pod="web-1")) == {"NaclDeniesHealthCheck"}
+    assert one(round_, Check.NETWORK, ip="10.0.10.10").status is Status.OK
+    assert one(round_, Check.NETWORK, pod="web-2").status is Status.OK
