@@ -7,7 +7,7 @@ from moto.ec2.models.route_tables import Route as MotoRoute
 
 from exporter.model.results import Check, Reason, Status
 from tests.aws.helpers import diagnose, one, reasons, results
-from tests.aws.world import World
+from tests.aws.world import POD_IPS, World
 
 LB_CIDRS = ("10.0.0.0/24", "10.0.1.0/24")
 
