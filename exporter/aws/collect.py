@@ -200,6 +200,24 @@ class AwsCollector:
             operation, result_key, token_in="NextToken", token_out="NextToken", MaxResults=EC2_PAGE, **params
         )
 
+    async def _batched(self, operation: str, key: str, items: Sequence[str], size: int) -> list[dict[str, Any]]:
+        """One call per ``size`` ARNs. AWS fails a whole batch when one ARN in it was just deleted; then
+        the batch is asked one ARN at a time and the vanished ones are left out (rare, so cheap)."""
+        answers = []
+        for chunk in _chunks(items, size):
+            try:
+                answers.append(await self._api.call(operation, **{key: list(chunk)}))
+            except AwsCallError as error:
+                if error.problem.kind is not ProblemKind.NOT_FOUND:
+                    raise
+                for item in chunk if len(chunk) > 1 else ():
+                    try:
+                        answers.append(await self._api.call(operation, **{key: [item]}))
+                    except AwsCallError as single:
+                        if single.problem.kind is not ProblemKind.NOT_FOUND:
+                            raise
+        return answers
+
     def _parse_all(self, reader: Callable[[Any], T], raws: Iterable[Any]) -> list[T]:
         parsed = []
         for raw in raws:
@@ -246,8 +264,8 @@ class AwsCollector:
             if arn not in self._listing:
                 del self._tags[arn]
         try:
-            for chunk in _chunks(wanted, TAGS_PER_CALL):
-                answer = await self._api.call("describe_tags", ResourceArns=list(chunk))
+            answers = await self._batched("describe_tags", "ResourceArns", wanted, TAGS_PER_CALL)
+            for answer in answers:
                 for description in answer.get("TagDescriptions") or ():
                     arn = str(description.get("ResourceArn", ""))
                     self._tags[arn] = (parse.tags(description.get("Tags") or ()), self._topology_round)
@@ -274,8 +292,7 @@ class AwsCollector:
 
         async def job() -> None:
             found: dict[str, LoadBalancer] = {}
-            for chunk in _chunks(wanted, LBS_PER_CALL):
-                answer = await self._api.call("describe_load_balancers", LoadBalancerArns=list(chunk))
+            for answer in await self._batched("describe_load_balancers", "LoadBalancerArns", wanted, LBS_PER_CALL):
                 parsed = self._parse_all(parse.load_balancer, answer.get("LoadBalancers") or ())
                 found.update((lb.arn, lb) for lb in parsed)
             self._load_balancers = found

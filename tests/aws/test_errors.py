@@ -230,3 +230,36 @@ async def test_diagnose_can_tell_whether_credentials_exist(monkeypatch: pytest.M
         assert await doctor.api.credential_source() is None
     finally:
         doctor.close()
+
+
+async def test_a_target_group_deleted_between_listing_and_tags(world: World) -> None:
+    """DescribeTags fails the whole batch when one ARN is gone: the batch is asked ARN by ARN and the
+    vanished one is left out, not the whole cluster's target groups."""
+    answers = _answers(world)
+    elbv2 = boto3.client("elbv2", region_name=REGION)
+    stubber = Stubber(elbv2)
+    api_group, web_group = answers["groups"]
+    api, web = api_group["TargetGroupArn"], web_group["TargetGroupArn"]
+    gone = {"Code": "TargetGroupNotFound", "Message": "One or more target groups not found"}
+    stubber.add_response("describe_target_groups", {"TargetGroups": [api_group, web_group]}, None)
+    stubber.add_client_error("describe_tags", gone["Code"], gone["Message"], 400, expected_params={"ResourceArns": [api, web]})
+    stubber.add_client_error("describe_tags", gone["Code"], gone["Message"], 400, expected_params={"ResourceArns": [api]})
+    web_tags = [d for d in answers["tags"]["TagDescriptions"] if d["ResourceArn"] == web]
+    stubber.add_response("describe_tags", {"TagDescriptions": web_tags}, {"ResourceArns": [web]})
+    stubber.add_response("describe_load_balancers", {"LoadBalancers": [lb for lb in answers["lbs"]["LoadBalancers"] if lb["LoadBalancerArn"] == world.alb]}, None)
+    stubber.add_response("describe_target_health", answers["health"][web], {"TargetGroupArn": web})
+    stubber.activate()
+    snapshot = world.snapshot()
+    unbound = type(snapshot).of(
+        services=snapshot.services.values(), ingresses=snapshot.ingresses.values(), pods=snapshot.pods.values(),
+        nodes=snapshot.nodes.values(), ingress_classes=snapshot.ingress_classes.values(),
+    )  # fmt: skip
+    doctor = AwsDoctor(settings(workers=1), client_factory=lambda s: elbv2 if s == "elbv2" else boto3.client(s, region_name=REGION))
+    try:
+        round_ = await doctor.refresh(unbound, plan=world.plan(), now=1000.0, full=True)
+    finally:
+        doctor.close()
+    stubber.assert_no_pending_responses()
+    assert set(round_.aws.target_groups) == {web}  # found by its tags; the vanished one is gone, silently
+    assert not round_.aws.problems
+    assert one(round_, Check.ELB_TARGET_HEALTH, pod="web-1").status is Status.OK
