@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter.aws.model import ApiProblem, Instance, LoadBalancer, ProblemKind, SecurityGroup, Topic
-from exporter.aws.netrules import TCP, Access, ingress_allows, protocol_name
+from exporter.aws.netrules import TCP, UDP, Access, ingress_allows, protocol_name
 from exporter.checks.aws_context import AwsContext, Landing, TargetView, Unresolved, family_cidrs, problem_result
 from exporter.lb.healthcheck import INSTANCE
 from exporter.lb.targets import resolve_target_port
@@ -160,7 +160,7 @@ def _port_findings(
                 reason,
                 f"{landing.holder} of {view.describe()} has security groups {ids}, and none allows {source} on "
                 f"{where} (the {kind} port), so {consequence}",
-                _remedy(lb, groups, where, cidrs),
+                _remedy(lb, groups, protocol, port, cidrs),
             )
         )
     return findings
@@ -172,14 +172,16 @@ def _source(lb: LoadBalancer, cidrs: Sequence[str]) -> str:
     return f"load balancer {lb.name}'s subnets {', '.join(cidrs)}"
 
 
-def _remedy(lb: LoadBalancer, groups: Sequence[SecurityGroup], where: str, cidrs: Sequence[str]) -> str:
+def _remedy(lb: LoadBalancer, groups: Sequence[SecurityGroup], protocol: int, port: int, cidrs: Sequence[str]) -> str:
     target = groups[0].id
+    where = f"{protocol_name(protocol)} {port}"
+    name = "udp" if protocol == UDP else "tcp"
     if lb.security_groups:
+        source = lb.security_groups[0]
         return (
-            f"allow {where} from {lb.security_groups[0]} into {target} (aws ec2 authorize-security-group-ingress "
-            f"--group-id {target} --protocol tcp --port {where.split()[-1]} --source-group {lb.security_groups[0]}); "
-            f"with custom frontend security-groups annotations, set manage-backend-security-group-rules: 'true' "
-            f"so the controller adds it"
+            f"allow {where} from {source} into {target} (aws ec2 authorize-security-group-ingress --group-id "
+            f"{target} --protocol {name} --port {port} --source-group {source}); with custom frontend "
+            f"security-groups annotations, set manage-backend-security-group-rules: 'true' so the controller adds it"
         )
     return (
         f"allow {where} from {', '.join(cidrs)} into {target} (an NLB without a security group sends from its subnets)"
