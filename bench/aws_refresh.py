@@ -241,7 +241,7 @@ class _CannedClient:
         raise AttributeError(name)
 
 
-async def simulate_hour(groups: int, targets: int, hot_fraction: float, tick: float = 5.0) -> dict[str, int]:
+async def simulate_hour(groups: int, targets: int, hot_fraction: float, tick: float = 5.0) -> dict[str, Any]:
     from exporter.aws.api import AwsApi
     from exporter.aws.collect import AwsCollector
     from exporter.aws.config import AwsSettings
@@ -265,12 +265,32 @@ async def simulate_hour(groups: int, targets: int, hot_fraction: float, tick: fl
     )
     collector = AwsCollector(api, settings)
     snapshot = ClusterSnapshot()
+    last: dict[str, float] = {}
+    gaps: dict[bool, list[float]] = {True: [], False: []}  # hot? -> seconds between two reads of a group
+    hot_arns = {fake._arns[i] for i in hot}
     while clock[0] < 3600.0:
         started = clock[0]
-        await collector.collect(snapshot, clock[0])
+        aws = await collector.collect(snapshot, clock[0])
+        # Gaps are measured once every group has been read (the first pass is start-up, not cadence).
+        warm = len(last) == groups
+        for arn, health in aws.health.items():
+            if warm and health.fetched_at != last[arn]:
+                gaps[arn in hot_arns].append(health.fetched_at - last[arn])
+            last[arn] = health.fetched_at
         clock[0] = max(clock[0], started + tick)
     api.close()
-    return {op: n for (op, outcome), n in sorted(api.counts().items()) if outcome == "success"}
+    scale = 3600.0 / clock[0]
+    counts = {op: round(n * scale) for (op, outcome), n in sorted(api.counts().items()) if outcome == "success"}
+    return {
+        "per_hour": counts,
+        "total": sum(counts.values()),
+        "elbv2": sum(n for op, n in counts.items() if op in ELBV2_OPERATIONS),
+        "cold_period": max(gaps[False], default=0.0),
+        "hot_period": max(gaps[True], default=0.0),
+    }
+
+
+ELBV2_OPERATIONS = ("DescribeTargetGroups", "DescribeTags", "DescribeLoadBalancers", "DescribeTargetHealth")
 
 
 def main() -> None:
@@ -307,9 +327,13 @@ def main() -> None:
     finally:
         server.stop()
     if not args.skip_hour:
-        for fraction in (0.0, 0.01):
-            counts = asyncio.run(simulate_hour(args.groups, args.targets, fraction))
-            print(f"simulated hour, {fraction:.0%} hot: {sum(counts.values())} calls  {counts}")
+        for groups, fraction in ((args.groups, 0.0), (args.groups, 0.01), (50, 0.0), (50, 0.02)):
+            hour = asyncio.run(simulate_hour(groups, args.targets, fraction))
+            print(
+                f"simulated hour, {groups} groups, {fraction:.0%} hot: {hour['total']} calls/h "
+                f"({hour['elbv2']} ELBv2); after start-up, longest gap between reads of a group: cold {hour['cold_period']:.0f} s, "
+                f"hot {hour['hot_period']:.0f} s\n  {hour['per_hour']}"
+            )
 
 
 if __name__ == "__main__":
