@@ -189,7 +189,11 @@ class AwsCollector:
         token: str | None = None
         for _ in range(MAX_PAGES):
             page = await self._api.call(operation, **params, **({token_in: token} if token else {}))
-            items.extend(item for item in page.get(result_key) or () if isinstance(item, dict))
+            for item in page.get(result_key) or ():
+                if isinstance(item, dict):
+                    items.append(item)
+                else:
+                    self._malformed(f"{operation} returned a {type(item).__name__} among its {result_key}")
             token = page.get(token_out) or None
             if not token:
                 break
@@ -218,14 +222,17 @@ class AwsCollector:
                             raise
         return answers
 
+    def _malformed(self, what: str) -> None:
+        self._errors.error("aws", "malformed")
+        log.warning("skipping a malformed AWS entry", error=what)
+
     def _parse_all(self, reader: Callable[[Any], T], raws: Iterable[Any]) -> list[T]:
         parsed = []
         for raw in raws:
             try:
                 parsed.append(reader(raw))
             except (parse.MalformedEntry, TypeError, KeyError, AttributeError) as error:
-                self._errors.error("aws", "malformed")
-                log.warning("skipping a malformed AWS entry", error=str(error))
+                self._malformed(str(error))
         return parsed
 
     async def _topic(self, topic: Topic, job: Awaitable[None]) -> None:
@@ -246,7 +253,12 @@ class AwsCollector:
             self._problems[Topic.TARGET_GROUPS] = self._failed(error)
             return
         self._problems.pop(Topic.TARGET_GROUPS, None)
-        self._listing = {str(raw["TargetGroupArn"]): raw for raw in raws if raw.get("TargetGroupArn")}
+        self._listing = {}
+        for raw in raws:
+            if raw.get("TargetGroupArn"):
+                self._listing[str(raw["TargetGroupArn"])] = raw
+            else:
+                self._malformed("target group without TargetGroupArn")
         self._listed = True
         action = action_of("describe_target_groups")
         where = self._api.region or "this Region"
@@ -283,8 +295,7 @@ class AwsCollector:
                 try:
                     groups[arn] = parse.target_group(raw, tag_map)
                 except parse.MalformedEntry as error:
-                    self._errors.error("aws", "malformed")
-                    log.warning("skipping a malformed AWS entry", error=str(error))
+                    self._malformed(str(error))
         return groups
 
     async def _refresh_load_balancers(self, groups: Mapping[str, TargetGroup]) -> None:

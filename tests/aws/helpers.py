@@ -18,9 +18,21 @@ def settings(**overrides: Any) -> AwsSettings:
     return AwsSettings(**{"cluster_name": CLUSTER, "region": REGION, **overrides})
 
 
-async def diagnose(world: World, probes: Sequence[TargetStatus] = (), **overrides: Any) -> AwsRound:
+class ErrorLog:
+    """Collects what would go to lbdoctor_errors_total{component,kind}."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def error(self, component: str, kind: str) -> None:
+        self.seen.append((component, kind))
+
+
+async def diagnose(
+    world: World, probes: Sequence[TargetStatus] = (), errors: ErrorLog | None = None, **overrides: Any
+) -> AwsRound:
     """One full round against moto, as ``lbdoctor diagnose`` runs it."""
-    doctor = AwsDoctor(settings(**overrides))
+    doctor = AwsDoctor(settings(**overrides), errors=errors)
     try:
         return await doctor.refresh(world.snapshot(), plan=world.plan(), probes=probes, now=1000.0, full=True)
     finally:

@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 
 from exporter.aws.doctor import AwsDoctor
 from exporter.model.results import Check, Reason, Status
-from tests.aws.helpers import diagnose, enforce_iam, iam_user, one, results, settings
+from tests.aws.helpers import ErrorLog, diagnose, enforce_iam, iam_user, one, results, settings
 from tests.aws.test_iam_policy import policy
 from tests.aws.world import POD_IPS, REGION, World, from_sg, pod
 
@@ -63,7 +63,9 @@ async def test_no_credentials_at_all(world: World, monkeypatch: pytest.MonkeyPat
     """No keys, no profile, no IRSA, no instance metadata: every AWS check is unknown and says why."""
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    round_ = await diagnose(world)
+    errors = ErrorLog()
+    round_ = await diagnose(world, errors=errors)
+    assert ("aws", "no_credentials") in errors.seen
     elb = results(round_, Check.ELB_TARGET_HEALTH)
     assert {(r.status, r.reason) for r in elb} == {(Status.UNKNOWN, Reason.AWS_CREDENTIALS_MISSING)}
     assert {r.object.name for r in elb} == {"web", "api"}  # known from the TargetGroupBindings alone
@@ -263,3 +265,46 @@ async def test_a_target_group_deleted_between_listing_and_tags(world: World) -> 
     assert set(round_.aws.target_groups) == {web}  # found by its tags; the vanished one is gone, silently
     assert not round_.aws.problems
     assert one(round_, Check.ELB_TARGET_HEALTH, pod="web-1").status is Status.OK
+
+
+class _Garbled:
+    """AWS answers with entries missing their identifiers: nothing real produces these, so a stand-in does."""
+
+    def __init__(self, world: World) -> None:
+        self.meta = boto3.client("elbv2", region_name=REGION).meta
+        self._world = world
+
+    def describe_target_groups(self, **_: Any) -> dict[str, Any]:
+        good = {"TargetGroupArn": self._world.web_tg, "TargetGroupName": "k8s-shop-web", "TargetType": "ip", "VpcId": self._world.vpc}
+        return {"TargetGroups": [{"TargetGroupName": "no-arn"}, good, "not even a mapping"]}
+
+    def describe_tags(self, ResourceArns: list[str]) -> dict[str, Any]:
+        return {"TagDescriptions": [{"ResourceArn": a, "Tags": [{"Key": "elbv2.k8s.aws/cluster", "Value": "c1"}]} for a in ResourceArns]}
+
+    def describe_load_balancers(self, **_: Any) -> dict[str, Any]:
+        return {"LoadBalancers": []}
+
+    def describe_target_health(self, **_: Any) -> dict[str, Any]:
+        return {
+            "TargetHealthDescriptions": [
+                {"Target": {"Port": 8080}, "TargetHealth": {"State": "healthy"}},
+                {"Target": {"Id": POD_IPS["web-1"], "Port": 8080}, "TargetHealth": {"State": "unhealthy", "Reason": "Target.Timeout"}},
+            ]
+        }
+
+
+async def test_malformed_answers_are_counted_and_the_rest_is_used(world: World) -> None:
+    errors = ErrorLog()
+    garbled = _Garbled(world)
+    doctor = AwsDoctor(
+        settings(), errors=errors, client_factory=lambda s: garbled if s == "elbv2" else boto3.client(s, region_name=REGION)
+    )
+    try:
+        round_ = await doctor.refresh(world.snapshot(), plan=world.plan(), now=1000.0, full=True)
+    finally:
+        doctor.close()
+    # the group without an ARN, the entry that is not a mapping, the target without an id
+    assert errors.seen.count(("aws", "malformed")) == 3
+    assert set(round_.aws.target_groups) == {world.web_tg}
+    result = one(round_, Check.ELB_TARGET_HEALTH, pod="web-1")
+    assert (result.status, result.reason) == (Status.FAIL, Reason.TARGET_TIMEOUT)
