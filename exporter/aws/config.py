@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from exporter.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,8 @@ class AwsSettings:
             raise ValueError("the AWS checks need the cluster name (cluster_name): the controller tags with it")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> AwsSettings:
-        """From ``exporter.settings.Settings`` (typed loosely so this module stays import-light)."""
+    def from_settings(cls, settings: Settings) -> AwsSettings:
+        """From the daemon's settings (``cluster_name`` and the ``aws_*`` fields)."""
         return cls(
             cluster_name=settings.cluster_name or "",
             region=settings.aws_region,
