@@ -251,3 +251,23 @@ def family_cidrs(subnets: Sequence[Subnet], ip: str) -> list[str]:
     for subnet in subnets:
         cidrs.extend(c for c in subnet.cidrs if (":" in c) == v6)
     return cidrs
+
+
+def lb_flows(view: TargetView, lb: LoadBalancer, *, by_security_group: bool) -> list[tuple[str, int, int]]:
+    """(kind, protocol, port) of what the load balancer's own nodes send to the target.
+
+    Health checks always come from the LB's nodes, and so does an ALB's traffic. An NLB may preserve
+    the client's address (the default for instance targets), and then its traffic comes from clients
+    lbdoctor does not know: NACLs see those addresses, so the NACL check leaves an NLB's traffic port
+    out; a security group can still name the NLB's own group, so the security-group check keeps it when
+    the NLB has one.
+    """
+    flows: list[tuple[str, int, int]] = []
+    if view.health_check_port is not None:
+        flows.append(("health-check", TCP, view.health_check_port))
+    client_sourced = lb.type == "network" and not (by_security_group and lb.security_groups)
+    if view.traffic_port is not None and not client_sourced:
+        for protocol in view.traffic_protocols:
+            if (protocol, view.traffic_port) not in {(p, n) for _, p, n in flows}:
+                flows.append(("traffic", protocol, view.traffic_port))
+    return flows

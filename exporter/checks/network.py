@@ -17,10 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from exporter.aws.model import ApiProblem, NetworkAcl, ProblemKind, RouteTable, Subnet, Topic
+from exporter.aws.model import ApiProblem, LoadBalancer, NetworkAcl, ProblemKind, RouteTable, Subnet, Topic
 from exporter.aws.netrules import (
     EPHEMERAL_PORTS,
-    TCP,
     NaclVerdict,
     RouteProblem,
     RouteVerdict,
@@ -30,7 +29,7 @@ from exporter.aws.netrules import (
     route_to,
     uniform_over,
 )
-from exporter.checks.aws_context import AwsContext, Landing, TargetView, Unresolved, problem_result
+from exporter.checks.aws_context import AwsContext, Landing, TargetView, Unresolved, lb_flows, problem_result
 from exporter.model.results import Check, CheckResult, Reason, Status
 
 CHECK = Check.NETWORK
@@ -119,7 +118,7 @@ def target_results(context: AwsContext, view: TargetView, memo: _Memo | None = N
         if subnet_problem is not None:
             return [problem_result(CHECK, view.owner, subnet_problem, what, view.ref)]
         for subnet in subnets:
-            outcome = _path(context, view, landing, subnet, memo)
+            outcome = _path(context, view, landing, lb, subnet, memo)
             if isinstance(outcome, ApiProblem):
                 return [problem_result(CHECK, view.owner, outcome, what, view.ref)]
             checked += 1 if outcome is not None else 0
@@ -138,7 +137,7 @@ def target_results(context: AwsContext, view: TargetView, memo: _Memo | None = N
 
 
 def _path(
-    context: AwsContext, view: TargetView, landing: Landing, lb_subnet: Subnet, memo: _Memo
+    context: AwsContext, view: TargetView, landing: Landing, lb: LoadBalancer, lb_subnet: Subnet, memo: _Memo
 ) -> list[CheckResult] | ApiProblem | None:
     """Findings for one LB subnet; None when the subnet has no address of the target's family."""
     v6 = ":" in landing.ip
@@ -151,7 +150,7 @@ def _path(
         acls = _acls(context, lb_subnet, landing.subnet)
         if isinstance(acls, ApiProblem):
             return acls
-        findings.extend(_nacl_findings(view, landing, lb_subnet, source, acls, memo))
+        findings.extend(_nacl_findings(view, landing, lb, lb_subnet, source, acls, memo))
     tables = _tables(context, lb_subnet, landing.subnet)
     if isinstance(tables, ApiProblem):
         return tables
@@ -187,17 +186,6 @@ def _block_of(landing: Landing) -> str | None:
     return next((c for c in landing.subnet.cidrs if contains(c, landing.ip)), None)
 
 
-def _ports(view: TargetView) -> list[tuple[str, int, int]]:
-    found: list[tuple[str, int, int]] = []
-    if view.health_check_port is not None:
-        found.append(("health-check", TCP, view.health_check_port))
-    if view.traffic_port is not None:
-        for protocol in view.traffic_protocols:
-            if (protocol, view.traffic_port) not in {(p, n) for _, p, n in found}:
-                found.append(("traffic", protocol, view.traffic_port))
-    return found
-
-
 def _rule(verdict: NaclVerdict) -> str:
     return f"rule {verdict.rule}" if verdict.rule is not None else "the final * rule (deny)"
 
@@ -205,6 +193,7 @@ def _rule(verdict: NaclVerdict) -> str:
 def _nacl_findings(
     view: TargetView,
     landing: Landing,
+    lb: LoadBalancer,
     lb_subnet: Subnet,
     source: str,
     acls: tuple[NetworkAcl, NetworkAcl],
@@ -214,7 +203,7 @@ def _nacl_findings(
     block = _block_of(landing)
     findings = []
     returned: set[int] = set()
-    for kind, protocol, port in _ports(view):
+    for kind, protocol, port in lb_flows(view, lb, by_security_group=False):
         reason = Reason.NACL_DENIES_HEALTH_CHECK if kind == "health-check" else Reason.NACL_DENIES_TRAFFIC
         flow = f"{protocol_name(protocol)} {port} ({kind})"
         out_of_lb = memo.host(lb_acl, True, landing.ip, block, protocol, (port, port))

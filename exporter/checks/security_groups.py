@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 from exporter.aws.model import ApiProblem, Instance, LoadBalancer, ProblemKind, SecurityGroup, Topic
 from exporter.aws.netrules import TCP, UDP, Access, ingress_allows, protocol_name
-from exporter.checks.aws_context import AwsContext, Landing, TargetView, Unresolved, family_cidrs, problem_result
+from exporter.checks.aws_context import (
+    AwsContext,
+    Landing,
+    TargetView,
+    Unresolved,
+    family_cidrs,
+    lb_flows,
+    problem_result,
+)
 from exporter.lb.healthcheck import INSTANCE
 from exporter.lb.targets import resolve_target_port
 from exporter.model.objects import Node
@@ -117,18 +125,8 @@ def _port_findings(
     passes: list[str],
 ) -> list[CheckResult]:
     findings: list[CheckResult] = []
-    checks: list[tuple[str, int, int]] = []
-    health_port = view.health_check_port
-    if health_port is not None:
-        checks.append(("health-check", TCP, health_port))
-    if view.traffic_port is not None:
-        checks.extend(("traffic", protocol, view.traffic_port) for protocol in view.traffic_protocols)
-    seen: set[tuple[int, int]] = set()
     source = _source(lb, cidrs)
-    for kind, protocol, port in checks:
-        if (protocol, port) in seen:
-            continue
-        seen.add((protocol, port))
+    for kind, protocol, port in lb_flows(view, lb, by_security_group=True):
         verdict = ingress_allows(groups, protocol, port, source_groups=lb.security_groups, source_cidrs=cidrs)
         where = f"{protocol_name(protocol)} {port}"
         if verdict.access is Access.ALLOWED:

@@ -151,3 +151,23 @@ async def test_a_rule_for_one_address_inside_a_subnet_hits_only_that_target(worl
     assert reasons(results(round_, Check.NETWORK, pod="web-1")) == {"NaclDeniesHealthCheck"}
     assert one(round_, Check.NETWORK, ip="10.0.10.10").status is Status.OK
     assert one(round_, Check.NETWORK, pod="web-2").status is Status.OK
+
+
+async def test_an_nlb_traffic_port_is_left_to_its_clients(world: World) -> None:
+    """An NLB without a security group may preserve client addresses: its traffic comes from clients, not
+    its subnets, so only the health-check port (always from the LB's nodes) is held against its subnets."""
+    from tests.aws.world import from_cidr
+
+    world.elbv2.modify_target_group(TargetGroupArn=world.api_tg, HealthCheckPort="30081")
+    world.revoke(world.cluster_sg, {**from_cidr("10.0.0.0/24", 30080), "IpRanges": [{"CidrIp": "10.0.0.0/24"}, {"CidrIp": "10.0.1.0/24"}]})
+    world.allow(world.cluster_sg, {**from_cidr("10.0.0.0/23", 30081)})
+    world.nacl_entry(world.node_acl, 50, egress=False, allow=False, cidr="10.0.0.0/16", ports=(30080, 30080))
+    round_ = await diagnose(world)
+    for check in (Check.SECURITY_GROUPS, Check.NETWORK):
+        nodes = [r for r in results(round_, check) if r.target is not None and r.target.port == 30080]
+        assert len(nodes) == 2
+        assert {r.status for r in nodes} == {Status.OK}
+    # the health-check port still is: close it and both nodes fail
+    world.nacl_entry(world.node_acl, 40, egress=False, allow=False, cidr="10.0.0.0/16", ports=(30081, 30081))
+    round_ = await diagnose(world)
+    assert reasons([r for r in results(round_, Check.NETWORK) if r.target is not None and r.target.port == 30080]) == {"NaclDeniesHealthCheck"}
