@@ -1,0 +1,55 @@
+"""The narrow AWS call: only listed operations, off the event loop, every request counted."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from exporter.aws.api import AwsApi, AwsCallError
+from exporter.aws.model import ProblemKind
+
+
+class _Client:
+    """Stands in for a botocore client: what it answers is what botocore would hand back after retrying."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def describe_target_health(self, **_: Any) -> dict[str, Any]:
+        self.threads.append(threading.current_thread().name)
+        return {"TargetHealthDescriptions": [], "ResponseMetadata": {"RetryAttempts": 2}}
+
+    def describe_tags(self, **_: Any) -> dict[str, Any]:
+        error = {"Error": {"Code": "Throttling", "Message": "Rate exceeded"}, "ResponseMetadata": {"RetryAttempts": 2}}
+        raise botocore.exceptions.ClientError(error, "DescribeTags")
+
+
+async def test_calls_run_in_the_aws_threads_and_retries_are_counted() -> None:
+    client = _Client()
+    api = AwsApi(client_factory=lambda _service: client)
+    try:
+        await api.call("describe_target_health", TargetGroupArn="arn")
+        with pytest.raises(AwsCallError) as raised:
+            await api.call("describe_tags", ResourceArns=["arn"])
+    finally:
+        api.close()
+    assert client.threads[0].startswith("lbdoctor-aws")
+    assert raised.value.problem.kind is ProblemKind.THROTTLED
+    assert api.counts() == {
+        ("DescribeTargetHealth", "success"): 1,
+        ("DescribeTargetHealth", "retried"): 2,
+        ("DescribeTags", "throttled"): 1,
+        ("DescribeTags", "retried"): 2,
+    }
+
+
+async def test_operations_outside_the_policy_are_refused() -> None:
+    api = AwsApi(client_factory=lambda _service: _Client())
+    try:
+        with pytest.raises(ValueError, match=r"not in exporter\.aws\.api\.OPERATIONS"):
+            await api.call("delete_target_group", TargetGroupArn="arn")
+    finally:
+        api.close()
