@@ -111,7 +111,9 @@ class AwsCollector:
         self._tags: dict[str, tuple[dict[str, str], int]] = {}  # ARN -> tags, topology round read in
         self._topology_round = 0
         self._topology_at: float | None = None
-        self._force_topology = False
+        # A denial or missing credentials is the same for every target group: after one, stop asking until
+        # the next topology refresh instead of spending the whole budget on refusals.
+        self._health_blocked: tuple[float, ApiProblem] | None = None
         self._load_balancers: dict[str, LoadBalancer] = {}
         self._health: dict[str, TargetGroupHealth] = {}
         self._health_problems: dict[str, ApiProblem] = {}
@@ -134,14 +136,13 @@ class AwsCollector:
         bound = frozenset(b.target_group_arn for b in cluster.target_group_bindings.values() if b.target_group_arn)
         topology_due = (
             full
-            or self._force_topology
             or self._topology_at is None
             or now - self._topology_at >= self._settings.topology_interval
-            or any(arn not in self._listing and arn not in self._missing for arn in bound)
+            # a new binding: list again, unless listing is what fails (then the interval paces retries)
+            or (self._listed and any(arn not in self._listing and arn not in self._missing for arn in bound))
         )
         if topology_due:
             self._topology_round += 1
-            self._force_topology = False
             await self._refresh_target_groups(bound)
         groups = self._cluster_target_groups(bound)
         if topology_due:
@@ -351,6 +352,12 @@ class AwsCollector:
         for arn in list(self._health):
             if arn not in candidates:
                 del self._health[arn]
+        if self._health_blocked is not None:
+            until, blocked = self._health_blocked
+            if now < until and not full:
+                self._health_problems.update(dict.fromkeys(candidates, blocked))
+                return [], set()
+            self._health_blocked = None
         due = self._due(sorted(candidates), now, {normalise_ip(t) for t in hot_targets}, full)
         gate = asyncio.Semaphore(self._settings.workers)
         fetched: list[TargetGroupHealth] = []
@@ -358,6 +365,9 @@ class AwsCollector:
 
         async def one(arn: str) -> None:
             async with gate:
+                if self._health_blocked is not None:
+                    self._health_problems[arn] = self._health_blocked[1]
+                    return
                 try:
                     answer = await self._api.call("describe_target_health", TargetGroupArn=arn)
                 except AwsCallError as error:
@@ -372,6 +382,8 @@ class AwsCollector:
                         self._health_problems.pop(arn, None)
                     else:
                         self._health_problems[arn] = problem
+                        if problem.kind in (ProblemKind.ACCESS_DENIED, ProblemKind.NO_CREDENTIALS):
+                            self._health_blocked = (now + self._settings.topology_interval, problem)
                     return
                 targets = self._parse_all(parse.target_health, answer.get("TargetHealthDescriptions") or ())
                 health = TargetGroupHealth(arn, tuple(targets), now)
@@ -404,12 +416,15 @@ class AwsCollector:
             await self._topic(Topic.NETWORK_ACLS, self._load_nacls(vpc_ids))
             await self._topic(Topic.ROUTE_TABLES, self._load_route_tables(vpc_ids))
         else:
+            # New pods and nodes since the topology refresh; a failed lookup waits for the next refresh.
             new_ips = sorted(ip for ip in target_ips if ip not in ec2.interfaces_by_ip and ip not in ec2.unknown_ips)
             if new_ips:
                 await self._topic(Topic.NETWORK_INTERFACES, self._load_interfaces_by_ip(new_ips))
+                ec2.unknown_ips.update(ip for ip in new_ips if ip not in ec2.interfaces_by_ip)
             new_instances = [i for i in instance_ids if i not in ec2.instances and i not in ec2.unknown_instances]
             if new_instances:
                 await self._topic(Topic.INSTANCES, self._load_instances(new_instances, replace=False))
+                ec2.unknown_instances.update(i for i in new_instances if i not in ec2.instances)
         await self._topic(Topic.SECURITY_GROUPS, self._load_security_groups(target_ips, instance_ids, full_refresh))
 
     def _targets(self, groups: Mapping[str, TargetGroup]) -> tuple[set[str], set[str]]:

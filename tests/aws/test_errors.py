@@ -308,3 +308,23 @@ async def test_malformed_answers_are_counted_and_the_rest_is_used(world: World) 
     assert set(round_.aws.target_groups) == {world.web_tg}
     result = one(round_, Check.ELB_TARGET_HEALTH, pod="web-1")
     assert (result.status, result.reason) == (Status.FAIL, Reason.TARGET_TIMEOUT)
+
+
+async def test_denials_are_not_retried_every_round(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After one refusal for lack of credentials, lbdoctor waits for the next topology refresh instead of
+    spending its whole budget on refusals, and keeps saying why."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    doctor = AwsDoctor(settings(workers=1))
+    try:
+        rounds = [await doctor.refresh(world.snapshot(), plan=world.plan(), now=1000.0 + t) for t in (0, 20, 40, 301)]
+    finally:
+        doctor.close()
+    asked = [r.aws.api_requests.get(("DescribeTargetHealth", "no_credentials"), 0) for r in rounds]
+    listed = [r.aws.api_requests.get(("DescribeTargetGroups", "no_credentials"), 0) for r in rounds]
+    assert asked == [1, 1, 1, 2]
+    assert listed == [1, 1, 1, 2]
+    for round_ in rounds:
+        assert {(r.status, r.reason) for r in results(round_, Check.ELB_TARGET_HEALTH)} == {
+            (Status.UNKNOWN, Reason.AWS_CREDENTIALS_MISSING)
+        }
