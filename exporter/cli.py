@@ -1,4 +1,4 @@
-"""Command line: ``lbdoctor run | demo | version``."""
+"""Command line: ``lbdoctor run | diagnose | demo | version``."""
 
 from __future__ import annotations
 
@@ -47,6 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     demo.add_argument("--exit-after", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
 
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="run the runbook once against a cluster and print what fails and what to do",
+        description="Runs every check once from a kubeconfig and prints the runbook. Exit codes: 0 nothing "
+        "fails, 1 a check fails, 2 usage or configuration error, 3 the cluster cannot be reached.",
+    )
+    diagnose.add_argument("target", nargs="?", metavar="service/NAME|ingress/NAME", help="only this load balancer")
+    diagnose.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG or ~/.kube/config)")
+    diagnose.add_argument("--context", help="kubeconfig context")
+    diagnose.add_argument("-n", "--namespace", help="namespace (default: default)")
+    diagnose.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    diagnose.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    diagnose.add_argument("--show-ok", action="store_true", help="list passing results too")
+    diagnose.add_argument("--controller-namespace", default="kube-system", metavar="NS")
+    diagnose.add_argument("--controller-name", default="aws-load-balancer-controller", metavar="NAME")
+    diagnose.add_argument("--default-target-type", choices=("instance", "ip"), default="instance")
+
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -60,11 +77,42 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return load(flags, config_file=args.config)
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from exporter import diagnose
+    from exporter.checks.controller import ControllerLocation
+    from exporter.lb.healthcheck import ControllerConfig
+
+    if args.all_namespaces and args.namespace:
+        print("lbdoctor: use either -n/--namespace or -A/--all-namespaces", file=sys.stderr)
+        return 2
+    if args.target and args.all_namespaces:
+        print("lbdoctor: a service/NAME or ingress/NAME lives in one namespace: use -n, not -A", file=sys.stderr)
+        return 2
+    logs.configure("console", "error")
+    options = diagnose.Options(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        namespace=args.namespace,
+        all_namespaces=args.all_namespaces,
+        target=args.target,
+        output=args.output,
+        show_ok=args.show_ok,
+        controller=ControllerLocation(namespace=args.controller_namespace, name=args.controller_name),
+        controller_config=ControllerConfig(default_target_type=args.default_target_type),
+    )
+    try:
+        return asyncio.run(diagnose.run(options))
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
         print(f"lbdoctor {__version__}")
         return 0
+    if args.command == "diagnose":
+        return _diagnose(args)
     if args.command == "demo":
         from exporter.demo.run import run_demo
 

@@ -12,12 +12,15 @@ from exporter import __version__
 from exporter.app import Supervisor, install_signal_handlers, staged_shutdown
 from exporter.kube.client import ConfigError, KubeClient
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.roles.cluster import ClusterAgent
 from exporter.roles.node import NodeAgent
 from exporter.settings import Settings
 from exporter.state import Board
 from exporter.web import server
 
 log = structlog.get_logger("lbdoctor")
+
+ReadyCallback = Callable[[int], None]
 
 
 def fail(message: str) -> int:
@@ -29,18 +32,20 @@ async def run(
     settings: Settings,
     *,
     stop: asyncio.Event | None = None,
-    on_ready: Callable[[int], None] | None = None,
+    on_ready: ReadyCallback | None = None,
 ) -> int:
     """Run the daemon until ``stop`` is set (or SIGTERM/SIGINT). Returns the exit code."""
-    if settings.role != "node":
-        return fail("the cluster role is not available in this version; use --role node")
     metrics = SelfMetrics(settings.role)
     board = Board(settings.role)
     try:
         client = await KubeClient.connect(settings.kubeconfig, settings.context)
     except ConfigError as error:
         return fail(f"no usable cluster configuration: {error}")
-    agent = NodeAgent(settings, client, metrics, board)
+    agent: NodeAgent | ClusterAgent = (
+        NodeAgent(settings, client, metrics, board)
+        if settings.role == "node"
+        else ClusterAgent(settings, client, metrics, board)
+    )
     host, port = settings.listen_address
     try:
         runner, bound = await server.start(server.build_app(board, metrics), host, port)
@@ -56,7 +61,7 @@ async def run(
         "lbdoctor started",
         version=__version__,
         role=settings.role,
-        node=agent.node,
+        node=settings.node_name if settings.role == "node" else None,
         listen=f"{host}:{bound}",
         api_server=client.host,
     )
@@ -65,12 +70,10 @@ async def run(
     await stop.wait()
     budget = settings.shutdown_timeout_seconds
     watchers = [name for name in supervisor.names if name.startswith("watch ")]
-    await staged_shutdown(
-        supervisor,
-        [("stop watching", watchers), ("stop probing and evaluating", ["prober", "evaluator"])],
-        budget * 0.6,
-    )
-    await agent.scheduler.close()
+    others = [name for name in supervisor.names if name not in watchers]
+    await staged_shutdown(supervisor, [("stop watching", watchers), ("stop the role's loops", others)], budget * 0.6)
+    if isinstance(agent, NodeAgent):
+        await agent.scheduler.close()
     await runner.cleanup()
     await client.close()
     log.info("lbdoctor stopped")

@@ -61,6 +61,24 @@ class Settings(BaseModel):
     ingress_controller: str = "ingress.k8s.aws/alb"
     """IngressClass spec.controller value that marks ALB Ingresses."""
 
+    controller_namespace: str = "kube-system"
+    """Where the AWS Load Balancer Controller runs (cluster role: its Deployment, pods and logs)."""
+    controller_name: str = "aws-load-balancer-controller"
+    """The controller's Deployment name (else found by label app.kubernetes.io/name)."""
+    controller_log_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
+    """How often the cluster role reads the controller's recent logs for IAM denials."""
+    shard: int = Field(default=0, ge=0)
+    """This cluster-role replica set's shard (namespaces are split by hash), 0-based."""
+    total_shards: int = Field(default=1, ge=1, le=1000)
+    leader_election: bool = True
+    """Cluster role: one active replica through a coordination.k8s.io Lease; the others stand by."""
+    lease_name: str = "lbdoctor-cluster"
+    lease_namespace: str | None = None
+    """Namespace of the Lease; defaults to the pod's own namespace ($POD_NAMESPACE)."""
+    lease_duration_seconds: float = Field(default=15.0, ge=2, le=600)
+    """A standby takes over this long after the leader stopped renewing."""
+    identity: str | None = None
+    """This replica's name in the Lease; defaults to $POD_NAME, else the host name."""
     watch_inactivity_timeout_seconds: float = Field(default=120.0, ge=5, le=3600)
     """Reconnect a watch silent this long; the API server sends bookmarks about every minute."""
     watch_timeout_seconds: int = Field(default=300, ge=10, le=3600)
@@ -100,6 +118,12 @@ class Settings(BaseModel):
     def _valid_listen(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @model_validator(mode="after")
+    def _shard_within_total(self) -> Settings:
+        if self.shard >= self.total_shards:
+            raise ValueError(f"shard {self.shard} is not below total_shards {self.total_shards}")
+        return self
 
     @model_validator(mode="after")
     def _node_needs_a_name(self) -> Settings:
@@ -172,8 +196,10 @@ def load(
             merged[key], sources[key] = value, f"config file {config_file}"
     for key, value in _from_env(environ).items():
         merged[key], sources[key] = value, f"environment variable {ENV_PREFIX}{key.upper()}"
-    if "node_name" not in merged and environ.get("NODE_NAME"):
-        merged["node_name"], sources["node_name"] = environ["NODE_NAME"], "environment variable NODE_NAME"
+    # The downward API's usual variable names fill in identity settings not given explicitly.
+    for key, variable in (("node_name", "NODE_NAME"), ("lease_namespace", "POD_NAMESPACE"), ("identity", "POD_NAME")):
+        if key not in merged and environ.get(variable):
+            merged[key], sources[key] = environ[variable], f"environment variable {variable}"
     for key, value in flags.items():
         if value is not None:
             merged[key], sources[key] = value, f"flag --{key.replace('_', '-')}"

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exporter.lb.plan import OwnerPlan
 from exporter.lb.targets import TargetStatus
 from exporter.model.results import ResultSet
+from exporter.model.snapshot import ClusterSnapshot
 
 
 @dataclass(frozen=True)
 class Published:
+    """``plans`` and ``snapshot`` let the status page group results by load balancer → Service → pod."""
+
     results: ResultSet = field(default_factory=ResultSet)
     probes: tuple[TargetStatus, ...] = ()
     node: str | None = None
+    plans: tuple[OwnerPlan, ...] = ()
+    snapshot: ClusterSnapshot | None = None
 
 
 class Board:
@@ -22,6 +28,7 @@ class Board:
         self.role = role
         self.current = Published()
         self.ready = False
+        self.standby = False  # cluster role: another replica leads
         self.not_ready_because = "caches not synced yet"
 
     def publish(self, published: Published) -> None:

@@ -75,3 +75,11 @@ async def _loop_errors_fail_the_test() -> AsyncIterator[None]:
     await asyncio.sleep(0)
     loop.set_exception_handler(previous)
     assert not errors, f"asyncio reported errors: {[str(e.get('message')) for e in errors]}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _logs_to_stderr() -> None:
+    """Logs go to stderr as in the CLI, so tests reading stdout (diagnose --output json) read only output."""
+    from exporter import logs
+
+    logs.configure("console", "info")

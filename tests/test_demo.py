@@ -27,8 +27,8 @@ def get(url: str) -> str:
         return str(response.read().decode())
 
 
-@pytest.fixture(scope="module", name="demo")
-def _demo() -> Iterator[tuple[subprocess.Popen[str], str]]:
+@pytest.fixture(scope="module", name="demo_urls")
+def _demo_urls() -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "exporter", "demo", "--listen", "127.0.0.1:0", "--log-format", "json"],
         stdout=subprocess.PIPE,
@@ -37,24 +37,39 @@ def _demo() -> Iterator[tuple[subprocess.Popen[str], str]]:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
-    base = None
+    urls: dict[str, str] = {}
     for line in process.stdout:
-        found = re.search(r"status page\s+(http://\S+)/", line)
+        found = re.search(r"(node agent|cluster role)\s+status page (http://\S+?)/\s", line)
         if found:
-            base = found.group(1)
+            urls[found.group(1).split()[0]] = found.group(2)
+        if "kubeconfig" in line:
+            urls["kubeconfig"] = line.split()[1]
+        if len(urls) == 3:
             break
-    assert base, "the demo did not print its status page URL"
-    yield process, base
+    assert set(urls) == {"node", "cluster", "kubeconfig"}, f"the demo did not print its URLs: {urls}"
+    yield process, urls
     if process.poll() is None:
         process.kill()
         process.wait()
 
 
+@pytest.fixture(name="demo")
+def _demo(demo_urls: tuple[subprocess.Popen[str], dict[str, str]]) -> tuple[subprocess.Popen[str], str]:
+    """The node agent's base URL."""
+    return demo_urls[0], demo_urls[1]["node"]
+
+
+def _mine(results: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [r for r in results if r["object"]["name"] == name or r["object"]["name"].startswith(name + "-")]
+
+
 def settled(document: dict[str, Any]) -> list[str]:
-    """What is still missing from the API compared with the scenarios' expectations."""
+    """What is still missing from the node agent's API compared with the scenarios' expectations."""
     missing = []
     results = document["results"]
     for scenario in SCENARIOS:
+        if scenario.expect_check is None:
+            continue
         mine = [
             r
             for r in results
@@ -97,12 +112,12 @@ def test_demo_shows_every_seeded_fault(demo: tuple[subprocess.Popen[str], str], 
     metrics = get(f"{base}/metrics")
     (output_dir / "metrics.txt").write_text(metrics)
     for scenario in SCENARIOS:
-        if scenario.expect_reason is None:
+        if scenario.expect_reason is None or scenario.expect_check is None:
             continue
         assert f'data-reason="{scenario.expect_reason}"' in page, scenario.name
         assert f'reason="{scenario.expect_reason}"' in metrics, scenario.name
     for scenario in SCENARIOS:
-        if scenario.expect_reason is None:
+        if scenario.expect_reason is None and scenario.expect_check is not None:
             assert (
                 f'lbdoctor_check_status{{check="health_probe",namespace="shop",kind="Service",name="{scenario.name}",status="ok"}} 1'
                 in metrics
@@ -136,7 +151,68 @@ def test_readyz_healthz_and_gzip(demo: tuple[subprocess.Popen[str], str]) -> Non
         assert b"lbdoctor_build_info" in gzip.decompress(response.read())
 
 
+def cluster_missing(document: dict[str, Any]) -> list[str]:
+    """What the cluster role (or diagnose) has not reported yet of the scenarios' object findings."""
+    results = document["results"]
+    missing = []
+    for scenario in SCENARIOS:
+        mine = _mine(results, scenario.name)
+        if scenario.cluster_check is None:
+            bad = [f"{r['check']}:{r['reason']}" for r in mine if r["status"] == "fail"]
+            if bad:
+                missing.append(f"{scenario.name} should have no failing object check, has {bad}")
+        elif not any(r["check"] == scenario.cluster_check and r["reason"] == scenario.cluster_reason for r in mine):
+            missing.append(f"{scenario.name}: {scenario.cluster_check} {scenario.cluster_reason}")
+    if not any(r["check"] == "controller" and r["reason"] == "ControllerAccessDenied" for r in results):
+        missing.append("controller: ControllerAccessDenied")
+    return missing
+
+
+def test_cluster_role_and_diagnose_show_every_object_finding(
+    demo_urls: tuple[subprocess.Popen[str], dict[str, str]], output_dir: Path
+) -> None:
+    _, urls = demo_urls
+    deadline = time.monotonic() + 45
+    document: dict[str, Any] = {}
+    missing = ["not polled yet"]
+    while time.monotonic() < deadline and missing:
+        document = json.loads(get(f"{urls['cluster']}/api/v1/results"))
+        missing = cluster_missing(document)
+        time.sleep(0.5)
+    (output_dir / "cluster-results.json").write_text(json.dumps(document, indent=2))
+    assert not missing, missing
+    results = document["results"]
+    selector = next(r for r in results if r["reason"] == "NoPodsMatchSelector")
+    endpoints = next(r for r in results if r["reason"] == "NoEndpoints")
+    assert results[endpoints["caused_by"]] == selector  # no pods → no endpoints is one problem, rooted in the selector
+
+    metrics = get(f"{urls['cluster']}/metrics")
+    page = get(f"{urls['cluster']}/")
+    (output_dir / "cluster-status.html").write_text(page)
+    for scenario in SCENARIOS:
+        if scenario.cluster_reason:
+            assert f'check="{scenario.cluster_check}"' in metrics and f'reason="{scenario.cluster_reason}"' in metrics
+            assert f'data-reason="{scenario.cluster_reason}"' in page, scenario.name
+    assert 'reason="ControllerAccessDenied"' in metrics
+
+    diagnosis = subprocess.run(
+        [sys.executable, "-m", "exporter", "diagnose", "--kubeconfig", urls["kubeconfig"], "-n", "shop", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert diagnosis.returncode == 1, diagnosis.stderr  # checks fail
+    report = json.loads(diagnosis.stdout)
+    (output_dir / "diagnose.json").write_text(json.dumps(report, indent=2))
+    assert report["schema"] == "lbdoctor.diagnosis/v1"
+    assert cluster_missing(report) == []
+    central = {(r["check"], r["reason"], r["object"]["name"]) for r in results if r["status"] != "ok"}
+    laptop = {(r["check"], r["reason"], r["object"]["name"]) for r in report["results"] if r["status"] != "ok"}
+    assert central == laptop  # the cluster role and diagnose tell the same story
+
+
 def test_sigterm_stops_within_five_seconds(demo: tuple[subprocess.Popen[str], str]) -> None:
+    """Both roles stop in stages within 5 s of SIGTERM and exit 0."""
     process, _ = demo
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)

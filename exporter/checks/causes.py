@@ -38,16 +38,40 @@ def link_causes(results: Iterable[CheckResult]) -> list[CheckResult]:
 
 
 def order(results: Sequence[CheckResult]) -> tuple[CheckResult, ...]:
-    """Failing roots first, then their consequences, then warnings, unknowns and passes; runbook order within."""
+    """Roots first, each followed by the results that follow from it; failing before warning before
+    unknown before passing, in runbook order within. Duplicates (the same verdict on the same object
+    reached twice, e.g. a pod behind two Services) are dropped."""
 
-    def key(result: CheckResult) -> tuple[int, int, int, str, str]:
+    def key(result: CheckResult) -> tuple[int, int, str, str]:
         target = result.target.pod or "" if result.target else ""
-        return (
-            -result.status.severity,
-            1 if result.caused_by is not None else 0,
-            _STEP.get(result.check, len(_STEP)),
-            str(result.object),
-            target,
-        )
+        return (-result.status.severity, _STEP.get(result.check, len(_STEP)), str(result.object), target)
 
-    return tuple(sorted(results, key=key))
+    unique: dict[tuple[object, ...], CheckResult] = {}
+    for result in results:
+        unique.setdefault((result.key, result.reason, result.status), result)
+    ranked = sorted(unique.values(), key=key)
+    present = {result.key for result in ranked}
+    followers: dict[object, list[CheckResult]] = {}
+    roots: list[CheckResult] = []
+    for result in ranked:
+        if result.caused_by is not None and result.caused_by in present and result.caused_by != result.key:
+            followers.setdefault(result.caused_by, []).append(result)
+        else:
+            roots.append(result)
+    ordered: list[CheckResult] = []
+    seen: set[int] = set()
+
+    def emit(result: CheckResult) -> None:
+        if id(result) in seen:
+            return
+        seen.add(id(result))
+        ordered.append(result)
+        for follower in followers.pop(result.key, []):
+            emit(follower)
+
+    for root in roots:
+        emit(root)
+    for remaining in followers.values():  # a cycle of causes (should not happen): keep them anyway
+        for result in remaining:
+            emit(result)
+    return tuple(ordered)

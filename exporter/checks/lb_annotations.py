@@ -5,10 +5,11 @@ The node role speaks for the load balancers that have pods on its node; the clus
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from exporter.checks.context import NodeContext
-from exporter.lb.plan import LbPlan
+from exporter.lb.healthcheck import Problem
+from exporter.lb.plan import LbPlan, OwnerPlan
 from exporter.model.results import Check, CheckResult, ObjectRef, Status
 
 
@@ -19,16 +20,36 @@ def evaluate(context: NodeContext) -> Iterable[CheckResult]:
 def annotation_results(plan: LbPlan, scope: frozenset[ObjectRef] | None = None) -> Iterable[CheckResult]:
     for check in (Check.INGRESS_ANNOTATIONS, Check.SERVICE_ANNOTATIONS):
         for owner, problems in plan.owners(check).items():
-            if scope is not None and owner not in scope:
-                continue
-            if not problems:
-                family = "alb.ingress.kubernetes.io" if check is Check.INGRESS_ANNOTATIONS else "NLB"
-                yield CheckResult(
-                    check,
-                    Status.OK,
-                    None,
-                    owner,
-                    f"the {family} health-check annotations of {owner.kind} {owner.namespace}/{owner.name} are valid",
-                )
-            for problem in problems:
-                yield CheckResult(check, problem.status, problem.reason, owner, problem.message, problem.remedy)
+            if scope is None or owner in scope:
+                yield from owner_results(check, owner, problems)
+
+
+def check_for(owner: ObjectRef) -> Check | None:
+    return {"Ingress": Check.INGRESS_ANNOTATIONS, "Service": Check.SERVICE_ANNOTATIONS}.get(owner.kind)
+
+
+def plan_results(plan: OwnerPlan) -> list[CheckResult]:
+    """The annotation check of one owner, from its plan (the cluster role's unit of work)."""
+    check = check_for(plan.owner)
+    if check is None:
+        return []
+    problems: list[Problem] = []
+    for backend in plan.backends:
+        if backend.resolution is not None:
+            problems.extend(p for p in backend.resolution.problems if p not in problems)
+    problems.extend(p for p in plan.problems if p not in problems)
+    return list(owner_results(check, plan.owner, problems))
+
+
+def owner_results(check: Check, owner: ObjectRef, problems: Sequence[Problem]) -> Iterable[CheckResult]:
+    if not problems:
+        family = "alb.ingress.kubernetes.io" if check is Check.INGRESS_ANNOTATIONS else "NLB"
+        yield CheckResult(
+            check,
+            Status.OK,
+            None,
+            owner,
+            f"the {family} health-check annotations of {owner.kind} {owner.namespace}/{owner.name} are valid",
+        )
+    for problem in problems:
+        yield CheckResult(check, problem.status, problem.reason, owner, problem.message, problem.remedy)

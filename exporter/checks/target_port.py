@@ -1,4 +1,4 @@
-"""Runbook step "targetPort matches containerPort" for the load-balanced pods on this node.
+"""Runbook step "targetPort matches containerPort".
 
 Traffic goes to the Service's targetPort whatever the pod's containerPort list says: a missing
 containerPort alone is only a warning; the probe of that port says whether anything listens.
@@ -6,56 +6,78 @@ containerPort alone is only a warning; the probe of that port says whether anyth
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from exporter.checks.context import NodeContext
+from exporter.model.objects import Pod, Service, ServicePort
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status, TargetRef
 
 
-def _ports(pod_ports: Iterable[tuple[str | None, int]]) -> str:
-    return ", ".join(f"{name}={number}" if name else str(number) for name, number in pod_ports) or "none"
+def _declared(pod: Pod) -> str:
+    return ", ".join(f"{p.name}={p.container_port}" if p.name else str(p.container_port) for p in pod.ports) or "none"
+
+
+def findings(service: Service, port: ServicePort, pods: Iterable[Pod]) -> list[CheckResult]:
+    """One result per pod whose ports do not fit the Service port's targetPort."""
+    ref = ObjectRef("Service", service.meta.namespace, service.meta.name)
+    found = []
+    target = port.target_port
+    for pod in pods:
+        if isinstance(target, str):
+            if pod.port_named(target) is None:
+                found.append(
+                    CheckResult(
+                        Check.TARGET_PORT,
+                        Status.FAIL,
+                        Reason.NAMED_PORT_NOT_FOUND,
+                        ref,
+                        f"Service {service.meta.key} port {port.label} targets the named port {target!r}, but pod "
+                        f"{pod.meta.name} has no container port with that name (its ports: {_declared(pod)})",
+                        f"name the container port {target!r} in the pod template, or set targetPort to a number",
+                        target=TargetRef(pod.meta.name, pod.pod_ip, None),
+                    )
+                )
+        elif pod.ports and not pod.exposes(target):
+            found.append(
+                CheckResult(
+                    Check.TARGET_PORT,
+                    Status.WARN,
+                    Reason.TARGET_PORT_NOT_EXPOSED,
+                    ref,
+                    f"Service {service.meta.key} port {port.label} sends traffic to port {target}, which pod "
+                    f"{pod.meta.name} does not declare (its container ports: {_declared(pod)}); traffic still "
+                    f"goes to {target}, so the app must listen there",
+                    f"set the Service's targetPort to the port the app listens on ({_declared(pod)}), or make the "
+                    f"app listen on {target}",
+                    target=TargetRef(pod.meta.name, pod.pod_ip, target),
+                )
+            )
+    return found
+
+
+def evaluate_service(service: Service, ports: Sequence[ServicePort], pods: Sequence[Pod]) -> list[CheckResult]:
+    """Findings for every load-balanced port of the Service, or one passing result."""
+    results: dict[tuple[str | None, int | None], CheckResult] = {}
+    for port in ports:
+        for finding in findings(service, port, pods):
+            assert finding.target is not None
+            results.setdefault((finding.target.pod, finding.target.port), finding)
+    if results:
+        return list(results.values())
+    ref = ObjectRef("Service", service.meta.namespace, service.meta.name)
+    summary = ", ".join(f"{p.label}→{p.target_port}" for p in ports)
+    return [CheckResult(Check.TARGET_PORT, Status.OK, None, ref, f"targetPorts ({summary}) fit the pods' ports")]
 
 
 def evaluate(context: NodeContext) -> Iterable[CheckResult]:
-    findings: dict[tuple[ObjectRef, str], CheckResult] = {}
-    services: set[ObjectRef] = set()
+    """Node role: the load-balanced Services with pods on this node, judged on those pods."""
+    grouped: dict[str, tuple[Service, dict[str, ServicePort], dict[str, Pod]]] = {}
     for placement in context.targets.placements:
         service, port = placement.backend.service, placement.backend.service_port
         if service is None or port is None:
             continue
-        pod = placement.pod
-        ref = ObjectRef("Service", service.meta.namespace, service.meta.name)
-        services.add(ref)
-        declared = _ports((p.name, p.container_port) for p in pod.ports)
-        target = port.target_port
-        if isinstance(target, str):
-            if pod.port_named(target) is None:
-                findings[(ref, pod.meta.name)] = CheckResult(
-                    Check.TARGET_PORT,
-                    Status.FAIL,
-                    Reason.NAMED_PORT_NOT_FOUND,
-                    ref,
-                    f"Service {service.meta.key} port {port.label} targets the named port {target!r}, but pod "
-                    f"{pod.meta.name} has no container port with that name (its ports: {declared})",
-                    f"name the container port {target!r} in the pod template, or set targetPort to a number",
-                    target=TargetRef(pod.meta.name, pod.pod_ip, None),
-                )
-        elif pod.ports and not pod.exposes(target) and (ref, pod.meta.name) not in findings:
-            findings[(ref, pod.meta.name)] = CheckResult(
-                Check.TARGET_PORT,
-                Status.WARN,
-                Reason.TARGET_PORT_NOT_EXPOSED,
-                ref,
-                f"Service {service.meta.key} port {port.label} sends traffic to port {target}, which pod "
-                f"{pod.meta.name} does not declare (its container ports: {declared}); traffic still goes to "
-                f"{target}, so the app must listen there",
-                f"set the Service's targetPort to the port the app listens on ({declared}), or make the app "
-                f"listen on {target}",
-                target=TargetRef(pod.meta.name, pod.pod_ip, target),
-            )
-    flagged = {ref for ref, _ in findings}
-    yield from findings.values()
-    for ref in services - flagged:
-        yield CheckResult(
-            Check.TARGET_PORT, Status.OK, None, ref, f"the targetPorts of Service {ref.namespace}/{ref.name} match"
-        )
+        _, ports, pods = grouped.setdefault(service.meta.key, (service, {}, {}))
+        ports[port.label] = port
+        pods[placement.pod.meta.key] = placement.pod
+    for service, ports, pods in grouped.values():
+        yield from evaluate_service(service, list(ports.values()), list(pods.values()))

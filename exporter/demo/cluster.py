@@ -17,6 +17,7 @@ NAMESPACE = "shop"
 NODE = "ip-10-0-1-23.ec2.internal"
 NODE_IP = "127.0.0.1"
 APP_PORT = 8080
+DEFAULT_NET = "127.0"
 
 ALB = "alb.ingress.kubernetes.io/"
 NLB = "service.beta.kubernetes.io/aws-load-balancer-"
@@ -25,7 +26,7 @@ NLB = "service.beta.kubernetes.io/aws-load-balancer-"
 @dataclass(frozen=True)
 class PodSpec:
     name: str
-    ip: str
+    host: str  # the last two octets of its IP; the first two are the demo's network, e.g. 127.213
     behaviour: Behaviour | None  # None: nothing listens on the app port
     listen_port: int = APP_PORT
     crash_looping: bool = False
@@ -33,14 +34,28 @@ class PodSpec:
 
 @dataclass(frozen=True)
 class Scenario:
+    """One load-balanced service and what each role must report for it.
+
+    ``expect_check``/``expect_reason``: the node role's finding (reason None: healthy; check None: the
+    node role has nothing to say, e.g. no pod of it is selected). ``cluster_check``/``cluster_reason``:
+    what the cluster role and ``lbdoctor diagnose`` report (None: no object check fails).
+    """
+
     name: str
     lb: str  # alb | nlb
     case: str  # the runbook case, in words
-    expect_check: str
-    expect_reason: str | None  # None: healthy
+    expect_check: str | None
+    expect_reason: str | None
     pods: tuple[PodSpec, ...]
     annotations: dict[str, str] = field(default_factory=dict)  # on the Ingress (ALB) or Service (NLB)
     expect_flapping: bool = False
+    cluster_check: str | None = None
+    cluster_reason: str | None = None
+    selector: dict[str, str] | None = None  # None: app.kubernetes.io/name=<name>, as the pods carry
+    container_port: int = APP_PORT  # what the pods declare
+    target_port: int = APP_PORT
+    service_type: str | None = None  # None: ClusterIP for ALB (ip targets), LoadBalancer for NLB
+    traffic_policy: str = "Cluster"
 
 
 _FAST_ALB = {
@@ -60,7 +75,8 @@ _HTTP_NLB = {**_FAST_NLB, NLB + "healthcheck-protocol": "http"}
 
 
 def _ip(service: int, pod: int) -> str:
-    return f"127.0.{10 + service}.{pod + 1}"
+    """The host part of a pod's address; the demo picks the 127.N network at start (several may run)."""
+    return f"{10 + service}.{pod + 1}"
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -136,6 +152,8 @@ SCENARIOS: tuple[Scenario, ...] = (
             PodSpec("checkout-2e1f0-tuvwx", _ip(6, 1), None, crash_looping=True),
         ),
         {**_FAST_ALB, ALB + "healthcheck-path": "/healthz"},
+        cluster_check="pod_status",
+        cluster_reason="CrashLoopBackOff",
     ),
     Scenario(
         "inventory",
@@ -145,15 +163,80 @@ SCENARIOS: tuple[Scenario, ...] = (
         "PathIgnoredForTcpHealthCheck",
         (PodSpec("inventory-1a2b3-yzabc", _ip(7, 0), Behaviour()),),
         {**_FAST_NLB, NLB + "healthcheck-path": "/ready"},
+        cluster_check="service_annotations",
+        cluster_reason="PathIgnoredForTcpHealthCheck",
+    ),
+    Scenario(
+        "alb-instance",
+        "alb",
+        "the Service selects app=alb-instance-1, the pods are labelled app=alb-instance",
+        None,
+        None,
+        (PodSpec("alb-instance-6c5d4-bcdef", _ip(8, 0), Behaviour()),),
+        {**_FAST_ALB, ALB + "target-type": "instance", ALB + "healthcheck-path": "/healthz"},
+        cluster_check="selector",
+        cluster_reason="NoPodsMatchSelector",
+        selector={"app": "alb-instance-1"},
+        service_type="NodePort",
+    ),
+    Scenario(
+        "nlb-local",
+        "nlb",
+        "externalTrafficPolicy Local with instance targets: nodes without a pod fail the health check",
+        None,
+        None,
+        (PodSpec("nlb-local-3b2c1-ghijk", _ip(9, 0), Behaviour()),),
+        {**_FAST_NLB, NLB + "nlb-target-type": "instance"},
+        cluster_check="traffic_policy",
+        cluster_reason="ExternalTrafficPolicyLocal",
+        traffic_policy="Local",
+    ),
+    Scenario(
+        "legacy-api",
+        "nlb",
+        "targetPort 8080, but the container declares and listens on port 80",
+        "health_probe",
+        "ConnectionRefused",
+        (PodSpec("legacy-api-9e8f7-lmnop", _ip(10, 0), Behaviour(), listen_port=80),),
+        dict(_FAST_NLB),
+        cluster_check="target_port",
+        cluster_reason="TargetPortNotExposed",
+        container_port=80,
+    ),
+    Scenario(
+        "coupons",
+        "alb",
+        "success-codes 200-600: outside what an ALB accepts",
+        "ingress_annotations",
+        "InvalidSuccessCodes",
+        (PodSpec("coupons-4f3e2-qrstu", _ip(11, 0), Behaviour()),),
+        {**_FAST_ALB, ALB + "healthcheck-path": "/healthz", ALB + "success-codes": "200-600"},
+        cluster_check="ingress_annotations",
+        cluster_reason="InvalidSuccessCodes",
     ),
 )
 
+# The AWS Load Balancer Controller, whose IAM role lacks a permission its logs name.
+CONTROLLER_NAMESPACE = "kube-system"
+CONTROLLER_NAME = "aws-load-balancer-controller"
+CONTROLLER_PODS = ("aws-load-balancer-controller-7b9c6d5f4-2xk8p", "aws-load-balancer-controller-7b9c6d5f4-9qwrt")
+CONTROLLER_DENIED_ACTION = "elasticloadbalancing:DescribeTargetHealth"
+CONTROLLER_LOG = (
+    '{"level":"info","ts":"2026-11-27T00:00:01Z","msg":"successfully built model","model":"shop/storefront"}\n'
+    '{"level":"error","ts":"2026-11-27T00:00:02Z","msg":"Reconciler error","controller":"targetGroupBinding",'
+    '"error":"operation error Elastic Load Balancing v2: DescribeTargetHealth, https response error StatusCode: 403, '
+    "RequestID: 3f1c2b7a, api error AccessDenied: User: arn:aws:sts::111122223333:assumed-role/"
+    "AmazonEKSLoadBalancerControllerRole/1764201600 is not authorized to perform: "
+    f'{CONTROLLER_DENIED_ACTION} because no identity-based policy allows the {CONTROLLER_DENIED_ACTION} action"}}\n'
+)
+OTHER_NODES = ("ip-10-0-2-45.ec2.internal", "ip-10-0-3-67.ec2.internal")
+
 
 def _labels(scenario: Scenario) -> dict[str, str]:
-    return {"app.kubernetes.io/name": scenario.name}
+    return {"app.kubernetes.io/name": scenario.name} if scenario.selector is None else {"app": scenario.name}
 
 
-def _pod(scenario: Scenario, spec: PodSpec) -> dict[str, Any]:
+def _pod(scenario: Scenario, spec: PodSpec, net: str) -> dict[str, Any]:
     ready = not spec.crash_looping
     status: dict[str, Any] = {
         "name": "app",
@@ -179,13 +262,13 @@ def _pod(scenario: Scenario, spec: PodSpec) -> dict[str, Any]:
                 {
                     "name": "app",
                     "image": f"example/{scenario.name}:1.4.2",
-                    "ports": [{"name": "http", "containerPort": APP_PORT}],
+                    "ports": [{"name": "http", "containerPort": scenario.container_port}],
                 }
             ],
         },
         "status": {
             "phase": "Running",
-            "podIP": spec.ip,
+            "podIP": f"{net}.{spec.host}",
             "hostIP": NODE_IP,
             "conditions": [
                 {"type": "Ready", "status": "True" if ready else "False"},
@@ -197,19 +280,20 @@ def _pod(scenario: Scenario, spec: PodSpec) -> dict[str, Any]:
 
 
 def _service(scenario: Scenario, index: int) -> dict[str, Any]:
-    port: dict[str, Any] = {"name": "http", "port": 80, "targetPort": APP_PORT, "protocol": "TCP"}
+    port: dict[str, Any] = {"name": "http", "port": 80, "targetPort": scenario.target_port, "protocol": "TCP"}
+    kind = scenario.service_type or ("LoadBalancer" if scenario.lb == "nlb" else "ClusterIP")
     spec: dict[str, Any] = {
-        "selector": _labels(scenario),
+        "selector": scenario.selector or _labels(scenario),
         "ports": [port],
         "clusterIP": f"10.100.{index}.10",
-        "type": "ClusterIP",
+        "type": kind,
     }
-    annotations: dict[str, str] = {}
-    if scenario.lb == "nlb":
-        spec["type"] = "LoadBalancer"
-        spec["externalTrafficPolicy"] = "Cluster"
+    if kind != "ClusterIP":
         port["nodePort"] = 30080 + index
-        annotations = dict(scenario.annotations)
+        spec["externalTrafficPolicy"] = scenario.traffic_policy
+    if kind == "LoadBalancer" and scenario.traffic_policy == "Local":
+        spec["healthCheckNodePort"] = 32080 + index
+    annotations = dict(scenario.annotations) if scenario.lb == "nlb" else {}
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -218,7 +302,38 @@ def _service(scenario: Scenario, index: int) -> dict[str, Any]:
     }
 
 
-def _endpoint_slice(scenario: Scenario) -> dict[str, Any]:
+def _controller() -> Iterator[dict[str, Any]]:
+    labels = {"app.kubernetes.io/name": "aws-load-balancer-controller"}
+    yield {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONTROLLER_NAMESPACE}}
+    yield {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": CONTROLLER_NAME, "namespace": CONTROLLER_NAMESPACE, "labels": labels},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {"name": "controller", "image": "public.ecr.aws/eks/aws-load-balancer-controller:v2.14.0"}
+                    ]
+                },
+            },
+        },
+        "status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2},
+    }
+    for name in CONTROLLER_PODS:
+        yield {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": CONTROLLER_NAMESPACE, "labels": labels},
+            "spec": {"nodeName": OTHER_NODES[0], "containers": [{"name": "controller"}]},
+            "status": {"phase": "Running", "podIP": "10.0.2.17"},
+        }
+
+
+def _endpoint_slice(scenario: Scenario, net: str) -> dict[str, Any]:
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -228,10 +343,13 @@ def _endpoint_slice(scenario: Scenario) -> dict[str, Any]:
             "labels": {"kubernetes.io/service-name": scenario.name},
         },
         "addressType": "IPv4",
-        "ports": [{"name": "http", "port": APP_PORT, "protocol": "TCP"}],
-        "endpoints": [
+        "ports": [{"name": "http", "port": scenario.target_port, "protocol": "TCP"}],
+        # What the EndpointSlice controller would write: the pods the selector really matches.
+        "endpoints": []
+        if scenario.selector and scenario.selector.items() - _labels(scenario).items()
+        else [
             {
-                "addresses": [pod.ip],
+                "addresses": [f"{net}.{pod.host}"],
                 "conditions": {"ready": not pod.crash_looping, "serving": not pod.crash_looping, "terminating": False},
                 "nodeName": NODE,
                 "targetRef": {"kind": "Pod", "name": pod.name, "namespace": NAMESPACE},
@@ -266,7 +384,7 @@ def _ingress(scenario: Scenario) -> dict[str, Any]:
     }
 
 
-def objects() -> Iterator[dict[str, Any]]:
+def objects(net: str = DEFAULT_NET) -> Iterator[dict[str, Any]]:
     yield {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     yield {
         "apiVersion": "v1",
@@ -278,6 +396,18 @@ def objects() -> Iterator[dict[str, Any]]:
             "conditions": [{"type": "Ready", "status": "True"}],
         },
     }
+    for index, name in enumerate(OTHER_NODES):
+        yield {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": f"eu-west-1{'bc'[index]}"}},
+            "spec": {"providerID": f"aws:///eu-west-1{'bc'[index]}/i-0fedcba987654321{index}"},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": f"10.0.{2 + index}.45"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
+        }
+    yield from _controller()
     yield {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "IngressClass",
@@ -286,21 +416,23 @@ def objects() -> Iterator[dict[str, Any]]:
     }
     for index, scenario in enumerate(SCENARIOS):
         yield _service(scenario, index)
-        yield _endpoint_slice(scenario)
+        yield _endpoint_slice(scenario, net)
         if scenario.lb == "alb":
             yield _ingress(scenario)
         for spec in scenario.pods:
-            yield _pod(scenario, spec)
+            yield _pod(scenario, spec, net)
 
 
-def seed(state: ClusterState) -> None:
-    for obj in objects():
+def seed(state: ClusterState, net: str = DEFAULT_NET) -> None:
+    for obj in objects(net):
         state.apply(obj)
+    for pod in CONTROLLER_PODS:
+        state.logs[(CONTROLLER_NAMESPACE, pod)] = CONTROLLER_LOG
 
 
-def apps() -> list[App]:
+def apps(net: str = DEFAULT_NET) -> list[App]:
     return [
-        App(spec.ip, spec.listen_port, spec.behaviour)
+        App(f"{net}.{spec.host}", spec.listen_port, spec.behaviour)
         for scenario in SCENARIOS
         for spec in scenario.pods
         if spec.behaviour is not None

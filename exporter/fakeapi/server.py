@@ -86,7 +86,8 @@ class FakeApiServer:
         self.requests: list[tuple[str, str]] = []  # (method, path?query) of every request, for tests
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
-        self._streams: dict[int, web.Request] = {}  # requests are unhashable mappings
+        self._streams: dict[int, web.Request] = {}
+        self._lists: dict[tuple[str | None, ...], tuple[int, list[Obj]]] = {}  # requests are unhashable mappings
 
     # lifecycle --------------------------------------------------------------------------------
     @property
@@ -202,10 +203,19 @@ class FakeApiServer:
             return _status(409, "AlreadyExists", str(error))
 
     def _list(self, request: web.Request, kind: Kind, namespace: str | None) -> web.Response:
-        labels = label_selector(request.query.get("labelSelector"))
-        fields = field_selector(request.query.get("fieldSelector"))
-        items = self.state.select(kind, namespace, lambda o: labels(o) and fields(o))
-        items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        # Paged lists of a big cluster ask for the same list once per page: keep it while nothing changes.
+        cache_key = (kind.key, namespace, request.query.get("labelSelector"), request.query.get("fieldSelector"))
+        cached = self._lists.get(cache_key)
+        if cached is not None and cached[0] == self.state.version:
+            items = cached[1]
+        else:
+            labels = label_selector(request.query.get("labelSelector"))
+            fields = field_selector(request.query.get("fieldSelector"))
+            items = self.state.select(kind, namespace, lambda o: labels(o) and fields(o))
+            items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+            if len(self._lists) > 32:
+                self._lists.clear()
+            self._lists[cache_key] = (self.state.version, items)
         start = int(request.query.get("continue") or 0)
         limit = int(request.query.get("limit") or 0)
         page = items[start : start + limit] if limit else items[start:]

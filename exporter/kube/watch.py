@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -43,9 +43,12 @@ class Reflector:
         telemetry: WatchTelemetry,
         *,
         field_selector: str | None = None,
+        label_selector: str | None = None,
+        namespace: str | None = None,
+        keep: Callable[[Any], bool] | None = None,
         inactivity_timeout: float = 120.0,
         watch_timeout: int = 300,
-        page_size: int = 500,
+        page_size: int = 1000,
         absent_recheck: float = 300.0,
         backoff: Sequence[float] = DEFAULT_BACKOFF,
     ) -> None:
@@ -54,6 +57,9 @@ class Reflector:
         self._store = store
         self._telemetry = telemetry
         self._field_selector = field_selector
+        self._label_selector = label_selector
+        self._namespace = namespace
+        self._keep = keep  # drops objects this process does not own (sharding by namespace)
         self._inactivity_timeout = inactivity_timeout
         self._watch_timeout = watch_timeout
         self._page_size = page_size
@@ -61,7 +67,15 @@ class Reflector:
         self._backoff = tuple(backoff)
 
     def _query(self) -> dict[str, str]:
-        return {"fieldSelector": self._field_selector} if self._field_selector else {}
+        query = {}
+        if self._field_selector:
+            query["fieldSelector"] = self._field_selector
+        if self._label_selector:
+            query["labelSelector"] = self._label_selector
+        return query
+
+    def _path(self) -> str:
+        return self._resource.path(self._namespace)
 
     async def run(self) -> None:
         """Forever: keep the store in step with the API server."""
@@ -89,6 +103,16 @@ class Reflector:
                     self._restarted("expired")
                     version = None
                     continue
+                if error.status == 403:
+                    if not self._store.forbidden:
+                        log.warning(
+                            "not allowed to list; checks needing it report unknown", resource=self._resource.name
+                        )
+                        self._telemetry.error("kube", "forbidden")
+                    self._store.mark_forbidden(f"{error.status} {error.reason}: {error.message}")
+                    version = None
+                    await asyncio.sleep(self._absent_recheck / 5)
+                    continue
                 self._store.error = f"{error.status} {error.reason}: {error.message}"
                 self._restarted(f"http_{error.status}")
                 await self._sleep(error.retry_after, failures)
@@ -112,21 +136,35 @@ class Reflector:
         log.warning("watch restarted", resource=self._resource.name, reason=reason, last_error=self._store.error)
 
     async def list_once(self) -> str:
-        """One complete (paged) list into the store; returns the list's resourceVersion."""
+        """One complete (paged) list into the store; returns the list's resourceVersion.
+
+        The next page is requested before this one is converted, so the API server prepares it while
+        lbdoctor works (conversion is the client's main cost on a 100,000-pod cluster).
+        """
         items: list[tuple[str, Any]] = []
         query = self._query()
         query["limit"] = str(self._page_size)
-        while True:
-            page = await self._client.get(self._resource.path(), query, timeout=120.0)
-            for raw in page.get("items") or []:
-                converted = self._convert(raw)
-                if converted is not None:
-                    items.append(converted)
-            metadata = page.get("metadata") or {}
-            token = metadata.get("continue")
-            if not token:
-                break
-            query["continue"] = str(token)
+        path = self._path()
+        pending = asyncio.ensure_future(self._client.get(path, dict(query), timeout=120.0))
+        try:
+            while True:
+                page = await pending
+                metadata = page.get("metadata") or {}
+                token = metadata.get("continue")
+                if token:
+                    pending = asyncio.ensure_future(
+                        self._client.get(path, {**query, "continue": str(token)}, timeout=120.0)
+                    )
+                for raw in page.get("items") or []:
+                    converted = self._convert(raw)
+                    if converted is not None:
+                        items.append(converted)
+                if not token:
+                    break
+                await asyncio.sleep(0)  # let the next page's request go out
+        finally:
+            if not pending.done():
+                pending.cancel()
         first = not self._store.synced
         self._store.replace(items)
         if first:
@@ -148,7 +186,7 @@ class Reflector:
         events = 0
         loop = asyncio.get_running_loop()
         started = loop.time()
-        async with self._client.stream(self._resource.path(), query, self._inactivity_timeout) as content:
+        async with self._client.stream(self._path(), query, self._inactivity_timeout) as content:
             self._store.error = None
             async for line in _lines(content):
                 version = self._apply(json.loads(line), version)
@@ -190,6 +228,8 @@ class Reflector:
         except Exception:  # one odd object must not stop the watch
             self._telemetry.error("kube", "convert")
             log.exception("object skipped: could not read it", resource=self._resource.name)
+            return None
+        if self._keep is not None and not self._keep(item):
             return None
         return item.meta.key, item
 

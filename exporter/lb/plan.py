@@ -6,6 +6,7 @@ report its problems, so both read the same answer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from exporter.lb import annotations as ann
@@ -93,24 +94,66 @@ def is_alb_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: Cont
     )
 
 
-def build_plan(snapshot: ClusterSnapshot, controller: ControllerConfig) -> LbPlan:
+@dataclass(frozen=True, slots=True)
+class OwnerPlan:
+    """The target groups one object (NLB Service, ALB Ingress, TargetGroupBinding) owns."""
+
+    owner: ObjectRef
+    backends: tuple[Backend, ...]
+    problems: tuple[Problem, ...] = ()  # problems not tied to one backend (a missing backend Service)
+
+    @property
+    def services(self) -> frozenset[str]:
+        return frozenset(b.service.meta.key for b in self.backends if b.service is not None)
+
+
+def plan_service(service: Service, controller: ControllerConfig) -> OwnerPlan | None:
+    if not is_nlb_service(service, controller):
+        return None
+    resolution = resolve_nlb(service, controller)
+    owner = ObjectRef("Service", service.meta.namespace, service.meta.name)
+    backends = tuple(
+        Backend(NLB, owner, service, port, resolution)
+        for port in service.ports
+        if port.protocol.upper() in ("TCP", "UDP", "TCP_UDP")
+    )
+    return OwnerPlan(owner, backends)
+
+
+def plan_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: ControllerConfig) -> OwnerPlan | None:
+    if not is_alb_ingress(ingress, snapshot, controller):
+        return None
     backends: list[Backend] = []
     problems: list[tuple[ObjectRef, Problem]] = []
-    for service in snapshot.services.values():
-        if not is_nlb_service(service, controller):
-            continue
-        resolution = resolve_nlb(service, controller)
-        owner = ObjectRef("Service", service.meta.namespace, service.meta.name)
-        for port in service.ports:
-            if port.protocol.upper() in ("TCP", "UDP", "TCP_UDP"):
-                backends.append(Backend(NLB, owner, service, port, resolution))
-    for ingress in snapshot.ingresses.values():
-        if is_alb_ingress(ingress, snapshot, controller):
-            _ingress_backends(ingress, snapshot, controller, backends, problems)
-    for binding in snapshot.target_group_bindings.values():
-        if not any(label in binding.meta.labels for label in _CONTROLLER_STACK_LABELS):
-            backends.append(_binding_backend(binding, snapshot))
-    return LbPlan(tuple(backends), tuple(problems))
+    _ingress_backends(ingress, snapshot, controller, backends, problems)
+    owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
+    return OwnerPlan(owner, tuple(backends), tuple(problem for _, problem in problems))
+
+
+def plan_binding(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> OwnerPlan | None:
+    if any(label in binding.meta.labels for label in _CONTROLLER_STACK_LABELS):
+        return None  # the controller made it for a Service or Ingress, which is planned already
+    backend = _binding_backend(binding, snapshot)
+    return OwnerPlan(backend.owner, (backend,))
+
+
+def plan_all(snapshot: ClusterSnapshot, controller: ControllerConfig) -> list[OwnerPlan]:
+    plans = [plan_service(service, controller) for service in snapshot.services.values()]
+    plans += [plan_ingress(ingress, snapshot, controller) for ingress in snapshot.ingresses.values()]
+    plans += [plan_binding(binding, snapshot) for binding in snapshot.target_group_bindings.values()]
+    return [plan for plan in plans if plan is not None]
+
+
+def combine(plans: Iterable[OwnerPlan]) -> LbPlan:
+    plans = list(plans)
+    return LbPlan(
+        tuple(backend for plan in plans for backend in plan.backends),
+        tuple((plan.owner, problem) for plan in plans for problem in plan.problems),
+    )
+
+
+def build_plan(snapshot: ClusterSnapshot, controller: ControllerConfig) -> LbPlan:
+    return combine(plan_all(snapshot, controller))
 
 
 def _ingress_backends(
@@ -122,9 +165,7 @@ def _ingress_backends(
 ) -> None:
     owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
     seen: set[tuple[str, int | str | None]] = set()
-    if not ingress.backends:
-        # Still an object the check looked at: record it with its own annotations' verdict.
-        backends.append(Backend(ALB, owner, None, None, resolve_alb(ingress, None, controller)))
+    first = len(backends)
     for ref in ingress.backends:
         port_key = ref.port_number if ref.port_number is not None else ref.port_name
         if (ref.service_name, port_key) in seen:
@@ -167,6 +208,9 @@ def _ingress_backends(
             )
             continue
         backends.append(Backend(ALB, owner, service, port, resolve_alb(ingress, service, controller)))
+    if len(backends) == first:
+        # No usable backend: still judge the Ingress's own annotations, so a typo there is not hidden.
+        backends.append(Backend(ALB, owner, None, None, resolve_alb(ingress, None, controller)))
 
 
 def _binding_backend(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> Backend:

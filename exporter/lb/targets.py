@@ -107,7 +107,7 @@ def _pods_on_node(service: Service, snapshot: ClusterSnapshot, node: str) -> Ite
     # Selector-less Service: the pods are whatever its (manual) EndpointSlices point at.
     names = {
         endpoint.pod_name
-        for eps in snapshot.slices_by_service.get(service.meta.key, ())
+        for eps in snapshot.slices_of(service)
         for endpoint in eps.endpoints
         if endpoint.pod_name and endpoint.node_name == node
     }

@@ -6,12 +6,13 @@ rendered from pre-joined label strings instead, so 5,000 targets render in tens 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 from exporter.metrics.names import MetricName
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_INF = float("inf")
 
 
 def escape(value: str) -> str:
@@ -23,13 +24,26 @@ def join_labels(names: Sequence[str], values: Sequence[str]) -> str:
 
 
 def number(value: float) -> str:
-    if value == int(value) and abs(value) < 1e15:
+    """A sample value: integral values without a fraction, NaN and infinities by their text names."""
+    # Called once per sample: the common cases (a float, an int) are decided with as few steps as
+    # possible; is_integer() is False for NaN and the infinities, so they fall through to the checks.
+    if value.__class__ is float:
+        if value.is_integer():
+            return str(int(value)) if -1e15 < value < 1e15 else repr(value)
+        if value != value:
+            return "NaN"
+        if value == _INF:
+            return "+Inf"
+        if value == -_INF:
+            return "-Inf"
+        return repr(value)
+    if isinstance(value, int):
         return str(int(value))
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
+    return number(float(value))
+
+
+def header(metric: MetricName) -> str:
+    return f"# HELP {metric.name} {metric.help}\n# TYPE {metric.name} {metric.type}\n"
 
 
 class FamilyWriter:
@@ -45,6 +59,5 @@ class FamilyWriter:
         self._lines.append(f"{self._metric.name}{{{labels}}} {number(value)}\n")
 
     def render(self) -> Iterable[str]:
-        yield f"# HELP {self._metric.name} {self._metric.help}\n"
-        yield f"# TYPE {self._metric.name} {self._metric.type}\n"
+        yield header(self._metric)
         yield from self._lines

@@ -180,6 +180,32 @@ class TargetGroupBinding:
 
 
 @dataclass(frozen=True, slots=True)
+class Deployment:
+    meta: ObjectMeta
+    replicas: int
+    ready_replicas: int
+    available_replicas: int
+    selector: Mapping[str, str] = field(default_factory=dict)
+    images: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KubeEvent:
+    """A Warning Event about an object (only the reasons lbdoctor acts on are kept)."""
+
+    meta: ObjectMeta
+    object_kind: str
+    object_namespace: str
+    object_name: str
+    reason: str
+    message: str
+    type: str = "Warning"
+    count: int = 1
+    last_seen: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeAddress:
     type: str
     address: str

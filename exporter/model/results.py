@@ -85,6 +85,14 @@ class Reason(enum.StrEnum):
     INTERVAL_SHORTER_THAN_TIMEOUT = "IntervalShorterThanTimeout"
     UNSUPPORTED_HEALTH_CHECK = "UnsupportedHealthCheck"
     BACKEND_NOT_FOUND = "BackendNotFound"
+    # controller
+    CONTROLLER_NOT_FOUND = "ControllerNotFound"
+    CONTROLLER_NOT_READY = "ControllerNotReady"
+    CONTROLLER_ACCESS_DENIED = "ControllerAccessDenied"
+    RECONCILE_FAILED = "ReconcileFailed"
+    INGRESS_CLASS_NOT_FOUND = "IngressClassNotFound"
+    # any check that could not look (RBAC)
+    FORBIDDEN = "Forbidden"
     # health_probe (also the probe's own failure reasons)
     CONNECTION_REFUSED = "ConnectionRefused"
     TIMEOUT = "Timeout"

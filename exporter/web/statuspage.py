@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from exporter import __version__
+from exporter.checks.causes import order
+from exporter.checks.cluster import pods_of
 from exporter.checks.health_probe import describe
 from exporter.lb.targets import TargetStatus
 from exporter.model.results import CheckResult, ObjectRef, ResultKey, Status
@@ -28,6 +30,7 @@ h2{font-size:17px;margin:22px 0 8px}
 .ok{background:#dff5e3;color:#17622a}.unknown{background:#e6e9ed;color:#4a5560}
 .card{background:#fff;border-radius:8px;padding:12px 16px;margin:10px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 .card.failing{border-left:5px solid #d93025}.card.warning{border-left:5px solid #e8a600}
+tr.failing td{background:#fff5f4}
 .step{font-weight:700}.reason{font-family:ui-monospace,monospace;font-weight:600}
 .fix{margin-top:6px}.fix b{color:#17622a}
 .consequence{margin:6px 0 0 18px;color:#4a5560}
@@ -81,7 +84,10 @@ def _problems(results: Sequence[CheckResult]) -> str:
     roots = [r for r in results if r.status in (Status.FAIL, Status.WARN) and r.caused_by is None]
     if not roots:
         return '<p class="empty">No runbook step fails.</p>'
-    return "\n".join(_card(root, followers.get(root.key, ())) for root in roots)
+    cards = [_card(root, followers.get(root.key, ())) for root in roots[:_MAX_CARDS]]
+    if len(roots) > _MAX_CARDS:
+        cards.append(f'<p class="meta">{len(roots) - _MAX_CARDS} more; the JSON API lists all.</p>')
+    return "\n".join(cards)
 
 
 def _target_rows(statuses: Iterable[TargetStatus], verdicts: dict[tuple[str, str, int | None], CheckResult]) -> str:
@@ -108,52 +114,106 @@ def _target_rows(statuses: Iterable[TargetStatus], verdicts: dict[tuple[str, str
     return "\n".join(rows)
 
 
-def _load_balancers(published: Published) -> str:
-    results = published.results.results
-    by_owner: dict[ObjectRef, list[TargetStatus]] = defaultdict(list)
-    for status in published.probes:
-        by_owner[status.target.owner].append(status)
-    owner_results: dict[ObjectRef, list[CheckResult]] = defaultdict(list)
+_MAX_CARDS = 200
+_MAX_SECTIONS = 300  # a page for people: a cluster of thousands of LBs shows its failing ones first
+
+
+def _step_rows(results: Sequence[CheckResult]) -> str:
+    rows = []
     for result in results:
-        if result.object.kind in ("Service", "Ingress", "TargetGroupBinding"):
-            owner_results[result.object].append(result)
+        reason = result.reason.value if result.reason else ""
+        target = f" · pod <code>{escape(result.target.pod)}</code>" if result.target and result.target.pod else ""
+        css = ' class="failing"' if result.status is Status.FAIL else ""
+        rows.append(
+            f'<tr{css} data-check="{result.check.value}" data-reason="{escape(reason)}">'
+            f"<td>{escape(CHECK_TITLES[result.check.value])}</td><td>{_object(result.object)}{target}</td>"
+            f'<td class="badge">{_badge(result.status, reason or result.status.value)}</td>'
+            f"<td>{escape(result.message)}</td><td>{escape(result.remedy)}</td></tr>"
+        )
+    return "\n".join(rows)
+
+
+def _load_balancers(published: Published) -> str:
+    """One section per load balancer: its object, its Services, their pods, and (node role) its targets."""
+    results = published.results.results
+    by_object: dict[ObjectRef, list[CheckResult]] = defaultdict(list)
+    for result in results:
+        by_object[result.object].append(result)
+    targets: dict[ObjectRef, list[TargetStatus]] = defaultdict(list)
+    for status in published.probes:
+        targets[status.target.owner].append(status)
     verdicts = {
         (r.object.name, r.target.pod or "", r.target.port): r
         for r in results
         if r.check.value == "health_probe" and r.target is not None
     }
-    owners = sorted(set(by_owner) | set(owner_results), key=lambda ref: (ref.namespace, ref.name, ref.kind))
-    if not owners:
-        return '<p class="empty">No load-balanced pods on this node yet.</p>'
-    sections = []
-    for owner in owners:
-        statuses = by_owner.get(owner, [])
-        lb = statuses[0].target.lb.upper() if statuses else ""
-        worst = max((r.status for r in owner_results.get(owner, [])), key=lambda s: s.severity, default=Status.OK)
-        steps = ", ".join(
-            sorted(
-                {
-                    f"{r.check.value}: {r.reason.value}"
-                    for r in owner_results.get(owner, [])
-                    if r.status is not Status.OK and r.reason
-                }
+    snapshot = published.snapshot
+    sections: list[tuple[int, str, str]] = []
+    healthy: list[str] = []
+    for plan in published.plans:
+        members: list[ObjectRef] = [plan.owner]
+        for backend in plan.backends:
+            service = backend.service
+            if service is None:
+                continue
+            ref = ObjectRef("Service", service.meta.namespace, service.meta.name)
+            if ref not in members:
+                members.append(ref)
+            pods = pods_of(snapshot, service) if snapshot is not None else ()
+            members.extend(ObjectRef("Pod", p.meta.namespace, p.meta.name) for p in pods)
+        mine = [r for ref in dict.fromkeys(members) for r in by_object.get(ref, ())]
+        probes = targets.get(plan.owner, [])
+        mine += [
+            verdicts[key]
+            for s in probes
+            if (key := (s.target.owner.name, s.target.pod, s.target.request.port)) in verdicts
+        ]
+        worst = max((r.status for r in mine), key=lambda status: status.severity, default=Status.OK)
+        lb = plan.backends[0].lb.upper() if plan.backends else ""
+        title = f"{escape(lb)} · {_object(plan.owner)}"
+        if worst is Status.OK and not probes:
+            healthy.append(f"<li>{title}: {len(mine)} checks pass</li>")
+            continue
+        failing = sorted({f"{r.check.value}: {r.reason.value}" for r in mine if r.status is not Status.OK and r.reason})
+        header = f"<h2>{title} {_badge(worst)}</h2>"
+        if failing:
+            header += f"<p>Failing steps: <code>{escape(', '.join(failing))}</code></p>"
+        steps = [r for r in mine if r.status is not Status.OK and r.check.value != "health_probe"]
+        passing = sum(1 for r in mine if r.status is Status.OK)
+        body = ""
+        if steps:
+            body += (
+                "<table><tr><th>Runbook step</th><th>Object</th><th>Result</th><th>What was found</th>"
+                f"<th>What to do</th></tr>{_step_rows(steps)}</table>"
             )
+        if probes:
+            body += (
+                "<table><tr><th>Pod</th><th>Health check as the LB sends it</th><th>Last probe</th>"
+                "<th>LB verdict (predicted)</th><th>Result</th><th>Fix</th></tr>"
+                f"{_target_rows(probes, verdicts)}</table>"
+            )
+        body += f'<p class="meta">{passing} other checks pass.</p>' if passing else ""
+        section = f'<section data-owner="{escape(str(plan.owner))}">{header}{body}</section>'
+        sections.append((-worst.severity, str(plan.owner), section))
+    if not sections and not healthy:
+        return '<p class="empty">No load balancers found yet.</p>'
+    sections.sort()
+    shown = [section for _, _, section in sections[:_MAX_SECTIONS]]
+    if len(sections) > _MAX_SECTIONS:
+        shown.append(
+            f'<p class="meta">{len(sections) - _MAX_SECTIONS} more load balancers need attention; see the API.</p>'
         )
-        header = f"<h2>{escape(lb)} · {_object(owner)} {_badge(worst)}</h2>"
-        failing = f"<p>Failing steps: <code>{escape(steps)}</code></p>" if steps else ""
-        table = (
-            "<table><tr><th>Pod</th><th>Health check as the LB sends it</th><th>Last probe</th>"
-            "<th>LB verdict (predicted)</th><th>Result</th><th>Fix</th></tr>"
-            f"{_target_rows(statuses, verdicts)}</table>"
-            if statuses
-            else ""
+    if healthy:
+        shown.append(
+            f"<details><summary>{len(healthy)} load balancers pass every check</summary><ul>"
+            + "".join(healthy[:2000])
+            + "</ul></details>"
         )
-        sections.append(f'<section data-owner="{escape(str(owner))}">{header}{failing}{table}</section>')
-    return "\n".join(sections)
+    return "\n".join(shown)
 
 
-def render(published: Published, *, role: str, ready: bool, not_ready_because: str) -> str:
-    results = published.results.results
+def render(published: Published, *, role: str, ready: bool, not_ready_because: str, standby: bool = False) -> str:
+    results = order(published.results.results)
     counts = summary(results)
     chips = "".join(
         f'<span class="{status}">{counts[status]} {status}</span>' for status in ("fail", "warn", "unknown", "ok")
@@ -161,6 +221,10 @@ def render(published: Published, *, role: str, ready: bool, not_ready_because: s
     produced = iso(published.results.produced_at) if published.results.produced_at else "not yet"
     where = f"node {escape(published.node)}" if published.node else f"{escape(role)} role"
     readiness = "" if ready else f'<p class="card warning">Not ready: {escape(not_ready_because)}</p>'
+    if standby:
+        readiness += '<p class="card warning">Standby: another replica holds the lease and publishes results.</p>'
+    if standby:
+        readiness += '<p class="card warning">Standby: another replica holds the lease and publishes results.</p>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
 <title>lbdoctor · {where}</title><style>{_CSS}</style></head>

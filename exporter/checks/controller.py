@@ -1,0 +1,212 @@
+"""Runbook step "check the AWS Load Balancer Controller": found, ready, permitted, reconciling.
+
+The controller's Deployment and pods are read from the API; its recent log lines (fetched by the
+Kubernetes adapter) are scanned for IAM denials, which it logs with the API action when AWS names one.
+Warning Events the controller writes on Ingresses, Services and TargetGroupBindings say which object
+it failed to reconcile and why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from exporter.model.objects import Deployment, KubeEvent
+from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
+from exporter.model.snapshot import ClusterSnapshot
+
+# Events the controller emits when it cannot reconcile an object (reference §1.9).
+RECONCILE_FAILURES = frozenset(
+    {"FailedBuildModel", "FailedDeployModel", "BackendNotFound", "FailedReconcile", "FailedNetworkReconcile"}
+)
+_DENIED = re.compile(r"AccessDenied|UnauthorizedOperation|AccessDeniedException|AuthFailure")
+_ACTION = re.compile(r"not authorized to perform:? ([A-Za-z0-9-]+:[A-Za-z0-9]+)")
+_OPERATION = re.compile(r"operation error ([^:]+?): ([A-Za-z0-9]+)")
+
+
+@dataclass(frozen=True)
+class ControllerLocation:
+    namespace: str = "kube-system"
+    name: str = "aws-load-balancer-controller"
+    ingress_class: str = "alb"
+    ingress_controller: str = "ingress.k8s.aws/alb"
+
+
+def find_deployment(snapshot: ClusterSnapshot, where: ControllerLocation) -> Deployment | None:
+    deployments = snapshot.deployments.in_namespace(where.namespace)
+    found = deployments.get(f"{where.namespace}/{where.name}")
+    if found is not None:
+        return found
+    for deployment in deployments.values():
+        if deployment.meta.labels.get("app.kubernetes.io/name") == "aws-load-balancer-controller":
+            return deployment
+    return None
+
+
+def denial(line: str) -> str | None:
+    """What a denied log line says was refused, or None for other lines."""
+    if not _DENIED.search(line):
+        return None
+    action = _ACTION.search(line)
+    if action:
+        return action.group(1)
+    operation = _OPERATION.search(line)
+    if operation:
+        return f"{operation.group(1)} {operation.group(2)} (AWS does not name the IAM action for EC2 denials)"
+    return "an AWS call (the log line does not name the action)"
+
+
+def evaluate(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int) -> list[CheckResult]:
+    """The controller's own health; ``lb_objects`` is how many load-balanced objects depend on it."""
+    results = [_deployment_result(snapshot, where, lb_objects)]
+    results.extend(_log_results(snapshot, where))
+    class_result = _ingress_class_result(snapshot, where)
+    if class_result is not None:
+        results.append(class_result)
+    return results
+
+
+def _deployment_result(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int) -> CheckResult:
+    ref = ObjectRef("Deployment", where.namespace, where.name)
+    unseen = snapshot.unseen("deployments")
+    if unseen:
+        return CheckResult(
+            Check.CONTROLLER, Status.UNKNOWN, Reason.FORBIDDEN, ref, f"cannot look for the controller: {unseen}"
+        )
+    deployment = find_deployment(snapshot, where)
+    if deployment is None:
+        status = Status.FAIL if lb_objects else Status.WARN
+        return CheckResult(
+            Check.CONTROLLER,
+            status,
+            Reason.CONTROLLER_NOT_FOUND,
+            ref,
+            f"no AWS Load Balancer Controller Deployment in namespace {where.namespace} "
+            f"({lb_objects} load-balanced objects wait for one)",
+            "install the controller (helm install aws-load-balancer-controller eks/aws-load-balancer-controller "
+            "-n kube-system --set clusterName=...), or tell lbdoctor where it runs (controller_namespace, "
+            "controller_name)",
+        )
+    ref = ObjectRef("Deployment", deployment.meta.namespace, deployment.meta.name)
+    if deployment.ready_replicas == 0:
+        return CheckResult(
+            Check.CONTROLLER,
+            Status.FAIL,
+            Reason.CONTROLLER_NOT_READY,
+            ref,
+            f"controller {deployment.meta.key} has 0 of {deployment.replicas} replicas ready: nothing reconciles "
+            f"target groups or readiness gates",
+            f"kubectl -n {deployment.meta.namespace} describe deployment {deployment.meta.name} and check its pods' "
+            f"logs (webhook certificates and IAM credentials are the usual causes)",
+        )
+    if deployment.ready_replicas < deployment.replicas:
+        return CheckResult(
+            Check.CONTROLLER,
+            Status.WARN,
+            Reason.CONTROLLER_NOT_READY,
+            ref,
+            f"controller {deployment.meta.key} has {deployment.ready_replicas} of {deployment.replicas} replicas ready",
+            f"kubectl -n {deployment.meta.namespace} get pods -l app.kubernetes.io/name=aws-load-balancer-controller",
+        )
+    return CheckResult(
+        Check.CONTROLLER,
+        Status.OK,
+        None,
+        ref,
+        f"controller {deployment.meta.key} is ready ({deployment.ready_replicas}/{deployment.replicas})",
+    )
+
+
+def _log_results(snapshot: ClusterSnapshot, where: ControllerLocation) -> Iterable[CheckResult]:
+    ref = ObjectRef("Deployment", where.namespace, where.name)
+    if snapshot.controller_logs_error:
+        yield CheckResult(
+            Check.CONTROLLER,
+            Status.UNKNOWN,
+            Reason.FORBIDDEN,
+            ref,
+            f"cannot read the controller's logs: {snapshot.controller_logs_error}",
+            "grant lbdoctor get on pods/log in the controller's namespace (the Helm chart does)",
+        )
+        return
+    denied: dict[str, tuple[str, str]] = {}
+    for pod, text in sorted(snapshot.controller_logs.items()):
+        for line in text.splitlines():
+            refused = denial(line)
+            if refused is not None:
+                denied[refused] = (pod, line.strip())
+    for refused, (pod, line) in list(denied.items())[:5]:
+        yield CheckResult(
+            Check.CONTROLLER,
+            Status.FAIL,
+            Reason.CONTROLLER_ACCESS_DENIED,
+            ref,
+            f"the controller was denied {refused} (pod {pod} logged: {_excerpt(line)})",
+            "add the missing actions to the controller's IAM role: use the iam_policy.json published with the "
+            "controller version you run (IRSA: the role in the ServiceAccount annotation eks.amazonaws.com/role-arn)",
+        )
+
+
+def _excerpt(line: str) -> str:
+    """The part of a denial log line that says what happened, not the JSON around it."""
+    found = _DENIED.search(line)
+    start = line.rfind("api error", 0, found.start() if found else 0)
+    text = line[start if start >= 0 else (found.start() if found else 0) :]
+    return text[:220].rstrip('"}') + ("…" if len(text) > 220 else "")
+
+
+def _ingress_class_result(snapshot: ClusterSnapshot, where: ControllerLocation) -> CheckResult | None:
+    wanted = [i for i in snapshot.ingresses.values() if i.class_name == where.ingress_class]
+    if not wanted or snapshot.unseen("ingressclasses"):
+        return None
+    ref = ObjectRef("IngressClass", "", where.ingress_class)
+    found = snapshot.ingress_classes.get(where.ingress_class)
+    if found is None:
+        return CheckResult(
+            Check.CONTROLLER,
+            Status.FAIL,
+            Reason.INGRESS_CLASS_NOT_FOUND,
+            ref,
+            f"{len(wanted)} Ingress(es) use ingressClassName {where.ingress_class!r}, but no such IngressClass exists, "
+            f"so no controller reconciles them",
+            f"create IngressClass {where.ingress_class} with spec.controller {where.ingress_controller} (the "
+            f"controller's Helm chart does)",
+        )
+    if found.controller != where.ingress_controller:
+        return CheckResult(
+            Check.CONTROLLER,
+            Status.FAIL,
+            Reason.INGRESS_CLASS_NOT_FOUND,
+            ref,
+            f"IngressClass {where.ingress_class} names controller {found.controller!r}, not "
+            f"{where.ingress_controller!r}: the AWS Load Balancer Controller ignores its Ingresses",
+            f"set spec.controller of IngressClass {where.ingress_class} to {where.ingress_controller}",
+        )
+    return CheckResult(
+        Check.CONTROLLER, Status.OK, None, ref, f"IngressClass {where.ingress_class} belongs to {found.controller}"
+    )
+
+
+def event_results(events: Iterable[KubeEvent], owner: ObjectRef) -> list[CheckResult]:
+    """The controller's reconcile failures reported on one load-balanced object."""
+    latest: dict[str, KubeEvent] = {}
+    for event in events:
+        if event.reason in RECONCILE_FAILURES and event.type == "Warning":
+            latest[event.reason] = event
+    results = []
+    for event in latest.values():
+        denied = denial(event.message)
+        results.append(
+            CheckResult(
+                Check.CONTROLLER,
+                Status.FAIL,
+                Reason.CONTROLLER_ACCESS_DENIED if denied else Reason.RECONCILE_FAILED,
+                owner,
+                f"the controller reports {event.reason} on {owner.kind} {owner.namespace}/{owner.name} "
+                f"({event.count}×): {event.message[:400]}",
+                "fix what the message names; kubectl describe "
+                f"{owner.kind.lower()} -n {owner.namespace} {owner.name} shows the latest attempts",
+            )
+        )
+    return results

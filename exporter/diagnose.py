@@ -1,0 +1,219 @@
+"""``lbdoctor diagnose``: the runbook once, from a laptop with a kubeconfig, as a table or JSON.
+
+Exit codes: 0 nothing fails (warnings allowed), 1 a check fails, 2 usage or configuration error,
+3 the cluster cannot be reached (the reason in one line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from exporter import diagnose_output
+from exporter.checks.causes import order
+from exporter.checks.cluster import evaluate_cluster, pods_of
+from exporter.checks.controller import ControllerLocation
+from exporter.kube import resources
+from exporter.kube.client import ApiError, ConfigError, KubeClient
+from exporter.kube.snapshots import build_snapshot
+from exporter.kube.store import Store
+from exporter.kube.watch import Reflector
+from exporter.lb.healthcheck import ControllerConfig
+from exporter.lb.plan import plan_all
+from exporter.model.results import CheckResult, ObjectRef, Status
+from exporter.model.snapshot import ClusterSnapshot
+from exporter.report import iso, results_json, summary
+
+SCHEMA = "lbdoctor.diagnosis/v1"
+
+EXIT_OK, EXIT_FAILING, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+# Steps that need something diagnose does not have from a laptop, and where to get them.
+NOT_RUN = {
+    "health_probe": "needs the node agent on each node (pod IPs are rarely reachable from a laptop)",
+    "kube_proxy": "needs the node agent, or --node NAME --iptables-save-file FILE",
+    "elb_target_health": "needs AWS credentials (the AWS steps are being built)",
+    "security_groups": "needs AWS credentials (the AWS steps are being built)",
+    "network": "needs AWS credentials (the AWS steps are being built)",
+}
+
+
+class Unreachable(Exception):
+    """The API server could not be reached; the message is one line."""
+
+
+@dataclass
+class Options:
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None  # None with all_namespaces False: "default"
+    all_namespaces: bool = False
+    target: str | None = None  # "service/NAME" or "ingress/NAME"
+    output: str = "table"
+    show_ok: bool = False
+    controller: ControllerLocation = field(default_factory=ControllerLocation)
+    controller_config: ControllerConfig = field(default_factory=ControllerConfig)
+
+
+class _Quiet:
+    def watch_restarted(self, resource: str, reason: str) -> None:
+        pass
+
+    def error(self, component: str, kind: str) -> None:
+        pass
+
+
+def parse_target(target: str | None) -> tuple[str, str] | None:
+    if target is None:
+        return None
+    kind, sep, name = target.partition("/")
+    kinds = {"service": "Service", "svc": "Service", "ingress": "Ingress", "ing": "Ingress"}
+    if not sep or not name or kind.lower() not in kinds:
+        raise ValueError(f"expected service/NAME or ingress/NAME, got {target!r}")
+    return kinds[kind.lower()], name
+
+
+async def collect(
+    client: KubeClient, options: Options, progress: Callable[[str], None] = lambda _text: None
+) -> ClusterSnapshot:
+    """List everything the checks read, once. Forbidden or absent resources are recorded, not fatal."""
+    namespace = None if options.all_namespaces else (options.namespace or "default")
+    wanted: list[tuple[resources.Resource, str | None]] = [
+        (resources.PODS, namespace),
+        (resources.SERVICES, namespace),
+        (resources.ENDPOINT_SLICES, namespace),
+        (resources.INGRESSES, namespace),
+        (resources.INGRESS_CLASSES, None),
+        (resources.TARGET_GROUP_BINDINGS, namespace),
+        (resources.NODES, None),
+        (resources.DEPLOYMENTS, options.controller.namespace),
+        (resources.EVENTS, namespace),
+    ]
+    changed = asyncio.Event()
+    stores = {resource.name: Store(resource.name, changed) for resource, _ in wanted}
+
+    async def list_one(resource: resources.Resource, where: str | None) -> None:
+        store = stores[resource.name]
+        reflector = Reflector(client, resource, store, _Quiet(), namespace=where, page_size=1000)
+        try:
+            await reflector.list_once()
+        except ApiError as error:
+            if error.status == 403:
+                store.mark_forbidden(f"{error.reason}: {error.message}")
+            elif error.status == 404:
+                store.mark_absent()
+            else:
+                raise Unreachable(
+                    f"the API server answered {error.status} {error.reason} listing {resource.name}"
+                ) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            raise Unreachable(f"cannot reach the API server at {client.host}: {_why(error)}") from None
+        done.append(resource.name)
+        progress(f"listed {', '.join(done)} ({sum(len(s) for s in stores.values()):,} objects)")
+
+    done: list[str] = []
+    progress("listing…")
+    # All at once: the API server prepares one list while lbdoctor converts another.
+    await asyncio.gather(*(list_one(resource, where) for resource, where in wanted))
+    logs, logs_error = await _controller_logs(client, stores, options.controller)
+    return build_snapshot(stores, 1, logs, logs_error)
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return str(error.os_error.strerror or error.os_error) if error.os_error else str(error)
+    return str(error) or type(error).__name__
+
+
+async def _controller_logs(
+    client: KubeClient, stores: dict[str, Store], where: ControllerLocation
+) -> tuple[dict[str, str], str | None]:
+    deployments = [d for d in stores["deployments"].values() if d.meta.name == where.name]
+    if not deployments or not deployments[0].selector:
+        return {}, None
+    selector = ",".join(f"{k}={v}" for k, v in sorted(deployments[0].selector.items()))
+    try:
+        pods = await client.get(f"/api/v1/namespaces/{where.namespace}/pods", {"labelSelector": selector})
+        logs = {}
+        for raw in pods.get("items") or []:
+            name = (raw.get("metadata") or {}).get("name")
+            text = await client.get_text(
+                f"/api/v1/namespaces/{where.namespace}/pods/{name}/log", {"sinceSeconds": "3600", "tailLines": "2000"}
+            )
+            logs[f"{where.namespace}/{name}"] = text
+        return logs, None
+    except ApiError as error:
+        if error.status == 403:
+            return {}, f"{error.reason}: {error.message}"
+        return {}, f"{error.status} {error.reason}"
+
+
+def scope(results: Sequence[CheckResult], snapshot: ClusterSnapshot, options: Options) -> list[CheckResult]:
+    """Keep only what concerns ``service/NAME`` or ``ingress/NAME``: the owner, its Services and pods,
+    and the controller."""
+    target = parse_target(options.target)
+    if target is None:
+        return list(results)
+    kind, name = target
+    namespace = options.namespace or "default"
+    owner = ObjectRef(kind, namespace, name)
+    related: set[ObjectRef] = {owner}
+    for plan in plan_all(snapshot, options.controller_config):
+        if plan.owner == owner or (kind == "Service" and f"{namespace}/{name}" in plan.services):
+            related.add(plan.owner)
+            for backend in plan.backends:
+                if backend.service is not None:
+                    related.add(ObjectRef("Service", namespace, backend.service.meta.name))
+                    related.update(ObjectRef("Pod", namespace, p.meta.name) for p in pods_of(snapshot, backend.service))
+    service = snapshot.service(namespace, name) if kind == "Service" else None
+    if service is not None:
+        related.update(ObjectRef("Pod", namespace, p.meta.name) for p in pods_of(snapshot, service))
+    return [r for r in results if r.object in related or r.object.kind in ("Deployment", "IngressClass")]
+
+
+def document(results: Sequence[CheckResult], generated_at: float) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "generated_at": iso(generated_at),
+        "results": results_json(results),
+        "summary": summary(results),
+    }
+
+
+def exit_code(results: Sequence[CheckResult]) -> int:
+    return EXIT_FAILING if any(r.status is Status.FAIL for r in results) else EXIT_OK
+
+
+async def run(options: Options) -> int:
+    try:
+        parse_target(options.target)
+    except ValueError as error:
+        print(f"lbdoctor: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        client = await KubeClient.connect(options.kubeconfig, options.context)
+    except ConfigError as error:
+        print(f"lbdoctor: no usable cluster configuration: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with diagnose_output.progress(options.output) as progress:
+            snapshot = await collect(client, options, progress)
+    except Unreachable as error:
+        print(f"lbdoctor: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        await client.close()
+    results = evaluate_cluster(snapshot, options.controller_config, options.controller)
+    results = order(scope(results, snapshot, options))
+    if options.output == "json":
+        print(json.dumps(document(results, time.time()), indent=2))
+    else:
+        diagnose_output.table(results, snapshot, options.show_ok, NOT_RUN)
+    return exit_code(results)

@@ -1,0 +1,234 @@
+"""The cluster role: watch what the object checks need cluster-wide, evaluate incrementally, publish.
+
+Two replicas run; one leads through a Lease. Both keep their caches warm (a standby takes over
+without relisting), but only the leader evaluates, reads the controller's logs and publishes check
+series. ``shard``/``total_shards`` split namespaces by a stable hash for very large clusters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from exporter.checks.controller import RECONCILE_FAILURES, ControllerLocation, denial, find_deployment
+from exporter.kube import resources
+from exporter.kube.client import ApiError, KubeClient
+from exporter.kube.snapshots import build_snapshot
+from exporter.kube.store import Changes, Store
+from exporter.kube.watch import Reflector
+from exporter.lb.healthcheck import ControllerConfig
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.model.results import ResultSet
+from exporter.model.snapshot import matches
+from exporter.roles.cluster_evaluator import IncrementalEvaluator
+from exporter.roles.leader import LeaderElector, default_identity
+from exporter.roles.node import wait_any
+from exporter.settings import Settings
+from exporter.state import Board, Published
+
+log = structlog.get_logger("lbdoctor.cluster")
+
+# Log lines worth keeping from the controller: IAM denials and reconcile errors. Everything else is
+# dropped at once, so memory stays bounded whatever the controller logs.
+_KEEP_LOG_LINE = ("AccessDenied", "UnauthorizedOperation", "AuthFailure", "Reconciler error")
+
+
+def shard_of(namespace: str, total: int) -> int:
+    """Stable across processes and restarts (unlike hash())."""
+    return int.from_bytes(hashlib.sha256(namespace.encode()).digest()[:8], "big") % total
+
+
+class ClusterAgent:
+    def __init__(self, settings: Settings, client: KubeClient, metrics: SelfMetrics, board: Board) -> None:
+        self._settings = settings
+        self._client = client
+        self._metrics = metrics
+        self._board = board
+        self._cache_changed = asyncio.Event()
+        self._leadership_changed = asyncio.Event()
+        self._where = ControllerLocation(
+            namespace=settings.controller_namespace,
+            name=settings.controller_name,
+            ingress_controller=settings.ingress_controller,
+        )
+        self._primary_shard = settings.shard == 0
+        watched: list[tuple[resources.Resource, dict[str, Any]]] = [
+            (resources.PODS, {}),
+            (resources.SERVICES, {}),
+            (resources.ENDPOINT_SLICES, {}),
+            (resources.INGRESSES, {}),
+            (resources.INGRESS_CLASSES, {}),
+            (resources.TARGET_GROUP_BINDINGS, {}),
+            (resources.NODES, {}),
+            (resources.DEPLOYMENTS, {"namespace": settings.controller_namespace}),
+            (resources.EVENTS, {"field_selector": "type=Warning", "keep": self._keep_event}),
+        ]
+        self.stores = {resource.name: Store(resource.name, self._cache_changed) for resource, _ in watched}
+        self._reflectors = {
+            resource.name: Reflector(
+                client,
+                resource,
+                self.stores[resource.name],
+                metrics,
+                inactivity_timeout=settings.watch_inactivity_timeout_seconds,
+                watch_timeout=settings.watch_timeout_seconds,
+                **{"keep": self._in_shard, **options},
+            )
+            for resource, options in watched
+        }
+        self._evaluator = IncrementalEvaluator(
+            ControllerConfig(
+                default_target_type=settings.default_target_type,
+                load_balancer_class=settings.load_balancer_class,
+                ingress_controller=settings.ingress_controller,
+            ),
+            self._where,
+            include_controller=self._primary_shard,
+        )
+        self._elector: LeaderElector | None = None
+        board.standby = settings.leader_election  # until the Lease is ours
+        if settings.leader_election:
+            self._elector = LeaderElector(
+                client,
+                name=settings.lease_name if settings.total_shards == 1 else f"{settings.lease_name}-{settings.shard}",
+                namespace=settings.lease_namespace or "default",
+                identity=settings.identity or default_identity(),
+                lease_duration=settings.lease_duration_seconds,
+                on_change=self._on_leadership,
+            )
+        self._logs: dict[str, str] = {}
+        self._logs_error: str | None = None
+        self._logs_changed = False
+        self._generation = 0
+        self._announced = False
+
+    # scope ------------------------------------------------------------------------------------
+    def _in_shard(self, item: Any) -> bool:
+        namespace = item.meta.namespace
+        if not namespace or self._settings.total_shards == 1:
+            return True
+        if namespace == self._settings.controller_namespace and self._primary_shard:
+            return True  # the controller's pods belong to the shard that checks the controller
+        return shard_of(namespace, self._settings.total_shards) == self._settings.shard
+
+    def _keep_event(self, item: Any) -> bool:
+        return item.reason in RECONCILE_FAILURES and self._in_shard(item)
+
+    @property
+    def leading(self) -> bool:
+        return self._elector is None or self._elector.leading
+
+    def _on_leadership(self, leading: bool) -> None:
+        self._leadership_changed.set()
+
+    # tasks ------------------------------------------------------------------------------------
+    def tasks(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        jobs: dict[str, Callable[[], Awaitable[None]]] = {
+            f"watch {name}": reflector.run for name, reflector in self._reflectors.items()
+        }
+        jobs["evaluator"] = self.evaluate_forever
+        if self._primary_shard:
+            jobs["controller logs"] = self.read_controller_logs_forever
+        if self._elector is not None:
+            jobs["leader election"] = self._elector.run
+        return jobs
+
+    async def evaluate_forever(self) -> None:
+        """Forever: after changes (debounced), evaluate what they touch and publish, while leading."""
+        was_leading = False
+        while True:
+            await wait_any(self._cache_changed, self._leadership_changed)
+            await asyncio.sleep(self._settings.publish_interval_seconds)
+            self._leadership_changed.clear()
+            self._cache_changed.clear()
+            self._update_readiness()
+            if not self.leading:
+                if was_leading:
+                    self._board.publish(Published())
+                    log.info("standing by: no check series while another replica leads")
+                was_leading = False
+                for store in self.stores.values():
+                    store.take_changes()  # the next leadership starts from a full evaluation
+                continue
+            if not all(store.synced for store in self.stores.values()):
+                continue
+            started = time.perf_counter()
+            self._generation += 1
+            snapshot = build_snapshot(self.stores, self._generation, self._logs, self._logs_error)
+            changes: dict[str, Changes] | None = {name: store.take_changes() for name, store in self.stores.items()}
+            if not was_leading:
+                changes = None  # first round as leader: everything
+            logs_changed, self._logs_changed = self._logs_changed, False
+            results = await asyncio.to_thread(self._evaluator.evaluate, snapshot, changes, logs_changed)
+            was_leading = True
+            self._board.publish(
+                Published(
+                    ResultSet(snapshot.generation, time.time(), results),
+                    plans=self._evaluator.plans,
+                    snapshot=snapshot,
+                )
+            )
+            elapsed = time.perf_counter() - started
+            self._metrics.cycle_duration.labels("evaluate").set(elapsed)
+            log.debug("evaluated", units=self._evaluator.last_units_evaluated, results=len(results), seconds=elapsed)
+
+    def _update_readiness(self) -> None:
+        waiting = []
+        for name, store in self.stores.items():
+            self._metrics.cache_synced.labels(name).set(1 if store.synced else 0)
+            if not store.synced:
+                waiting.append(f"{name} ({store.error})" if store.error else name)
+        self._board.ready = not waiting
+        self._board.standby = not self.leading
+        self._board.not_ready_because = "waiting for the first list of " + ", ".join(waiting) if waiting else ""
+        if not waiting and not self._announced:
+            self._announced = True
+            log.info("all caches synced", shard=self._settings.shard, total_shards=self._settings.total_shards)
+
+    async def read_controller_logs_forever(self) -> None:
+        """Forever, while leading: keep the controller pods' recent denial and error lines."""
+        while True:
+            if self.leading and self.stores["deployments"].synced and self.stores["pods"].synced:
+                await self.read_controller_logs()
+                await asyncio.sleep(self._settings.controller_log_interval_seconds)
+            else:
+                await asyncio.sleep(1.0)
+
+    async def read_controller_logs(self) -> None:
+        snapshot = build_snapshot({"deployments": self.stores["deployments"], "pods": self.stores["pods"]}, 0)
+        deployment = find_deployment(snapshot, self._where)
+        logs: dict[str, str] = {}
+        error: str | None = None
+        if deployment is not None and deployment.selector:
+            pods = [
+                pod
+                for pod in snapshot.pods.in_namespace(deployment.meta.namespace).values()
+                if matches(deployment.selector, pod.meta.labels)
+            ]
+            for pod in pods:
+                path = f"/api/v1/namespaces/{pod.meta.namespace}/pods/{pod.meta.name}/log"
+                try:
+                    text = await self._client.get_text(path, {"sinceSeconds": "900", "tailLines": "2000"})
+                except ApiError as failure:
+                    if failure.status == 403:
+                        error = f"{failure.reason}: {failure.message}"
+                        break
+                    self._metrics.error("kube", f"logs_http_{failure.status}")
+                    continue
+                except (OSError, TimeoutError) as failure:
+                    self._metrics.error("kube", "logs_unreachable")
+                    log.warning("could not read controller logs", pod=pod.meta.key, error=str(failure))
+                    continue
+                kept = [line for line in text.splitlines() if any(mark in line for mark in _KEEP_LOG_LINE)]
+                logs[pod.meta.key] = "\n".join(kept[-200:])
+        if logs != self._logs or error != self._logs_error:
+            self._logs, self._logs_error, self._logs_changed = logs, error, True
+            denied = sorted({d for text in logs.values() for line in text.splitlines() if (d := denial(line))})
+            if denied:
+                log.warning("controller logs show denied AWS calls", denied=denied[:5])
+            self._cache_changed.set()

@@ -1,0 +1,142 @@
+"""One active cluster-role replica through a coordination.k8s.io Lease, with client-go's semantics.
+
+Written here rather than taken from ``kubernetes.aio.leaderelection``: in kubernetes 37.0.1 its
+LeaseLock passes ``pretty=True`` to a method whose validation wants a string, so it can never
+create a Lease. The algorithm is the usual one: the holder renews every ``retry`` seconds and steps
+down when it cannot renew within ``renew_deadline``; a candidate takes over once the record it
+observes has not changed for ``lease_duration``. On shutdown the leader releases the Lease so a
+standby takes over at once instead of after a full lease duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+from exporter.kube.client import ApiError, KubeClient
+
+log = structlog.get_logger("lbdoctor.leader")
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaderElector:
+    """Runs the election forever; ``leading`` says whether this replica is the active one."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        name: str,
+        namespace: str,
+        identity: str,
+        lease_duration: float,
+        on_change: Callable[[bool], None],
+    ) -> None:
+        self._client = client
+        self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+        self._collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self._name = name
+        self._namespace = namespace
+        self.identity = identity
+        self._duration = lease_duration
+        # client-go's proportions: renew deadline 2/3 of the lease, retry every 2/15 of it.
+        self._renew_deadline = lease_duration * 2 / 3
+        self._retry = max(lease_duration * 2 / 15, 0.2)
+        self._on_change = on_change
+        self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
+        self._observed_at = 0.0
+        self.leading = False
+
+    def _set(self, leading: bool) -> None:
+        if leading != self.leading:
+            self.leading = leading
+            log.info("leadership changed", leading=leading, identity=self.identity, lease=self._name)
+            self._on_change(leading)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_renewal = loop.time()
+        try:
+            while True:
+                try:
+                    held = await self.try_acquire_or_renew()
+                except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
+                    log.debug("lease attempt failed", error=str(error))
+                    held = False
+                if held:
+                    last_renewal = loop.time()
+                    self._set(True)
+                elif self.leading and loop.time() - last_renewal > self._renew_deadline:
+                    log.warning("could not renew the lease in time; stepping down", lease=self._name)
+                    self._set(False)
+                await asyncio.sleep(self._retry)
+        finally:
+            if self.leading:
+                await self.release()
+            self._set(False)
+
+    async def try_acquire_or_renew(self) -> bool:
+        loop = asyncio.get_running_loop()
+        try:
+            lease = await self._client.get(self._path, timeout=self._retry * 2)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            await self._client.request("POST", self._collection, body=self._lease(None), timeout=self._retry * 2)
+            return True
+        spec: dict[str, Any] = lease.get("spec") or {}
+        holder = str(spec.get("holderIdentity") or "")
+        record = (holder, str(spec.get("renewTime") or ""))
+        if record != self._observed:
+            self._observed, self._observed_at = record, loop.time()
+        duration = float(spec.get("leaseDurationSeconds") or self._duration)
+        if holder and holder != self.identity and loop.time() - self._observed_at < duration:
+            return False  # someone else holds a lease that has not expired
+        try:
+            await self._client.request("PUT", self._path, body=self._lease(lease), timeout=self._retry * 2)
+        except ApiError as error:
+            if error.status == 409:
+                return False  # another candidate updated it first
+            raise
+        return True
+
+    def _lease(self, current: dict[str, Any] | None) -> dict[str, Any]:
+        now = _now()
+        spec: dict[str, Any] = dict((current or {}).get("spec") or {})
+        taking_over = spec.get("holderIdentity") != self.identity
+        spec.update(holderIdentity=self.identity, leaseDurationSeconds=round(self._duration), renewTime=now)
+        if taking_over:
+            spec["acquireTime"] = now
+            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if current else 0)
+        metadata: dict[str, Any] = {"name": self._name, "namespace": self._namespace}
+        if current is not None:
+            metadata["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion")
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
+
+    async def release(self) -> None:
+        """Give the Lease up on shutdown so a standby need not wait for it to expire."""
+        try:
+            lease = await self._client.get(self._path, timeout=2)
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") != self.identity:
+                return
+            body = self._lease(lease)
+            body["spec"].update(holderIdentity="", leaseDurationSeconds=1)
+            await self._client.request("PUT", self._path, body=body, timeout=2)
+            log.info("released the lease", lease=self._name)
+        except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
+            log.warning("could not release the lease", error=str(error))
