@@ -53,3 +53,26 @@ async def test_operations_outside_the_policy_are_refused() -> None:
             await api.call("delete_target_group", TargetGroupArn="arn")
     finally:
         api.close()
+
+
+def test_findings_seen_twice_become_one_result_that_tells_both() -> None:
+    """The result set keeps one result per object, target, reason and status: where a finding was seen
+    twice (two LB subnets), both places survive in the one message."""
+    from exporter.checks.aws_context import merge_same
+    from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status, TargetRef
+
+    owner, target = ObjectRef("Ingress", "shop", "web"), TargetRef("web-1", "10.0.10.21", 8080)
+
+    def finding(message: str, remedy: str) -> CheckResult:
+        return CheckResult(Check.NETWORK, Status.FAIL, Reason.NACL_DENIES_HEALTH_CHECK, owner, message, remedy, target)
+
+    merged = merge_same(
+        [
+            finding("from 10.0.0.0/24", "allow it in acl-1"),
+            finding("from 10.0.1.0/24", "allow it in acl-1"),
+            finding("from 10.0.0.0/24", "allow it in acl-1"),
+            CheckResult(Check.NETWORK, Status.OK, None, owner, "other target", target=TargetRef("web-2", "10.0.11.21", 8080)),
+        ]
+    )
+    assert [r.message for r in merged] == ["from 10.0.0.0/24; also: from 10.0.1.0/24", "other target"]
+    assert merged[0].remedy == "allow it in acl-1"

@@ -7,8 +7,8 @@ where an ELB target's packets land (its interface, subnet and security groups), 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from exporter.aws.mapping import ClusterIndex, GroupOwner, TargetPlace
@@ -271,3 +271,19 @@ def lb_flows(view: TargetView, lb: LoadBalancer, *, by_security_group: bool) -> 
             if (protocol, view.traffic_port) not in {(p, n) for _, p, n in flows}:
                 flows.append(("traffic", protocol, view.traffic_port))
     return flows
+
+
+def merge_same(results: Iterable[CheckResult]) -> list[CheckResult]:
+    """One result per object, target, reason and status (the result set's contract): findings that
+    differ only in where they were seen (two LB subnets, two target groups of one Ingress) are told in
+    one message, with each distinct remedy once."""
+    merged: dict[tuple[object, ...], CheckResult] = {}
+    for result in results:
+        key = (result.key, result.reason, result.status)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = result
+        elif result.message not in first.message:
+            remedy = first.remedy if result.remedy in first.remedy else f"{first.remedy}; {result.remedy}"
+            merged[key] = replace(first, message=f"{first.message}; also: {result.message}", remedy=remedy)
+    return list(merged.values())

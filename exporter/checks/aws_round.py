@@ -13,7 +13,7 @@ from typing import Any
 from exporter.aws.model import AwsSnapshot
 from exporter.aws.publish import real_health_checks
 from exporter.checks import elb_correlation, elb_target_health, network, security_groups
-from exporter.checks.aws_context import AwsContext
+from exporter.checks.aws_context import AwsContext, merge_same
 from exporter.checks.causes import order
 from exporter.lb.aws_settings import RealHealthCheck, to_document
 from exporter.lb.plan import LbPlan
@@ -60,8 +60,8 @@ def evaluate_aws(
 ) -> AwsRound:
     """Every AWS check, correlated with the node agents' probes, roots first."""
     context = AwsContext(snapshot, aws, plan, tuple(probes), now)
-    path_findings = [*security_groups.evaluate(context), *network.evaluate(context)]
-    elb = list(elb_target_health.evaluate(context))
+    path_findings = merge_same([*security_groups.evaluate(context), *network.evaluate(context)])
+    elb = merge_same(elb_target_health.evaluate(context))
     correlations = elb_correlation.correlate(context.targets, context.probes, path_findings)
     results = order([*elb_correlation.apply(elb, correlations), *path_findings])
     rows = []

@@ -123,9 +123,8 @@ def target_results(context: AwsContext, view: TargetView, memo: _Memo | None = N
                 return [problem_result(CHECK, view.owner, outcome, what, view.ref)]
             checked += 1 if outcome is not None else 0
             findings.extend(outcome or ())
-    unique = list({(f.reason, f.message): f for f in findings}.values())
-    if unique:
-        return unique
+    if findings:
+        return findings
     return [
         _result(
             view,
