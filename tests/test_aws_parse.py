@@ -105,3 +105,14 @@ def test_failures_name_the_iam_action(error: Exception, kind: ProblemKind) -> No
 
 def test_only_describe_operations_exist() -> None:
     assert all(name.startswith("describe_") for name in OPERATIONS)
+
+
+def test_eks_cluster_names_come_from_kubeconfig_arns() -> None:
+    from exporter.aws.ids import eks_cluster_of, instance_id_of
+
+    assert eks_cluster_of("arn:aws:eks:eu-west-1:123456789012:cluster/prod") == ("eu-west-1", "prod")
+    assert eks_cluster_of("arn:aws-cn:eks:cn-north-1:123456789012:cluster/a-b") == ("cn-north-1", "a-b")
+    assert eks_cluster_of("kind-local") is None
+    assert eks_cluster_of("arn:aws:iam::123456789012:role/x") is None
+    assert instance_id_of("aws:///us-east-1a/i-0abc") == "i-0abc"
+    assert instance_id_of("kind://docker/kind/kind-control-plane") is None
