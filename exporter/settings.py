@@ -108,6 +108,31 @@ class Settings(BaseModel):
     kube_proxy_command_prefix: str = ""
     """Run the rule readers through this command, e.g. "nsenter --net=/proc/1/ns/net" when lbdoctor is not in
     the host network namespace."""
+    # ---- AWS (cluster role and lbdoctor diagnose; docs/aws.md) ----
+    cluster_name: str | None = None
+    """The EKS cluster's name: the controller tags target groups elbv2.k8s.aws/cluster=<name>, and nodes'
+    security groups kubernetes.io/cluster/<name>. The AWS checks need it."""
+    aws_region: str | None = None
+    """AWS Region. Unset: the standard chain (AWS_REGION, set by IRSA and EKS Pod Identity; the profile)."""
+    aws_retry_mode: Literal["standard", "adaptive"] = "standard"
+    """botocore's retry mode; adaptive also slows down client-side after throttling."""
+    aws_max_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts per AWS call, the first included (botocore retries throttling and transient errors)."""
+    aws_elbv2_requests_per_second: float = Field(default=5.0, gt=0, le=100)
+    """lbdoctor's share of the account's ELBv2 Describe* bucket (40 tokens; AWS's guide refills 10 a second),
+    leaving the rest to the AWS Load Balancer Controller and the console."""
+    aws_elbv2_burst: int = Field(default=10, ge=1, le=40)
+    """Most ELBv2 calls lbdoctor makes back to back before the rate applies."""
+    aws_ec2_requests_per_second: float = Field(default=10.0, gt=0, le=100)
+    """Client-side rate of EC2 Describe* calls (EC2's own buckets are per API and larger)."""
+    aws_ec2_burst: int = Field(default=20, ge=1, le=100)
+    aws_target_health_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
+    """How often a target group whose targets are all healthy is asked for its target health."""
+    aws_target_health_hot_interval_seconds: float = Field(default=15.0, ge=5, le=3600)
+    """How often a target group with a target not healthy, or a failing probe, is asked."""
+    aws_topology_interval_seconds: float = Field(default=300.0, ge=30, le=86400)
+    """How often the slow-changing picture is re-read: target group settings, load balancers, security
+    groups, NACLs, route tables, subnets."""
 
     @field_validator("listen")
     @classmethod

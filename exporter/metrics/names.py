@@ -128,3 +128,28 @@ FAMILIES = (
     KUBE_PROXY_SYNC_LAG,
     KUBE_PROXY_HEALTHY,
 )
+
+# ---- AWS (cluster role): rendered by exporter.aws.metrics.render_aws ------------------------------
+ELB_TARGET_LABELS = ("target_group", "namespace", "service", "target", "port")
+
+ELB_TARGET_STATE = MetricName(
+    "lbdoctor_elb_target_state",
+    "gauge",
+    "The load balancer's own state of a target (DescribeTargetHealth): 1 for the current state, 0 for the others.",
+    (*ELB_TARGET_LABELS, "state"),
+)
+ELB_TARGET_TRANSITIONS = MetricName(
+    "lbdoctor_elb_target_transitions_total",
+    "counter",
+    "healthy/unhealthy changes of the load balancer's state of a target seen since lbdoctor started watching it.",
+    ELB_TARGET_LABELS,
+)
+AWS_API_REQUESTS = MetricName(
+    "lbdoctor_aws_api_requests_total",
+    "counter",
+    "AWS API requests lbdoctor made, by operation and outcome (success, throttled, access_denied, "
+    "no_credentials, not_found, unreachable, error; retried counts botocore's retries).",
+    ("operation", "outcome"),
+)
+
+AWS_FAMILIES = (ELB_TARGET_STATE, ELB_TARGET_TRANSITIONS, AWS_API_REQUESTS)

@@ -115,6 +115,50 @@ class Reason(enum.StrEnum):
     KUBE_PROXY_RULES_UNREADABLE = "KubeProxyRulesUnreadable"
     KUBE_PROXY_MODE_UNSUPPORTED = "KubeProxyModeUnsupported"
     KUBE_PROXY_RULES_FROM_ANOTHER_NODE = "KubeProxyRulesFromAnotherNode"
+    # ---- AWS checks (elb_target_health, security_groups, network) --------------------------------
+    # elb_target_health: ELBv2 TargetHealth reason codes, verbatim (reference aws-lb.md §2)
+    ELB_REGISTRATION_IN_PROGRESS = "Elb.RegistrationInProgress"
+    ELB_INITIAL_HEALTH_CHECKING = "Elb.InitialHealthChecking"
+    TARGET_RESPONSE_CODE_MISMATCH = "Target.ResponseCodeMismatch"
+    TARGET_TIMEOUT = "Target.Timeout"
+    TARGET_FAILED_HEALTH_CHECKS = "Target.FailedHealthChecks"
+    ELB_INTERNAL_ERROR = "Elb.InternalError"
+    TARGET_NOT_REGISTERED = "Target.NotRegistered"
+    TARGET_NOT_IN_USE = "Target.NotInUse"
+    TARGET_INVALID_STATE = "Target.InvalidState"
+    TARGET_IP_UNUSABLE = "Target.IpUnusable"
+    TARGET_DEREGISTRATION_IN_PROGRESS = "Target.DeregistrationInProgress"
+    TARGET_HEALTH_CHECK_DISABLED = "Target.HealthCheckDisabled"
+    # elb_target_health: lbdoctor's own findings
+    ELB_UNKNOWN_REASON = "ElbUnknownReason"  # a state or reason newer than this release (verbatim in the message)
+    PROBE_FAILING_ELB_HEALTHY = "ProbeFailingElbHealthy"  # the LB is about to mark the target unhealthy
+    HEALTH_CHECK_DRIFT = "HealthCheckDrift"  # annotations and the real target group disagree
+    TARGET_GROUP_NOT_FOUND = "TargetGroupNotFound"
+    NO_REGISTERED_TARGETS = "NoRegisteredTargets"
+    UNSUPPORTED_TARGET_TYPE = "UnsupportedTargetType"  # lambda / alb target groups
+    TARGET_NOT_IN_CLUSTER = "TargetNotInCluster"
+    # security_groups
+    HEALTH_CHECK_PORT_NOT_ALLOWED = "HealthCheckPortNotAllowed"
+    TRAFFIC_PORT_NOT_ALLOWED = "TrafficPortNotAllowed"
+    NODE_GROUP_TRAFFIC_BLOCKED = "NodeGroupTrafficBlocked"
+    MULTIPLE_CLUSTER_TAGGED_SECURITY_GROUPS = "MultipleClusterTaggedSecurityGroups"
+    NO_CLUSTER_TAGGED_SECURITY_GROUP = "NoClusterTaggedSecurityGroup"
+    PREFIX_LIST_NOT_VERIFIED = "PrefixListNotVerified"
+    TARGET_OUTSIDE_VPC = "TargetOutsideVpc"
+    TARGET_INTERFACE_NOT_FOUND = "TargetInterfaceNotFound"
+    # network
+    NACL_DENIES_HEALTH_CHECK = "NaclDeniesHealthCheck"
+    NACL_DENIES_TRAFFIC = "NaclDeniesTraffic"
+    NACL_DENIES_RETURN_TRAFFIC = "NaclDeniesReturnTraffic"
+    MISSING_LOCAL_ROUTE = "MissingLocalRoute"
+    BLACKHOLE_ROUTE = "BlackholeRoute"
+    ROUTE_NOT_LOCAL = "RouteNotLocal"
+    # any AWS check that could not ask AWS
+    AWS_CREDENTIALS_MISSING = "AwsCredentialsMissing"
+    AWS_ACCESS_DENIED = "AwsAccessDenied"
+    AWS_THROTTLED = "AwsThrottled"
+    AWS_API_UNAVAILABLE = "AwsApiUnavailable"
+    AWS_RESOURCE_NOT_FOUND = "AwsResourceNotFound"
 
 
 @dataclass(frozen=True, slots=True)
