@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--controller-namespace", default="kube-system", metavar="NS")
     diagnose.add_argument("--controller-name", default="aws-load-balancer-controller", metavar="NAME")
     diagnose.add_argument("--default-target-type", choices=("instance", "ip"), default="instance")
+    diagnose.add_argument(
+        "--cluster-name", metavar="NAME", help="EKS cluster name for the AWS steps (default: from the context)"
+    )
+    diagnose.add_argument("--region", help="AWS Region (default: from the context, else $AWS_REGION)")
+    diagnose.add_argument("--no-aws", action="store_true", help="skip the AWS steps")
     diagnose.add_argument("--node", metavar="NAME", help="the node a saved rules dump comes from (with -A)")
     diagnose.add_argument("--iptables-save-file", metavar="FILE", help="that node's `iptables-save` output")
     diagnose.add_argument("--nft-json-file", metavar="FILE", help="that node's `nft -j list ruleset` output")
@@ -103,6 +108,9 @@ def _diagnose(args: argparse.Namespace) -> int:
         controller=ControllerLocation(namespace=args.controller_namespace, name=args.controller_name),
         controller_config=ControllerConfig(default_target_type=args.default_target_type),
         node=args.node,
+        cluster_name=args.cluster_name,
+        region=args.region,
+        aws=not args.no_aws,
         iptables_save_file=args.iptables_save_file,
         nft_json_file=args.nft_json_file,
     )

@@ -18,17 +18,18 @@ from typing import Any
 import aiohttp
 
 from exporter import diagnose_output
+from exporter.aws.ids import eks_cluster_of
 from exporter.checks.causes import order
 from exporter.checks.cluster import evaluate_cluster, pods_of
 from exporter.checks.controller import ControllerLocation
 from exporter.dataplane import offline
 from exporter.kube import resources
-from exporter.kube.client import ApiError, ConfigError, KubeClient
+from exporter.kube.client import ApiError, ConfigError, KubeClient, kubeconfig_cluster
 from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Store
 from exporter.kube.watch import Reflector
 from exporter.lb.healthcheck import ControllerConfig
-from exporter.lb.plan import plan_all
+from exporter.lb.plan import build_plan, plan_all
 from exporter.model.results import CheckResult, ObjectRef, Status
 from exporter.model.snapshot import ClusterSnapshot
 from exporter.report import iso, results_json, summary
@@ -41,10 +42,8 @@ EXIT_OK, EXIT_FAILING, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 NOT_RUN = {
     "health_probe": "needs the node agent on each node (pod IPs are rarely reachable from a laptop)",
     "kube_proxy": "needs the node agent, or --node NAME --iptables-save-file FILE",
-    "elb_target_health": "needs AWS credentials (the AWS steps are being built)",
-    "security_groups": "needs AWS credentials (the AWS steps are being built)",
-    "network": "needs AWS credentials (the AWS steps are being built)",
 }
+AWS_CHECKS = ("elb_target_health", "security_groups", "network")
 
 
 class Unreachable(Exception):
@@ -63,6 +62,9 @@ class Options:
     node: str | None = None  # with a saved dump: compare that node's kube-proxy rules with the cluster
     iptables_save_file: str | None = None
     nft_json_file: str | None = None
+    cluster_name: str | None = None  # None: from an `aws eks update-kubeconfig` context's ARN
+    region: str | None = None
+    aws: bool = True  # False: skip the AWS steps
     controller: ControllerLocation = field(default_factory=ControllerLocation)
     controller_config: ControllerConfig = field(default_factory=ControllerConfig)
 
@@ -183,6 +185,32 @@ def scope(results: Sequence[CheckResult], snapshot: ClusterSnapshot, options: Op
     return [r for r in results if r.object in related or r.object.kind in ("Deployment", "IngressClass")]
 
 
+async def aws_steps(snapshot: ClusterSnapshot, options: Options) -> tuple[tuple[CheckResult, ...], str | None]:
+    """The AWS steps once (every target group, security group, NACL and route at once), or why not."""
+    if not options.aws:
+        return (), "skipped (--no-aws)"
+    found = eks_cluster_of(options.context) or eks_cluster_of(kubeconfig_cluster(options.kubeconfig, options.context))
+    cluster_name = options.cluster_name or (found[1] if found else None)
+    region = options.region or (found[0] if found else None)
+    if not cluster_name:
+        return (
+            (),
+            "needs the EKS cluster's name: --cluster-name NAME (found by itself in aws eks contexts)",
+        )
+    # boto3 is imported only here: the node agent never loads it.
+    from exporter.aws.config import AwsSettings
+    from exporter.aws.doctor import AwsDoctor
+
+    doctor = AwsDoctor(AwsSettings(cluster_name=cluster_name, region=region))
+    try:
+        if await doctor.api.credential_source() is None:
+            return (), "no AWS credentials found (AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO, …); the other steps ran"
+        round_ = await doctor.refresh(snapshot, plan=build_plan(snapshot, options.controller_config), full=True)
+        return tuple(round_.results), None
+    finally:
+        doctor.close()
+
+
 def _read_dumps(options: Options) -> dict[str, str]:
     """The saved rules given with --node, read before connecting so a typo fails fast."""
     files = {"iptables_save": options.iptables_save_file, "nft_json": options.nft_json_file}
@@ -250,10 +278,12 @@ async def run(options: Options) -> int:
             controller=options.controller_config,
         )
         results = (*results, *found)
-    results = order(scope(results, snapshot, options))
+    aws_results, aws_not_run = await aws_steps(snapshot, options)
+    results = order(scope((*results, *aws_results), snapshot, options))
     if options.output == "json":
         print(json.dumps(document(results, time.time()), indent=2))
     else:
         not_run = {k: v for k, v in NOT_RUN.items() if not (k == "kube_proxy" and options.node)}
+        not_run.update(dict.fromkeys(AWS_CHECKS, aws_not_run) if aws_not_run else {})
         diagnose_output.table(results, snapshot, options.show_ok, not_run)
     return exit_code(results)

@@ -70,6 +70,26 @@ def _kubeconfig_path(kubeconfig: str | None, context: str | None) -> str | None:
     return path
 
 
+def kubeconfig_cluster(kubeconfig: str | None, context: str | None) -> str | None:
+    """The cluster name a kubeconfig context points at (for EKS, often the cluster's ARN); None when
+    it cannot be read. Best effort: it only helps find defaults."""
+    import yaml
+
+    try:
+        path = _kubeconfig_path(kubeconfig, context)
+        if path is None:
+            return None
+        with open(path) as handle:
+            config = yaml.safe_load(handle) or {}
+        wanted = context or config.get("current-context")
+        for entry in config.get("contexts") or []:
+            if entry.get("name") == wanted:
+                return str((entry.get("context") or {}).get("cluster") or "") or None
+    except (ConfigError, OSError, yaml.YAMLError, AttributeError):
+        return None
+    return None
+
+
 class KubeClient:
     def __init__(self, api: Any) -> None:
         self._api = api
