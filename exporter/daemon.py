@@ -72,8 +72,7 @@ async def run(
     watchers = [name for name in supervisor.names if name.startswith("watch ")]
     others = [name for name in supervisor.names if name not in watchers]
     await staged_shutdown(supervisor, [("stop watching", watchers), ("stop the role's loops", others)], budget * 0.6)
-    if isinstance(agent, NodeAgent):
-        await agent.scheduler.close()
+    await agent.close()
     await runner.cleanup()
     await client.close()
     log.info("lbdoctor stopped")

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.lb.targets import TargetStatus
-from exporter.model.results import CheckResult, Status
+from exporter.lb.targets import ProbeTarget, TargetStatus
+from exporter.lb.thresholds import LbState, PredictedHealth
+from exporter.model.probe import ProbeOutcome, ProbeRequest
+from exporter.model.results import CheckResult, ObjectRef, Reason, Status
 
 CHECK_TITLES = {
     "pod_status": "Pod running, containers ready",
@@ -81,6 +83,8 @@ def targets_json(statuses: Sequence[TargetStatus]) -> list[dict[str, Any]]:
                 "unhealthy_threshold": target.unhealthy_threshold,
                 "predicted_state": status.health.state.value,
                 "transitions": status.health.transitions,
+                "ok_streak": status.health.ok_streak,
+                "fail_streak": status.health.fail_streak,
                 "last_probe": None
                 if outcome is None or status.probed_at is None
                 else {
@@ -94,3 +98,57 @@ def targets_json(statuses: Sequence[TargetStatus]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def targets_from_json(rows: Any) -> tuple[TargetStatus, ...]:
+    """The inverse of ``targets_json``: a node agent's probe states as the cluster role reads them from
+    its ``/api/v1/results``. Rows that do not parse are skipped (a newer or older agent, say)."""
+    found = []
+    for row in rows if isinstance(rows, list) else ():
+        try:
+            found.append(_target_from_json(row))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return tuple(found)
+
+
+def _target_from_json(row: dict[str, Any]) -> TargetStatus:
+    request = ProbeRequest(
+        protocol=str(row["protocol"]),
+        ip=str(row["ip"]),
+        port=int(row["port"]),
+        timeout=float(row["timeout_seconds"]),
+        path=str(row.get("path") or "/"),
+    )
+    owner = row["owner"]
+    target = ProbeTarget(
+        owner=ObjectRef(str(owner["kind"]), str(row["namespace"]), str(owner["name"])),
+        namespace=str(row["namespace"]),
+        service=str(row["service"]),
+        pod=str(row["pod"]),
+        node=str(row["node"]),
+        lb=str(row["lb"]),
+        request=request,
+        interval=float(row["interval_seconds"]),
+        healthy_threshold=int(row["healthy_threshold"]),
+        unhealthy_threshold=int(row["unhealthy_threshold"]),
+    )
+    health = PredictedHealth(
+        LbState(row["predicted_state"]),
+        int(row.get("ok_streak") or 0),
+        int(row.get("fail_streak") or 0),
+        int(row.get("transitions") or 0),
+    )
+    last = row.get("last_probe")
+    if not last:
+        return TargetStatus(target, health=health)
+    reason = last.get("reason")
+    outcome = ProbeOutcome(
+        success=bool(last["success"]),
+        reason=Reason(reason) if reason in Reason._value2member_map_ else None,
+        duration=float(last.get("duration_seconds") or 0.0),
+        status_code=last.get("status_code"),
+        detail=str(last.get("detail") or ""),
+    )
+    probed_at = datetime.fromisoformat(str(last["at"]).replace("Z", "+00:00")).timestamp()
+    return TargetStatus(target, outcome, probed_at, health, None if outcome.success else outcome)

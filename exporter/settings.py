@@ -108,6 +108,21 @@ class Settings(BaseModel):
     kube_proxy_command_prefix: str = ""
     """Run the rule readers through this command, e.g. "nsenter --net=/proc/1/ns/net" when lbdoctor is not in
     the host network namespace."""
+    # ---- between the roles ----
+    node_agent_selector: str = ""
+    """Cluster role: label selector (k=v,...) of the node agents' pods, whose probe states it reads from
+    their /api/v1/results to tell an application failure from a network one. Empty: not read."""
+    node_agent_urls: str = ""
+    """Cluster role: node agents' base URLs, comma-separated, besides those found by the selector."""
+    node_agent_port: int = Field(default=9850, ge=1, le=65535)
+    """Port the node agents serve on (host network: the node's IP)."""
+    cluster_role_url: str = ""
+    """Node role: the cluster role's base URL, to read the real target-group settings it publishes at
+    /api/v1/targetgroups. Empty: probe with the settings the annotations imply."""
+    targetgroups_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
+    """Node role: how often the published target-group settings are read."""
+    aws_refresh_interval_seconds: float = Field(default=5.0, ge=1, le=3600)
+    """Cluster role: how often due AWS reads run (each asks only what its cadence makes due)."""
     # ---- AWS (cluster role and lbdoctor diagnose; docs/aws.md) ----
     cluster_name: str | None = None
     """The EKS cluster's name: the controller tags target groups elbv2.k8s.aws/cluster=<name>, and nodes'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exporter.checks.aws_round import AwsRound
 from exporter.dataplane.report import DataplaneReport
 from exporter.lb.plan import OwnerPlan
 from exporter.lb.targets import TargetStatus
@@ -21,6 +22,7 @@ class Published:
     dataplane: DataplaneReport | None = None  # this node's kube-proxy rules and health (node role)
     plans: tuple[OwnerPlan, ...] = ()
     snapshot: ClusterSnapshot | None = None
+    aws: AwsRound | None = None  # the last AWS round (cluster role): target states, the published settings
 
 
 class Board:

@@ -11,10 +11,11 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from exporter.agents import ProbeFeed, agent_bases
 from exporter.checks.controller import RECONCILE_FAILURES, ControllerLocation, denial, find_deployment
 from exporter.kube import resources
 from exporter.kube.client import ApiError, KubeClient
@@ -22,14 +23,18 @@ from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Changes, Store
 from exporter.kube.watch import Reflector
 from exporter.lb.healthcheck import ControllerConfig
+from exporter.lb.plan import combine
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.model.results import ResultSet
-from exporter.model.snapshot import matches
+from exporter.model.snapshot import ClusterSnapshot, matches
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from exporter.roles.leader import LeaderElector, default_identity
 from exporter.roles.node import wait_any
 from exporter.settings import Settings
 from exporter.state import Board, Published
+
+if TYPE_CHECKING:
+    from exporter.checks.aws_round import AwsRound
 
 log = structlog.get_logger("lbdoctor.cluster")
 
@@ -105,6 +110,16 @@ class ClusterAgent:
         self._logs_error: str | None = None
         self._logs_changed = False
         self._generation = 0
+        self._snapshot: ClusterSnapshot | None = None  # the last evaluated one, for the AWS round
+        self._aws: AwsRound | None = None
+        self._feed = ProbeFeed(metrics)
+        self._doctor: Any = None
+        if settings.cluster_name:
+            # boto3 is loaded only by a cluster role that has AWS work to do.
+            from exporter.aws.config import AwsSettings
+            from exporter.aws.doctor import AwsDoctor
+
+            self._doctor = AwsDoctor(AwsSettings.from_settings(settings), errors=metrics)
         self._announced = False
 
     # scope ------------------------------------------------------------------------------------
@@ -134,6 +149,8 @@ class ClusterAgent:
         jobs["evaluator"] = self.evaluate_forever
         if self._primary_shard:
             jobs["controller logs"] = self.read_controller_logs_forever
+        if self._doctor is not None:
+            jobs["aws"] = self.aws_forever
         if self._elector is not None:
             jobs["leader election"] = self._elector.run
         return jobs
@@ -169,16 +186,52 @@ class ClusterAgent:
             logs_changed, self._logs_changed = self._logs_changed, False
             results = await asyncio.to_thread(self._evaluator.evaluate, snapshot, changes, logs_changed)
             was_leading = True
+            self._snapshot = snapshot
+            aws = self._aws
+            if aws is not None:
+                results = (*results, *aws.results)
             self._board.publish(
                 Published(
                     ResultSet(snapshot.generation, time.time(), results),
                     plans=self._evaluator.plans,
                     snapshot=snapshot,
+                    aws=aws,
                 )
             )
             elapsed = time.perf_counter() - started
             self._metrics.cycle_duration.labels("evaluate").set(elapsed)
             log.debug("evaluated", units=self._evaluator.last_units_evaluated, results=len(results), seconds=elapsed)
+
+    def node_agents(self) -> list[str]:
+        """Base URLs of the node agents: those the selector finds (host network: pod IP = node IP)."""
+        bases = [url.strip().rstrip("/") for url in self._settings.node_agent_urls.split(",") if url.strip()]
+        selector = dict(part.split("=", 1) for part in self._settings.node_agent_selector.split(",") if "=" in part)
+        if selector:
+            ips = [
+                pod.pod_ip for pod in self.stores["pods"].values() if pod.pod_ip and matches(selector, pod.meta.labels)
+            ]
+            bases += agent_bases(ips, self._settings.node_agent_port)
+        return bases
+
+    async def aws_forever(self) -> None:
+        """Forever, while leading: ask AWS what is due, correlate with the node agents' probes, republish."""
+        doctor = self._doctor
+        assert doctor is not None
+        while True:
+            snapshot = self._snapshot
+            if self.leading and snapshot is not None:
+                probes = await self._feed.fetch(self.node_agents())
+                plan = combine(self._evaluator.plans)
+                self._aws = await doctor.refresh(snapshot, plan=plan, probes=probes)
+                self._cache_changed.set()  # publish the round with the next evaluation
+            elif not self.leading:
+                self._aws = None
+            await asyncio.sleep(self._settings.aws_refresh_interval_seconds)
+
+    async def close(self) -> None:
+        await self._feed.close()
+        if self._doctor is not None:
+            self._doctor.close()
 
     def _update_readiness(self) -> None:
         waiting = []

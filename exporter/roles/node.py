@@ -6,8 +6,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import structlog
 
+from exporter.agents import fetch_targetgroups
 from exporter.checks import NodeContext, evaluate_node
 from exporter.dataplane.monitor import DataplaneMonitor, MonitorConfig
 from exporter.kube import resources
@@ -15,6 +17,8 @@ from exporter.kube.client import KubeClient
 from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Store
 from exporter.kube.watch import Reflector
+from exporter.lb.aws_settings import DocumentError, RealHealthCheck, from_document
+from exporter.lb.aws_settings import apply as apply_real_checks
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import combine, plan_all
 from exporter.lb.targets import ProbeDefaults, node_targets
@@ -86,6 +90,7 @@ class NodeAgent:
             node_path=settings.probe_node_path,
         )
         self._generation = 0
+        self._real_checks: tuple[RealHealthCheck, ...] = ()  # published by the cluster role from AWS
         self._announced = False
         self._latest: ClusterSnapshot | None = None
         self.dataplane = DataplaneMonitor(
@@ -123,7 +128,30 @@ class NodeAgent:
         jobs["prober"] = self.scheduler.run
         jobs["evaluator"] = self.evaluate_forever
         jobs["kube-proxy"] = self.dataplane.run
+        if self._settings.cluster_role_url:
+            jobs["target group settings"] = self.read_targetgroups_forever
         return jobs
+
+    async def read_targetgroups_forever(self) -> None:
+        """Forever: the real health checks the cluster role read from AWS; they override the annotations'.
+        A failed read keeps the last good document (AWS settings change rarely)."""
+        base = self._settings.cluster_role_url.rstrip("/")
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    checks = from_document(await fetch_targetgroups(session, base))
+                except (aiohttp.ClientError, TimeoutError, ValueError, DocumentError) as error:
+                    self._metrics.error("agents", "targetgroups")
+                    log.debug("could not read the published target-group settings", url=base, error=str(error))
+                else:
+                    if checks != self._real_checks:
+                        self._real_checks = checks
+                        log.info("target-group settings from AWS applied", target_groups=len(checks))
+                        self._cache_changed.set()
+                await asyncio.sleep(self._settings.targetgroups_interval_seconds)
+
+    async def close(self) -> None:
+        await self.scheduler.close()
 
     def snapshot(self) -> ClusterSnapshot:
         self._generation += 1
@@ -133,7 +161,7 @@ class NodeAgent:
         """Forever: after a cache or probe change (debounced), re-derive targets and publish results."""
         snapshot = ClusterSnapshot()
         plans = plan_all(snapshot, self._controller)
-        plan = combine(plans)
+        plan = apply_real_checks(combine(plans), self._real_checks)
         targets = node_targets(plan, snapshot, self.node, self._defaults)
         while True:
             await wait_any(self._cache_changed, self.scheduler.changed, self.dataplane.changed)
@@ -143,7 +171,7 @@ class NodeAgent:
                 self._cache_changed.clear()
                 snapshot = self.snapshot()
                 plans = plan_all(snapshot, self._controller)
-                plan = combine(plans)
+                plan = apply_real_checks(combine(plans), self._real_checks)
                 targets = node_targets(plan, snapshot, self.node, self._defaults)
                 self.scheduler.set_targets(targets.targets)
                 self._update_readiness()

@@ -13,12 +13,13 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
+from exporter.aws.metrics import render_aws
 from exporter.checks.causes import order
 from exporter.metrics.collectors import ProbeRenderer, check_steps, kube_proxy_steps
 from exporter.metrics.exposition import CONTENT_TYPE
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.report import iso, results_json, summary, targets_json
-from exporter.state import Board
+from exporter.state import Board, Published
 from exporter.web import statuspage
 
 BOARD = web.AppKey("board", Board)
@@ -40,6 +41,7 @@ def exposition_steps(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer
         check_steps(published.results, text),
         renderer.steps(published.probes, text),
         kube_proxy_steps(published.node, published.dataplane, published.results, text),
+        _aws_steps(published, text),
     ):
         spent += time.perf_counter() - resumed
         yield
@@ -57,6 +59,22 @@ def exposition_steps(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer
     # Set before the self-metrics are rendered, so this exposition carries its own render time.
     metrics.cycle_duration.labels("render").set(spent + time.perf_counter() - resumed)
     out.append(metrics.render())
+
+
+def _aws_steps(published: Published, out: list[str]) -> Iterator[None]:
+    if published.aws is not None:
+        out.extend(render_aws(published.aws.targets, published.aws.aws.api_requests))
+    yield
+
+
+async def _targetgroups(request: web.Request) -> web.Response:
+    """The real target-group settings the cluster role read from AWS, for the node agents."""
+    aws = request.app[BOARD].current.aws
+    if aws is None:
+        return web.json_response(
+            {"error": "no AWS data here (not the leading cluster role, or no cluster_name)"}, status=404
+        )
+    return web.json_response(aws.targetgroups_document(iso(time.time())))
 
 
 def render_metrics(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer) -> bytes:
@@ -151,6 +169,7 @@ def build_app(board: Board, metrics: SelfMetrics) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/api/v1/results", _results)
+    app.router.add_get("/api/v1/targetgroups", _targetgroups)
     app.router.add_get("/", _status_page)
     return app
 

@@ -294,10 +294,21 @@ def test_schema_settings_are_lbdoctor_settings() -> None:
     fields = Settings.model_fields
     chart_controlled = {"role", "listen", "node_name", "kubeconfig", "context"}
     chart_controlled |= {"controller_namespace", "lease_namespace", "identity"}  # must match its RBAC
-    assert set(properties) <= set(fields) - chart_controlled
+    assert set(properties) == set(fields) - chart_controlled  # every other setting can be set from values
     for name, rule in properties.items():
         if "enum" in rule:
             assert set(rule["enum"]) == set(typing.get_args(fields[name].annotation)), name
+
+
+def test_the_roles_find_each_other() -> None:
+    """The cluster role reads the node agents' probes; the node agents read the cluster role's AWS settings."""
+    docs = render(CHART / "ci" / "irsa-values.yaml")
+    node, cluster = env(container(docs, "DaemonSet")), env(container(docs, "Deployment"))
+    [service] = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-cluster")]
+    assert node["LBDOCTOR_CLUSTER_ROLE_URL"].startswith(f"http://{service['metadata']['name']}.{NAMESPACE}.svc:")
+    selector = dict(pair.split("=") for pair in cluster["LBDOCTOR_NODE_AGENT_SELECTOR"].split(","))
+    daemonset = one(docs, "DaemonSet")
+    assert selector.items() <= daemonset["spec"]["template"]["metadata"]["labels"].items()
 
 
 def test_existing_accounts_and_no_rbac() -> None:
