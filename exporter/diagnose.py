@@ -70,6 +70,9 @@ class Options:
 
 
 class _Quiet:
+    def watch_started(self, resource: str) -> None:
+        pass
+
     def watch_restarted(self, resource: str, reason: str) -> None:
         pass
 

@@ -22,6 +22,9 @@ class Telemetry:
         self.restarts: list[str] = []
         self.errors: list[tuple[str, str]] = []
 
+    def watch_started(self, resource: str) -> None:
+        pass
+
     def watch_restarted(self, resource: str, reason: str) -> None:
         self.restarts.append(reason)
 

@@ -26,6 +26,7 @@ DEFAULT_BACKOFF: tuple[float, ...] = (0.5, 1, 2, 4, 8, 16, 30)
 
 
 class WatchTelemetry(Protocol):
+    def watch_started(self, resource: str) -> None: ...
     def watch_restarted(self, resource: str, reason: str) -> None: ...
     def error(self, component: str, kind: str) -> None: ...
 
@@ -65,6 +66,7 @@ class Reflector:
         self._page_size = page_size
         self._absent_recheck = absent_recheck
         self._backoff = tuple(backoff)
+        telemetry.watch_started(resource.name)
 
     def _query(self) -> dict[str, str]:
         query = {}

@@ -62,6 +62,10 @@ class SelfMetrics:
         )
 
     # WatchTelemetry / SchedulerTelemetry ------------------------------------------------------
+    def watch_started(self, resource: str) -> None:
+        # Present at 0 from the start, so increase() sees the first restart.
+        self.watch_restarts.labels(resource)
+
     def watch_restarted(self, resource: str, reason: str) -> None:
         self.watch_restarts.labels(resource).inc()
 

@@ -30,6 +30,7 @@ from exporter.model.snapshot import ClusterSnapshot, matches
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from exporter.roles.leader import LeaderElector, default_identity
 from exporter.roles.node import wait_any
+from exporter.roles.readiness import record_caches
 from exporter.settings import Settings
 from exporter.state import Board, Published
 
@@ -234,15 +235,8 @@ class ClusterAgent:
             self._doctor.close()
 
     def _update_readiness(self) -> None:
-        waiting = []
-        for name, store in self.stores.items():
-            self._metrics.cache_synced.labels(name).set(1 if store.synced else 0)
-            if not store.synced:
-                waiting.append(f"{name} ({store.error})" if store.error else name)
-        self._board.ready = not waiting
         self._board.standby = not self.leading
-        self._board.not_ready_because = "waiting for the first list of " + ", ".join(waiting) if waiting else ""
-        if not waiting and not self._announced:
+        if record_caches(self.stores, self._metrics, self._board) and not self._announced:
             self._announced = True
             log.info("all caches synced", shard=self._settings.shard, total_shards=self._settings.total_shards)
 

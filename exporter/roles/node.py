@@ -26,6 +26,7 @@ from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.model.results import ResultSet
 from exporter.model.snapshot import ClusterSnapshot
 from exporter.probes import PROBERS
+from exporter.roles.readiness import record_caches
 from exporter.scheduler import ProbeScheduler
 from exporter.settings import Settings
 from exporter.state import Board, Published
@@ -203,13 +204,6 @@ class NodeAgent:
             self._metrics.cycle_duration.labels("evaluate").set(time.perf_counter() - started)
 
     def _update_readiness(self) -> None:
-        waiting = []
-        for name, store in self.stores.items():
-            self._metrics.cache_synced.labels(name).set(1 if store.synced else 0)
-            if not store.synced:
-                waiting.append(f"{name} ({store.error})" if store.error else name)
-        self._board.ready = not waiting
-        self._board.not_ready_because = "waiting for the first list of " + ", ".join(waiting) if waiting else ""
-        if not waiting and not self._announced:
+        if record_caches(self.stores, self._metrics, self._board) and not self._announced:
             self._announced = True
             log.info("all caches synced; results are live", node=self.node)
