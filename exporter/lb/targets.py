@@ -145,29 +145,7 @@ def _node_path_target(
     port = node_port_of(spec, service, service_port)
     if port is None:
         return None  # no NodePort: the annotation checks report InstanceTargetNeedsNodePort
-    request = ProbeRequest(
-        protocol=spec.protocol,
-        ip=node_ip,
-        port=port,
-        timeout=float(spec.timeout),
-        path=spec.path or "/",
-        success_ranges=spec.success_codes.ranges if spec.success_codes else ((200, 399),),
-        user_agent=defaults.user_agent,
-        body_limit=defaults.body_limit,
-    )
-    return ProbeTarget(
-        owner=backend.owner,
-        namespace=service.meta.namespace,
-        service=service.meta.name,
-        pod="",
-        node=node,
-        lb=spec.lb,
-        request=request,
-        interval=float(spec.interval),
-        healthy_threshold=spec.healthy_threshold,
-        unhealthy_threshold=spec.unhealthy_threshold,
-        supported=spec.protocol_version != "GRPC" or spec.lb != ALB,
-    )
+    return _probe_target(backend, spec, service, node_ip, port, "", node, defaults)
 
 
 def _pods_on_node(service: Service, snapshot: ClusterSnapshot, node: str) -> Iterable[Pod]:
@@ -195,9 +173,23 @@ def _target_for(
     port = probe_port(spec, service, service_port, pod)
     if isinstance(port, str):
         return None  # a named port the pod lacks: the target_port check says so
+    return _probe_target(backend, spec, service, pod.pod_ip, port, pod.meta.name, node, defaults)
+
+
+def _probe_target(
+    backend: Backend,
+    spec: HealthCheckSpec,
+    service: Service,
+    ip: str,
+    port: int,
+    pod: str,
+    node: str,
+    defaults: ProbeDefaults,
+) -> ProbeTarget:
+    """The health check of ``spec`` sent to ``ip:port``: a pod (``pod`` its name) or a node path (``pod`` "")."""
     request = ProbeRequest(
         protocol=spec.protocol,
-        ip=pod.pod_ip,
+        ip=ip,
         port=port,
         timeout=float(spec.timeout),
         path=spec.path or "/",
@@ -207,9 +199,9 @@ def _target_for(
     )
     return ProbeTarget(
         owner=backend.owner,
-        namespace=pod.meta.namespace,
+        namespace=service.meta.namespace,
         service=service.meta.name,
-        pod=pod.meta.name,
+        pod=pod,
         node=node,
         lb=spec.lb,
         request=request,
