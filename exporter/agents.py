@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import structlog
 
 from exporter.lb.targets import TargetStatus
 from exporter.report import targets_from_json
+from exporter.telemetry import ErrorSink
 
 log = structlog.get_logger("lbdoctor.agents")
-
-
-class ErrorSink(Protocol):
-    def error(self, component: str, kind: str) -> None: ...
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str, timeout: float) -> Any:

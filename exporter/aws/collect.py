@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -52,6 +52,7 @@ from exporter.aws.model import (
     Vpc,
 )
 from exporter.model.snapshot import ClusterSnapshot
+from exporter.telemetry import ErrorSink
 
 log = structlog.get_logger("lbdoctor.aws")
 
@@ -63,10 +64,6 @@ TG_PAGE = 400  # DescribeTargetGroups PageSize maximum
 EC2_PAGE = 1000  # EC2 MaxResults maximum
 MAX_PAGES = 1000  # a runaway paginator must not loop forever
 TAG_TTL_TOPOLOGY_ROUNDS = 12  # re-read a target group's tags after this many topology refreshes
-
-
-class ErrorSink(Protocol):
-    def error(self, component: str, kind: str) -> None: ...
 
 
 class _NoErrors:

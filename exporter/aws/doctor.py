@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 
 from exporter.aws.api import AwsApi, ClientFactory
-from exporter.aws.collect import AwsCollector, ErrorSink
+from exporter.aws.collect import AwsCollector
 from exporter.aws.config import AwsSettings
 from exporter.aws.limiter import TokenBucket
 from exporter.checks.aws_round import AwsRound, evaluate_aws
@@ -28,6 +28,7 @@ from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import LbPlan, build_plan
 from exporter.lb.targets import TargetStatus
 from exporter.model.snapshot import ClusterSnapshot
+from exporter.telemetry import ErrorSink
 
 
 class AwsDoctor:

@@ -13,9 +13,10 @@ from functools import cached_property
 
 from exporter.aws.ids import instance_id_of, normalise_ip
 from exporter.aws.model import TargetGroup, TargetHealth
+from exporter.lb.aws_settings import port_matches
 from exporter.lb.healthcheck import ALB
 from exporter.lb.plan import Backend, LbPlan
-from exporter.model.objects import Node, Pod, ServicePort, TargetGroupBinding
+from exporter.model.objects import Node, Pod, TargetGroupBinding
 from exporter.model.results import ObjectRef, TargetRef
 from exporter.model.snapshot import ClusterSnapshot
 
@@ -58,14 +59,6 @@ class TargetPlace:
         if self.node is not None:
             return f"node {self.node.meta.name} ({where})"
         return f"target {where}"
-
-
-def _port_matches(port: ServicePort, wanted: int | str | None) -> bool:
-    if wanted is None:
-        return True
-    if isinstance(wanted, int):
-        return port.port == wanted
-    return wanted in (port.name, str(port.port), str(port.target_port))
 
 
 class ClusterIndex:
@@ -146,7 +139,7 @@ class ClusterIndex:
                 and backend.service is not None
                 and backend.service.meta.name == service
                 and backend.service_port is not None
-                and _port_matches(backend.service_port, port)
+                and port_matches(backend.service_port, port)
             ):
                 return backend.owner
         return ObjectRef("IngressGroup", namespace, group)
@@ -157,7 +150,7 @@ class ClusterIndex:
                 continue
             if backend.service is None or backend.service_port is None:
                 continue
-            if backend.service.meta.name == service and _port_matches(backend.service_port, port):
+            if backend.service.meta.name == service and port_matches(backend.service_port, port):
                 return backend
         return None
 

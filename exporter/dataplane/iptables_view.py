@@ -18,6 +18,7 @@ from exporter.dataplane.iptables_save import (
     rule_target,
     split_host_port,
 )
+from exporter.dataplane.lookups import DispatchLookups
 
 _POLICY_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-")
 # Chains only kube-proxy's IPVS mode creates (reference §3): such rules must not be read as iptables mode.
@@ -33,7 +34,7 @@ def _verdict(target: str, comment: str | None) -> str:
 
 
 @dataclass
-class IptablesView:
+class IptablesView(DispatchLookups):
     family: str
     nat: Table
     filter: Table | None
@@ -101,18 +102,6 @@ class IptablesView:
     # RuleView ---------------------------------------------------------------------------------
     def has_chain(self, name: str) -> bool:
         return self.nat.has_chain(name)
-
-    def cluster_target(self, ip: str, protocol: str, port: int) -> str | None:
-        return self._dispatch.get((ip, protocol, port))
-
-    def cluster_rejected(self, ip: str, protocol: str, port: int) -> str | None:
-        return self._rejected.get((ip, protocol, port))
-
-    def node_port_target(self, protocol: str, port: int) -> str | None:
-        return self._node_ports.get((protocol, port))
-
-    def node_port_rejected(self, protocol: str, port: int) -> str | None:
-        return self._node_ports_rejected.get((protocol, port))
 
     def health_check_port_open(self, port: int) -> bool | None:
         return None if self.filter is None else port in self._health_check_ports

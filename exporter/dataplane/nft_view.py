@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.dataplane.expected import IPV4, IPV6, EndpointKey, canonical_ip
+from exporter.dataplane.lookups import DispatchLookups
 from exporter.dataplane.nft_json import NftRuleset, NftTable
 
 FAMILIES = {"ip": IPV4, "ip6": IPV6}
@@ -40,7 +41,7 @@ def _verdict_text(found: tuple[str, str | None] | None, comment: str | None) -> 
 
 
 @dataclass
-class NftView:
+class NftView(DispatchLookups):
     family: str
     table: NftTable
     _dispatch: dict[tuple[str, str, int], str] = field(default_factory=dict)
@@ -79,18 +80,6 @@ class NftView:
     # RuleView ---------------------------------------------------------------------------------
     def has_chain(self, name: str) -> bool:
         return name in self.table.chains
-
-    def cluster_target(self, ip: str, protocol: str, port: int) -> str | None:
-        return self._dispatch.get((ip, protocol, port))
-
-    def cluster_rejected(self, ip: str, protocol: str, port: int) -> str | None:
-        return self._rejected.get((ip, protocol, port))
-
-    def node_port_target(self, protocol: str, port: int) -> str | None:
-        return self._node_ports.get((protocol, port))
-
-    def node_port_rejected(self, protocol: str, port: int) -> str | None:
-        return self._node_ports_rejected.get((protocol, port))
 
     def health_check_port_open(self, port: int) -> bool | None:
         return None  # nftables mode needs no accept rule for it: nothing to compare

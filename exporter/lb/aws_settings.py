@@ -117,10 +117,11 @@ def serves(check: RealHealthCheck, backend: Backend) -> bool:
         return False
     if check.service and backend.service.meta.name != check.service:
         return False
-    return _port_matches(backend.service_port, check.service_port)
+    return port_matches(backend.service_port, check.service_port)
 
 
-def _port_matches(port: ServicePort, wanted: int | str | None) -> bool:
+def port_matches(port: ServicePort, wanted: int | str | None) -> bool:
+    """A Service port named the way AWS tags or a TargetGroupBinding name it: number, name or targetPort."""
     if wanted is None:
         return True
     if isinstance(wanted, int):

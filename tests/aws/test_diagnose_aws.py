@@ -38,9 +38,8 @@ async def test_without_a_cluster_name_the_aws_steps_say_how_to_give_it(world: Wo
     assert not_run is not None and "--cluster-name" in not_run
 
 
-def test_the_cluster_name_comes_from_an_eks_kubeconfig_context(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_the_cluster_name_comes_from_an_eks_kubeconfig_context(world: World, tmp_path: Path) -> None:
+    """No --cluster-name: an `aws eks update-kubeconfig` context's ARN names the cluster and its Region."""
     arn = f"arn:aws:eks:{REGION}:111122223333:cluster/{CLUSTER}"
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
@@ -48,14 +47,17 @@ def test_the_cluster_name_comes_from_an_eks_kubeconfig_context(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "current-context": arn,
+                "current-context": "prod",
                 "clusters": [{"name": arn, "cluster": {"server": "https://127.0.0.1:1"}}],
                 "users": [{"name": arn, "user": {"token": "t"}}],
-                "contexts": [{"name": arn, "context": {"cluster": arn, "user": arn}}],
+                "contexts": [{"name": "prod", "context": {"cluster": arn, "user": arn}}],
             }
         )
     )
     assert kubeconfig_cluster(str(kubeconfig), None) == arn
+    results, not_run = await diagnose.aws_steps(world.snapshot(), diagnose.Options(kubeconfig=str(kubeconfig)))
+    assert not_run is None
+    assert any(r.check.value == "elb_target_health" for r in results)
 
 
 def test_the_table_names_what_the_aws_steps_need(world: World, capsys: pytest.CaptureFixture[str]) -> None:
