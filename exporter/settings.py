@@ -84,6 +84,10 @@ class Settings(BaseModel):
     """Reconnect a watch silent this long; the API server sends bookmarks about every minute."""
     watch_timeout_seconds: int = Field(default=300, ge=10, le=3600)
     """Server-side watch session length (randomised up to twice this, as client-go does)."""
+    kube_stale_after_seconds: float = Field(default=180.0, ge=1, le=86400)
+    """/readyz turns 503 (and the status page says why) once a watched resource has been out of sync with the
+    API server (errors, no watch) or forbidden for longer than this; the default outlasts a silent watch's
+    reconnection (watch_inactivity_timeout_seconds) plus the longest backoff."""
     publish_interval_seconds: float = Field(default=1.0, ge=0.05, le=60)
     """Most often a new result set is published after changes (debounces watch bursts)."""
     shutdown_timeout_seconds: float = Field(default=5.0, ge=0.5, le=60)
