@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from exporter.agents import ProbeFeed, agent_bases
+from exporter.agents import Agent, PeerClient, ProbeFeed, agent_base
 from exporter.backoff import Backoff
 from exporter.checks.controller import RECONCILE_FAILURES, ControllerLocation, denial, find_deployment
 from exporter.kube import resources
@@ -26,6 +26,7 @@ from exporter.kube.watch import Reflector
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import combine
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.model.objects import AgentPod
 from exporter.model.results import ResultSet
 from exporter.model.snapshot import ClusterSnapshot, matches
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
@@ -120,7 +121,23 @@ class ClusterAgent:
         self._full_next = True  # evaluate everything next round (first round, new leadership, after a failure)
         self._snapshot: ClusterSnapshot | None = None  # the last evaluated one, for the AWS round
         self._aws: AwsRound | None = None
-        self._feed = ProbeFeed(metrics)
+        self._feed = ProbeFeed(metrics, PeerClient.from_settings(settings))
+        # The node agents: pods of the DaemonSet in its namespace, watched on their own (not through the
+        # sharded, cluster-wide pod cache), so only its own agents can answer for a node.
+        self._agents = Store(resources.NODE_AGENTS.name, asyncio.Event())
+        self._agents_reflector: Reflector | None = None
+        if settings.node_agent_daemonset:
+            self._agents_reflector = Reflector(
+                client,
+                resources.NODE_AGENTS,
+                self._agents,
+                metrics,
+                namespace=settings.node_agent_namespace,
+                label_selector=settings.node_agent_selector or None,
+                keep=self._is_own_agent,
+                inactivity_timeout=settings.watch_inactivity_timeout_seconds,
+                watch_timeout=settings.watch_timeout_seconds,
+            )
         self._doctor: Any = None
         if settings.cluster_name:
             # boto3 is loaded only by a cluster role that has AWS work to do.
@@ -160,6 +177,8 @@ class ClusterAgent:
             jobs["controller logs"] = self.read_controller_logs_forever
         if self._doctor is not None:
             jobs["aws"] = self.aws_forever
+            if self._agents_reflector is not None:
+                jobs["watch node agents"] = self._agents_reflector.run
         if self._elector is not None:
             jobs[LEADER_ELECTION] = self._elector.run
         return jobs
@@ -234,16 +253,20 @@ class ClusterAgent:
         self._metrics.cycle_duration.labels("evaluate").set(elapsed)
         log.debug("evaluated", units=self._evaluator.last_units_evaluated, results=len(results), seconds=elapsed)
 
-    def node_agents(self) -> list[str]:
-        """Base URLs of the node agents: those the selector finds (host network: pod IP = node IP)."""
-        bases = [url.strip().rstrip("/") for url in self._settings.node_agent_urls.split(",") if url.strip()]
-        selector = dict(part.split("=", 1) for part in self._settings.node_agent_selector.split(",") if "=" in part)
-        if selector:
-            ips = [
-                pod.pod_ip for pod in self.stores["pods"].values() if pod.pod_ip and matches(selector, pod.meta.labels)
-            ]
-            bases += agent_bases(ips, self._settings.node_agent_port)
-        return bases
+    def _is_own_agent(self, pod: AgentPod) -> bool:
+        return pod.controller_kind == "DaemonSet" and pod.controller_name == self._settings.node_agent_daemonset
+
+    def node_agents(self) -> list[Agent]:
+        """The node agents to read: those configured by URL, and the pods of the node agents' DaemonSet
+        (host network: pod IP = node IP), each trusted for the node it runs on only."""
+        settings = self._settings
+        agents = [Agent(url.strip().rstrip("/")) for url in settings.node_agent_urls.split(",") if url.strip()]
+        agents += [
+            Agent(agent_base(settings.node_agent_scheme, pod.pod_ip, settings.node_agent_port), pod.node_name)
+            for pod in self._agents.values()
+            if pod.pod_ip and pod.node_name and not pod.meta.deleting
+        ]
+        return agents
 
     async def aws_forever(self) -> None:
         """Forever, while leading: ask AWS what is due, correlate with the node agents' probes, republish."""

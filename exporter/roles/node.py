@@ -10,7 +10,7 @@ from typing import NamedTuple
 import aiohttp
 import structlog
 
-from exporter.agents import fetch_targetgroups
+from exporter.agents import PeerClient, PeerError, fetch_targetgroups
 from exporter.checks import NodeContext, NodeRounds
 from exporter.dataplane.monitor import DataplaneMonitor, MonitorConfig
 from exporter.kube import resources
@@ -146,13 +146,21 @@ class NodeAgent:
 
     async def read_targetgroups_forever(self) -> None:
         """Forever: the real health checks the cluster role read from AWS; they override the annotations'.
-        A failed read keeps the last good document (AWS settings change rarely)."""
+        A failed read keeps the last good document (AWS settings change rarely). The answer is size-capped
+        and schema-checked like every answer from the other role."""
         base = self._settings.cluster_role_url.rstrip("/")
+        client = PeerClient.from_settings(self._settings)
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
-                    checks = from_document(await fetch_targetgroups(session, base))
-                except (aiohttp.ClientError, TimeoutError, ValueError, DocumentError) as error:
+                    checks = from_document(await fetch_targetgroups(session, base, client))
+                except PeerError as error:
+                    self._metrics.error("agents", error.kind)
+                    log.warning("the published target-group settings were refused", url=base, error=str(error))
+                except DocumentError as error:
+                    self._metrics.error("agents", "invalid_document")
+                    log.warning("the published target-group settings were refused", url=base, error=str(error))
+                except (aiohttp.ClientError, TimeoutError, OSError) as error:
                     self._metrics.error("agents", "targetgroups")
                     log.debug("could not read the published target-group settings", url=base, error=str(error))
                 else:

@@ -78,7 +78,7 @@ async def test_the_backoff_starts_short_again_at_the_first_event(api: FakeApiSer
             await asyncio.sleep(0.5)  # bookmarks (every 0.2 s in the fixture) arrive: the session works
             assert api.drop_watches() == 1
             dropped = loop.time()
-            await eventually(lambda: _true(requests_to(api, "watch=true", dropped) == 1), 10, 0.01)
+            await eventually(lambda at=dropped: _true(requests_to(api, "watch=true", at) == 1), 10, 0.01)
             gaps.append(api.request_times[-1] - dropped)
     finally:
         task.cancel()
@@ -256,8 +256,13 @@ async def start_replica(kubeconfig: Path, identity: str) -> tuple[asyncio.subpro
         line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
         found = re.search(r'"listen": "([^"]+)"', line)
         if found:
-            asyncio.create_task(_drain(process.stderr))
+            task = asyncio.create_task(_drain(process.stderr))
+            _DRAINS.add(task)
+            task.add_done_callback(_DRAINS.discard)
             return process, f"http://{found.group(1)}"
+
+
+_DRAINS: set[asyncio.Task[None]] = set()
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:
