@@ -112,6 +112,9 @@ class Settings(BaseModel):
     kube_proxy_command_prefix: str = ""
     """Run the rule readers through this command, e.g. "nsenter --net=/proc/1/ns/net" when lbdoctor is not in
     the host network namespace."""
+    kube_proxy_rules_dir: str = ""
+    """Read this node's kube-proxy rules from the dump the privileged sidecar (lbdoctor dump-rules) writes in this
+    directory, instead of running iptables-save / nft here; the agent then needs no capabilities. Empty: run them."""
     # ---- between the roles ----
     node_agent_daemonset: str = ""
     """Cluster role: the node agents' DaemonSet, whose probe states it reads from their /api/v1/results to tell

@@ -114,6 +114,7 @@ class NodeAgent:
                 metrics_url=settings.kube_proxy_metrics_url or None,
                 timeout=settings.kube_proxy_timeout_seconds,
                 command_prefix=settings.kube_proxy_command_prefix,
+                rules_dir=settings.kube_proxy_rules_dir,
             ),
             metrics,
             self._snapshot_when_ready,

@@ -210,7 +210,9 @@ async def test_an_evaluator_that_raises_evaluates_again_cluster_role(
             return any(r["reason"] == "ControllerAccessDenied" for r in document["results"])
 
         await eventually(evaluated, 30)
-        nlb = next(o for o in cluster.objects("127.84") if o["kind"] == "Service" and o["spec"]["type"] == "LoadBalancer")
+        nlb = next(
+            o for o in cluster.objects("127.84") if o["kind"] == "Service" and o["spec"]["type"] == "LoadBalancer"
+        )
         orphan = {
             **nlb,
             "metadata": {**nlb["metadata"], "name": "orphan"},
