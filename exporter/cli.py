@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     dump.add_argument("--interval", type=float, default=30.0, metavar="SECONDS", help="seconds between dumps")
     dump.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="longest wait for one command")
     dump.add_argument("--command-prefix", default="", metavar="CMD", help="run the readers through this command")
+    dump.add_argument(
+        "--check", action="store_true", help="exit 0 if the last dump is fresh, 1 if not (a liveness probe)"
+    )
     dump.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
     dump.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
 
@@ -139,10 +142,15 @@ def _dump_rules(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from exporter.app import install_signal_handlers
-    from exporter.dataplane.dump import dump_forever
+    from exporter.dataplane.dump import check, dump_forever
     from exporter.dataplane.readers import Runner
 
     directory = Path(args.dir)
+    if args.check:
+        problem = check(directory, args.timeout)
+        if problem:
+            print(f"lbdoctor: {problem}", file=sys.stderr)
+        return 1 if problem else 0
     if not directory.is_dir() or not os.access(directory, os.W_OK):
         print(f"lbdoctor: {directory} is not a writable directory", file=sys.stderr)
         return 2

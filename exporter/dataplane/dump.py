@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -66,17 +67,26 @@ class DumpError(ValueError):
     pass
 
 
-def decode(data: bytes) -> tuple[RawRules, float, float]:
-    """(the rules, when they were written, the sidecar's interval); raises DumpError."""
-    line, newline, rest = data.partition(b"\n")
-    if not newline or len(line) > _HEADER_LIMIT:
-        raise DumpError("no header line")
+def _header(line: bytes) -> dict[str, Any]:
+    if len(line) > _HEADER_LIMIT:
+        raise DumpError("header too long")
     try:
         header = json.loads(line)
     except ValueError as error:
         raise DumpError(f"header is not JSON: {error}") from None
     if not isinstance(header, dict) or header.get("schema") != SCHEMA:
         raise DumpError(f"not a {SCHEMA} file")
+    if not all(isinstance(header.get(key), (int, float)) for key in ("written_at", "interval")):
+        raise DumpError("header without written_at and interval")
+    return header
+
+
+def decode(data: bytes) -> tuple[RawRules, float, float]:
+    """(the rules, when they were written, the sidecar's interval); raises DumpError."""
+    line, newline, rest = data.partition(b"\n")
+    if not newline:
+        raise DumpError("no header line")
+    header = _header(line)
     try:
         iptables: dict[str, bytes] = {}
         nft: dict[str, bytes] = {}
@@ -147,6 +157,26 @@ async def dump_forever(directory: Path, interval: float, runner: Runner) -> None
         await asyncio.sleep(interval)
 
 
+def stale(written_at: float, interval: float, timeout: float, now: float) -> float | None:
+    """The dump's age when it is stale (the sidecar missed two rounds and a command's timeout), else None."""
+    age = now - written_at
+    return age if age > 2 * interval + timeout else None
+
+
+def check(directory: Path, timeout: float) -> str | None:
+    """The sidecar's liveness probe (``dump-rules --check``): why its dump is missing or stale, or None."""
+    try:
+        with open(directory / DUMP, "rb") as handle:
+            header = _header(handle.readline(_HEADER_LIMIT + 1))
+        written_at, interval = float(header["written_at"]), float(header["interval"])
+    except FileNotFoundError:
+        return "no dump yet"
+    except (OSError, DumpError) as error:
+        return f"unreadable dump: {error}"
+    age = stale(written_at, interval, timeout, time.time())
+    return None if age is None else f"the last dump is {age:.0f} s old (interval {interval:g} s)"
+
+
 class DumpReader:
     """Stands in for ``DataplaneReader`` in the unprivileged agent: asks through ``request.json``, reads
     ``rules.dump``. A missing, unreadable or stale dump is a ReadFailure, never old rules."""
@@ -184,8 +214,8 @@ class DumpReader:
             raw, written_at, interval = await asyncio.to_thread(decode, data)
         except DumpError as error:
             return _failed("invalid_output", where, str(error))
-        age = self._clock() - written_at
-        if age > 2 * interval + self._timeout:
+        age = stale(written_at, interval, self._timeout, self._clock())
+        if age is not None:
             return _failed(
                 "stale_dump",
                 where,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,20 @@ async def test_the_agent_asks_and_reads_and_refuses_a_stale_dump(tmp_path: Path)
     assert "26 s old" in stale.failure.detail
     (tmp_path / DUMP).write_bytes(b"garbage")
     assert (await reader.read((IPV4,))).failure.kind == "invalid_output"  # type: ignore[union-attr]
+
+
+def test_the_sidecars_liveness_probe_says_when_its_dump_is_stale(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    def probe() -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "exporter", "dump-rules", "--check", "--dir", str(tmp_path), "--timeout", "5"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    assert probe().returncode == 1 and "no dump yet" in probe().stderr
+    (tmp_path / DUMP).write_bytes(encode(RawRules("iptables", iptables={IPV4: b"x" * 100}), time.time(), 10))
+    assert probe().returncode == 0
+    (tmp_path / DUMP).write_bytes(encode(RawRules("iptables"), time.time() - 60, 10))
+    done = probe()
+    assert done.returncode == 1 and re.search(r"the last dump is 6\d s old \(interval 10 s\)", done.stderr)
