@@ -46,8 +46,8 @@ def record_caches(stores: Mapping[str, Store], metrics: SelfMetrics, board: Boar
     has been listed (stale or not)."""
     now = time.time()
     for name, store in stores.items():
-        if store.connected:
-            store.current()  # an open watch delivers every change: the cache is current now
+        if store.connected or store.absent:
+            store.current()  # an open watch delivers every change (and a resource not served has none)
         metrics.cache_synced.labels(name).set(1 if store.synced else 0)
         if store.last_sync:
             metrics.last_sync.labels(name).set(store.last_sync)
