@@ -181,7 +181,8 @@ class DataplaneMonitor:
             )
         snapshot = self._snapshot()
         if snapshot is None:
-            rules = RulesReport(RulesState.PENDING, "waiting for lbdoctor's Kubernetes caches to sync", read_at=now)
+            waiting = "waiting for lbdoctor's Kubernetes caches to sync (or to be in sync again)"
+            rules = RulesReport(RulesState.PENDING, waiting, read_at=now)
         else:
             families = await asyncio.to_thread(families_of, snapshot)  # a walk over every Service: not on the loop
             raw = await self._reader.read(families, health.proxy_mode if health else None)

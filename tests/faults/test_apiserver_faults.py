@@ -83,6 +83,7 @@ async def test_the_backoff_starts_short_again_at_the_first_event(api: FakeApiSer
     finally:
         task.cancel()
     assert telemetry.restarts.count("disconnected") == 4
+    print(f"FIGURE backoff-reset: reconnect delays after 4 drops {[round(g, 2) for g in gaps]} s")
     assert max(gaps) < 0.35, gaps  # each reconnect waited about the first delay (0.1 s ± 20 %), not 1.6 or 6.4 s
 
 
@@ -143,6 +144,7 @@ async def test_a_resource_failing_for_longer_than_the_bound_makes_readyz_say_so(
         pods = metric(exposition, "lbdoctor_kube_last_sync_timestamp_seconds", resource="pods")
         assert services is not None and pods is not None and pods - services >= 2
         assert 2 <= since < 6  # the bound, plus a readiness tick and the fetches
+        print(f"FIGURE stale-{status}: /readyz 503 {since:.1f} s after the fault (bound 2 s)")
         if status == 500:  # (a 403 is retried once a minute: not waited for here)
             api.faults.clear()
             await eventually(ready, 10)  # the next retry finds it healthy again
@@ -231,6 +233,7 @@ async def test_an_evaluator_that_raises_evaluates_again_cluster_role(
         took = await eventually(reported, 10)
         _, page = await get(f"{base}/")
     assert raised == 1 and took < 10
+    print(f"FIGURE evaluator-cluster: the change is reported {took:.1f} s after the round that raised")
     assert "No load balancers found yet" not in page
 
 

@@ -141,7 +141,8 @@ async def test_the_unprivileged_agent_compares_the_sidecars_dump_and_reports_it_
                     found = await finding()
                     return found is not None and found["reason"] == "KubeProxyRulesUnreadable"
 
-                await eventually(stale, 30)
+                took = await eventually(stale, 30)
+                print(f"FIGURE dead-sidecar: reported {took:.1f} s after the sidecar was killed")
                 found = await finding()
                 assert found is not None and found["status"] == "unknown"
                 assert "s old" in found["message"] and "kube-proxy-rules" in found["remedy"]

@@ -202,6 +202,9 @@ async def test_only_the_daemonsets_own_agents_are_read_each_for_its_own_node(
 
             await eventually(rounds, 30)
             _, exposition = await get(f"{base}/metrics")
+    print(
+        f"FIGURE forged-agents: own agent read {own.requests}x, forged {tenant.requests + unowned.requests + other.requests}x"
+    )
     assert (tenant.requests, unowned.requests, other.requests) == (0, 0, 0)
     assert metric(exposition, "lbdoctor_errors_total", component="agents", kind="foreign_node") == own.requests
     assert metric(exposition, "lbdoctor_errors_total", component="agents", kind="invalid_rows") == own.requests
@@ -236,6 +239,7 @@ async def test_a_huge_answer_is_cut_off_at_the_cap(api: FakeApiServer, tmp_path:
 
             await eventually(refused, 30)
             await asyncio.sleep(0.5)
+    print(f"FIGURE huge-cap: the agent sent {agent.sent / MiB:.0f} MiB of its 600 MiB answer (cap 4 MiB)")
     assert agent.sent < 4 * MiB + 16 * MiB  # the cap and what loopback's socket buffers held, not 600 MiB
 
 
