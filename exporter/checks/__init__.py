@@ -46,8 +46,8 @@ class NodeRounds:
             try:
                 found = self._last[check] = tuple(check(context))
             except Exception:
+                self._errors.error("checks", "internal")  # before the log: formatting a traceback takes a while
                 log.exception("a check failed; it keeps its last results", check=check.__module__)
-                self._errors.error("checks", "internal")
                 found = self._last.get(check, ())
             results.extend(found)
         return order(link_causes(results))

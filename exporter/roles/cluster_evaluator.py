@@ -234,9 +234,9 @@ class IncrementalEvaluator:
         try:
             self._units[key] = tuple(evaluate())
         except Exception:
-            log.exception("a check failed; its unit keeps its last results", unit=f"{key[0]} {key[1]}".strip())
             if self._errors is not None:
                 self._errors.error("checks", "internal")
+            log.exception("a check failed; its unit keeps its last results", unit=f"{key[0]} {key[1]}".strip())
             kept = self._units.get(key, self._previous.get(key))
             if kept is not None:
                 self._units[key] = kept

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ async def test_an_evaluator_that_raises_keeps_the_page_node_role(
     (counted in lbdoctor_errors_total) and the page keeps every load balancer."""
     net = "127.83"
     cluster.seed(api.state, net)
-    raised = asyncio.Event()
+    raised = threading.Event()  # set in the worker thread the checks run in
     calls = 0
     real = checks.NODE_CHECKS
 
@@ -177,15 +178,19 @@ async def test_an_evaluator_that_raises_keeps_the_page_node_role(
             return any(r["check"] == "health_probe" for r in (await results(base))["results"])
 
         await eventually(probed, 30)
-        await asyncio.wait_for(raised.wait(), 30)
+        await asyncio.to_thread(raised.wait, 30)
         for _ in range(20):  # 4 s: several rounds of probes after the exception
             _, page = await get(f"{base}/")
             document = await results(base)
             assert "No load balancers found yet" not in page
             assert any(r["check"] == "health_probe" for r in document["results"])
             await asyncio.sleep(0.2)
-        _, exposition = await get(f"{base}/metrics")
-    assert metric(exposition, "lbdoctor_errors_total", component="checks", kind="internal") == 1
+
+        async def counted() -> bool:
+            _, exposition = await get(f"{base}/metrics")
+            return metric(exposition, "lbdoctor_errors_total", component="checks", kind="internal") == 1
+
+        await eventually(counted, 10)
 
 
 async def test_an_evaluator_that_raises_evaluates_again_cluster_role(
