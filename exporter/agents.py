@@ -19,6 +19,7 @@ so one unreachable or misbehaving agent never stops a round.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 from collections.abc import Iterable, Sequence
@@ -70,21 +71,22 @@ class PeerClient:
             password_file=settings.peer_basic_auth_password_file or None,
         )
 
-    def _auth(self) -> aiohttp.BasicAuth | None:
-        """Read at each request, so a rotated Secret is picked up without a restart."""
+    def _headers(self) -> dict[str, str]:
+        """Basic auth, the password read at each request so a rotated Secret needs no restart."""
         if not self.username:
-            return None
+            return {}
         password = ""
         if self.password_file:
             try:
                 password = Path(self.password_file).read_text()[:4096].rstrip("\r\n")
             except OSError as error:
                 raise PeerError("auth_file", f"cannot read {self.password_file}: {error.strerror}") from None
-        return aiohttp.BasicAuth(self.username, password)
+        token = base64.b64encode(f"{self.username}:{password}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
 
     async def get_json(self, session: aiohttp.ClientSession, url: str) -> Any:
         """GET ``url`` and parse its JSON; raises PeerError, aiohttp.ClientError or TimeoutError."""
-        options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=self.timeout), "auth": self._auth()}
+        options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=self.timeout), "headers": self._headers()}
         if url.startswith("https://"):
             options["ssl"] = self.tls if self.tls is not None else True
             if self.server_name:

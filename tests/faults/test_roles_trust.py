@@ -6,9 +6,12 @@ at the cap while it streams. The node role reads the cluster role's target-group
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import re
+import ssl
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -19,8 +22,10 @@ import pytest
 from aiohttp import web
 from moto.server import ThreadedMotoServer
 
+from exporter import agents as peers
 from exporter.fakeapi import FakeApiServer
-from tests.conftest import next_ip
+from exporter.settings import Settings
+from tests.conftest import next_ip, require_tool
 from tests.faults.running import eventually, get, metric, running
 
 pytestmark = pytest.mark.faults
@@ -340,3 +345,99 @@ async def test_the_node_role_caps_and_checks_the_published_target_groups(api: Fa
         finally:
             await runner.cleanup()
     assert sent["huge"] < 4 * MiB + 16 * MiB
+
+
+def _pki(workdir: Path) -> dict[str, Path]:
+    """A throwaway CA, a serving certificate for one DNS name (not the address it is reached at), and a
+    client certificate, made by openssl."""
+    require_tool("openssl")
+    files = {
+        name: workdir / name for name in ("ca.key", "ca.pem", "server.key", "server.pem", "client.key", "client.pem")
+    }
+
+    def run(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=lbdoctor test CA",
+        "-keyout", str(files["ca.key"]), "-out", str(files["ca.pem"]))  # fmt: skip
+    for who, extension in (
+        ("server", "subjectAltName=DNS:lbdoctor-node.lbdoctor.svc"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
+        (workdir / f"{who}.ext").write_text(extension + "\n")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}", "-keyout", str(files[f"{who}.key"]),
+            "-out", str(workdir / f"{who}.csr"))  # fmt: skip
+        run("x509", "-req", "-in", str(workdir / f"{who}.csr"), "-CA", str(files["ca.pem"]), "-CAkey",
+            str(files["ca.key"]), "-CAcreateserial", "-days", "1", "-out", str(files[f"{who}.pem"]),
+            "-extfile", str(workdir / f"{who}.ext"))  # fmt: skip
+    return files
+
+
+async def test_tls_and_basic_auth_between_the_roles(tmp_path: Path) -> None:
+    """The client side of a web config: a node agent serving TLS that wants a client certificate and basic
+    auth, reached by IP but verified for the DaemonSet's DNS name; a wrong password, a wrong name or no
+    client certificate reads nothing and is counted."""
+    files = await asyncio.to_thread(_pki, tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(files["ca.pem"]))
+    server_tls.load_cert_chain(files["server.pem"], files["server.key"])
+    server_tls.verify_mode = ssl.CERT_REQUIRED
+    document = {"schema": "lbdoctor.results/v1", "role": "node", "node": "node-a", "targets": [row("node-a")]}
+    expected = "Basic " + base64.b64encode(b"prometheus:s3cret").decode()
+
+    async def results(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != expected:
+            return web.Response(status=401, headers={"WWW-Authenticate": "Basic"})
+        return web.json_response(document)
+
+    app = web.Application()
+    app.router.add_get("/api/v1/results", results)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    ip = next_ip()
+    await web.TCPSite(runner, ip, 0, ssl_context=server_tls).start()
+    base = f"https://{ip}:{runner.addresses[0][1]}"
+    password = tmp_path / "password"
+    await asyncio.to_thread(password.write_text, "s3cret\n")
+    good = {
+        "role": "cluster",
+        "peer_tls_ca_file": str(files["ca.pem"]),
+        "peer_tls_cert_file": str(files["client.pem"]),
+        "peer_tls_key_file": str(files["client.key"]),
+        "peer_tls_server_name": "lbdoctor-node.lbdoctor.svc",
+        "peer_basic_auth_username": "prometheus",
+        "peer_basic_auth_password_file": str(password),
+    }
+
+    async def read(**settings: Any) -> tuple[int, list[tuple[str, str]]]:
+        errors = _Errors()
+        feed = peers.ProbeFeed(errors, peers.PeerClient.from_settings(Settings(**settings)))
+        try:
+            found = await feed.fetch([peers.Agent(base, "node-a")])
+        finally:
+            await feed.close()
+        return len(found), errors.seen
+
+    try:
+        assert await read(**good) == (1, [])
+        assert await read(**{**good, "peer_tls_server_name": ""}) == (
+            0,
+            [("agents", "unreachable")],
+        )  # its IP is not in the certificate
+        assert await read(**{**good, "peer_tls_cert_file": "", "peer_tls_key_file": ""}) == (
+            0,
+            [("agents", "unreachable")],
+        )
+        await asyncio.to_thread(password.write_text, "wrong\n")
+        assert await read(**good) == (0, [("agents", "http_error")])
+        await asyncio.to_thread(password.write_text, "s3cret")  # rotated back: read at each request
+        assert await read(**good) == (1, [])
+    finally:
+        await runner.cleanup()
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def error(self, component: str, kind: str) -> None:
+        self.seen.append((component, kind))
