@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.model.objects import (
+    AgentPod,
     ContainerPort,
     ContainerStatus,
     Deployment,
@@ -80,6 +81,21 @@ def meta(raw: Json, *, annotations: bool = True) -> ObjectMeta:
         labels=_map(m.get("labels")),
         annotations=_map(m.get("annotations")) if annotations else {},
         deleting=bool(m.get("deletionTimestamp")),
+    )
+
+
+def agent_pod(raw: Json) -> AgentPod:
+    spec, status = _obj(raw.get("spec")), _obj(raw.get("status"))
+    owner = next(
+        (o for o in map(_obj, _list(_obj(raw.get("metadata")).get("ownerReferences"))) if o.get("controller") is True),
+        _NONE,
+    )
+    return AgentPod(
+        meta=meta(raw, annotations=False),
+        node_name=spec.get("nodeName") or None,
+        pod_ip=status.get("podIP") or None,
+        controller_kind=str(owner["kind"]) if owner.get("kind") else None,
+        controller_name=str(owner["name"]) if owner.get("name") else None,
     )
 
 

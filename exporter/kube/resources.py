@@ -15,12 +15,14 @@ class Resource:
     group_version: str  # "v1" for the core group
     convert: Callable[[convert.Json], Any]
     optional: bool = False  # a CRD that may not be installed: its absence is not an error
+    plural: str | None = None  # the API's name for it, when ``name`` differs (a second view of pods)
 
     def path(self, namespace: str | None = None) -> str:
         base = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
+        plural = self.plural or self.name
         if namespace:
-            return f"{base}/namespaces/{namespace}/{self.name}"
-        return f"{base}/{self.name}"
+            return f"{base}/namespaces/{namespace}/{plural}"
+        return f"{base}/{plural}"
 
 
 PODS = Resource("pods", "v1", convert.pod)
@@ -32,3 +34,5 @@ TARGET_GROUP_BINDINGS = Resource("targetgroupbindings", "elbv2.k8s.aws/v1beta1",
 NODES = Resource("nodes", "v1", convert.node)
 DEPLOYMENTS = Resource("deployments", "apps/v1", convert.deployment)
 EVENTS = Resource("events", "v1", convert.event)
+# The cluster role's view of its own node agents: pods of its namespace, with their owner.
+NODE_AGENTS = Resource("node_agents", "v1", convert.agent_pod, plural="pods")
