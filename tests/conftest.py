@@ -22,6 +22,13 @@ def next_ip() -> str:
     return f"127.{100 + (n // 65536) % 100}.{(n // 256) % 256}.{n % 256 or 1}"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The integration suite against a real API server (tests/realkube) runs last: scripts/test builds
+    kube-apiserver and etcd in the background meanwhile on a fresh machine."""
+    realkube = Path(__file__).resolve().parent / "realkube"
+    items.sort(key=lambda item: realkube in Path(str(item.path)).parents)
+
+
 @pytest.fixture(name="ip")
 def _ip() -> str:
     return next_ip()

@@ -84,6 +84,7 @@ class Reflector:
         version: str | None = None
         failures = 0
         while True:
+            verb = "list" if version is None else "watch"
             try:
                 if version is None:
                     version = await self.list_once()
@@ -105,10 +106,29 @@ class Reflector:
                     self._restarted("expired")
                     version = None
                     continue
+                if error.status == 401:
+                    # The token expired or was revoked (a deleted pod or ServiceAccount). The client reads the
+                    # token file again before the next attempt, so a rotated token recovers on the retry.
+                    log.warning(
+                        "the API server rejected lbdoctor's credentials (401 Unauthorized): is the service-account"
+                        " token expired or revoked?",
+                        resource=self._resource.name,
+                        verb=verb,
+                        error=error.message,
+                    )
+                    self._telemetry.error("kube", "unauthorized")
+                    self._telemetry.watch_restarted(self._resource.name, "unauthorized")
+                    self._store.error = f"{verb} {self._resource.name}: {error.status} {error.reason}"
+                    await self._sleep(error.retry_after, failures)
+                    failures += 1
+                    continue
                 if error.status == 403:
                     if not self._store.forbidden:
                         log.warning(
-                            "not allowed to list; checks needing it report unknown", resource=self._resource.name
+                            "not allowed to list; checks needing it report unknown",
+                            resource=self._resource.name,
+                            verb=verb,
+                            error=error.message,
                         )
                         self._telemetry.error("kube", "forbidden")
                     self._store.mark_forbidden(f"{error.status} {error.reason}: {error.message}")

@@ -13,26 +13,29 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import structlog
 
-from exporter.agents import ProbeFeed, agent_bases
+from exporter.agents import ProbeFeed, agent_bases, fetch_targetgroups
 from exporter.checks.controller import RECONCILE_FAILURES, ControllerLocation, denial, find_deployment
 from exporter.kube import resources
 from exporter.kube.client import ApiError, KubeClient
 from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Changes, Store
 from exporter.kube.watch import Reflector
+from exporter.lb.aws_settings import to_document
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import combine
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.model.results import ResultSet
 from exporter.model.snapshot import ClusterSnapshot, matches
+from exporter.report import iso
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from exporter.roles.leader import LeaderElector, default_identity
 from exporter.roles.node import wait_any
 from exporter.roles.readiness import record_caches
 from exporter.settings import Settings
-from exporter.state import Board, Published
+from exporter.state import Board, Published, TargetGroupsAnswer
 
 if TYPE_CHECKING:
     from exporter.checks.aws_round import AwsRound
@@ -98,15 +101,23 @@ class ClusterAgent:
         )
         self._elector: LeaderElector | None = None
         board.standby = settings.leader_election  # until the Lease is ours
+        self._lease_namespace = settings.lease_namespace or "default"
+        sharded = settings.total_shards > 1
+        self._lease_name = f"{settings.lease_name}-{settings.shard}" if sharded else settings.lease_name
+        self._identity = settings.identity or default_identity()
         if settings.leader_election:
             self._elector = LeaderElector(
                 client,
-                name=settings.lease_name if settings.total_shards == 1 else f"{settings.lease_name}-{settings.shard}",
-                namespace=settings.lease_namespace or "default",
-                identity=settings.identity or default_identity(),
+                name=self._lease_name,
+                namespace=self._lease_namespace,
+                identity=self._identity,
                 lease_duration=settings.lease_duration_seconds,
                 on_change=self._on_leadership,
+                errors=metrics,
             )
+        board.targetgroups = self.targetgroups
+        self._leader: tuple[float, str, str | None] | None = None  # (looked up at, holder, its base URL)
+        self._session: aiohttp.ClientSession | None = None
         self._logs: dict[str, str] = {}
         self._logs_error: str | None = None
         self._logs_changed = False
@@ -231,8 +242,68 @@ class ClusterAgent:
 
     async def close(self) -> None:
         await self._feed.close()
+        if self._session is not None:
+            await self._session.close()
         if self._doctor is not None:
             self._doctor.close()
+
+    # /api/v1/targetgroups ---------------------------------------------------------------------
+    async def targetgroups(self, proxied: bool) -> TargetGroupsAnswer:
+        """The leader answers from its AWS round. A standby asks the leader and relays its answer: the
+        chart's Service balances over both replicas, and a node agent sent to the standby must get the
+        same document (not a 404 that it would count as an error)."""
+        if self.leading:
+            aws = self._board.current.aws
+            if aws is not None:
+                return 200, aws.targetgroups_document(iso(time.time())), {}
+            if self._doctor is None:  # no AWS configured: no real settings, and none will come
+                return 200, to_document((), cluster="", generated_at=iso(time.time())), {}
+            return 503, {"error": "the first AWS round has not finished yet"}, {"Retry-After": "15"}
+        if proxied:
+            return 503, {"error": f"{self._identity} is not the leader either"}, {"Retry-After": "5"}
+        holder, base = await self._leader_base()
+        if base is None:
+            return 503, {"error": f"no leader to ask: {holder}"}, {"Retry-After": "5"}
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"X-Lbdoctor-Proxied": self._identity})
+        try:
+            document = await fetch_targetgroups(self._session, base)
+        except aiohttp.ClientResponseError as error:
+            return error.status, {"error": f"the leader {holder} answered {error.status}"}, {"Retry-After": "5"}
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            self._leader = None  # look the leader up again next time
+            self._metrics.error("agents", "leader_unreachable")
+            log.warning("could not reach the leader for the target-group settings", leader=holder, error=str(error))
+            return 503, {"error": f"the leader {holder} at {base} did not answer"}, {"Retry-After": "5"}
+        return 200, document, {"X-Lbdoctor-Leader": holder}
+
+    async def _leader_base(self) -> tuple[str, str | None]:
+        """The Lease holder and its base URL: its pod's IP (same namespace, named by its identity, as the
+        chart's POD_NAME makes it) and this replica's own port. Looked up at most every 5 s."""
+        now = asyncio.get_running_loop().time()
+        if self._leader is not None and now - self._leader[0] < 5.0:
+            return self._leader[1], self._leader[2]
+        holder, base = "", None
+        try:
+            lease = await self._client.get(
+                f"/apis/coordination.k8s.io/v1/namespaces/{self._lease_namespace}/leases/{self._lease_name}", timeout=5
+            )
+            holder = str((lease.get("spec") or {}).get("holderIdentity") or "")
+            if not holder or holder == self._identity:
+                return "the Lease has no holder", None
+            pod = await self._client.get(f"/api/v1/namespaces/{self._lease_namespace}/pods/{holder}", timeout=5)
+            ip = str((pod.get("status") or {}).get("podIP") or "")
+            if ip:
+                base = agent_bases([ip], self._settings.listen_address[1])[0]
+        except ApiError as error:
+            if error.status == 404 and not holder:
+                return "no replica holds the Lease yet", None
+            self._metrics.error("kube", f"leader_lookup_http_{error.status}")
+            return f"{holder or 'the Lease'}: {error.status} {error.reason}", None
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            return f"the API server did not answer: {error}", None
+        self._leader = (now, holder, base)
+        return holder, base
 
     def _update_readiness(self) -> None:
         self._board.standby = not self.leading

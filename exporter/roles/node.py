@@ -137,6 +137,7 @@ class NodeAgent:
         """Forever: the real health checks the cluster role read from AWS; they override the annotations'.
         A failed read keeps the last good document (AWS settings change rarely)."""
         base = self._settings.cluster_role_url.rstrip("/")
+        read = False
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
@@ -145,6 +146,11 @@ class NodeAgent:
                     self._metrics.error("agents", "targetgroups")
                     log.debug("could not read the published target-group settings", url=base, error=str(error))
                 else:
+                    if not read:
+                        read = True
+                        log.info(
+                            "read the target-group settings the cluster role publishes", url=base, count=len(checks)
+                        )
                     if checks != self._real_checks:
                         self._real_checks = checks
                         log.info("target-group settings from AWS applied", target_groups=len(checks))
