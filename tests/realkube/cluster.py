@@ -63,7 +63,9 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _certificate(
@@ -118,7 +120,9 @@ class Pki:
     def create(cls, directory: Path) -> Pki:
         directory.mkdir(parents=True, exist_ok=True)
         ca_key = _key()
-        ca_cert = _certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lbdoctor-test-ca")]), ca_key, None, ca=True)
+        ca_cert = _certificate(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lbdoctor-test-ca")]), ca_key, None, ca=True
+        )
         serving_key = _key()
         serving = _certificate(
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
@@ -347,6 +351,30 @@ class RealCluster:
     def start(self, timeout: float = 90.0) -> None:
         self._start_etcd()
         self.start_apiserver(timeout)
+        self.aggregate_cluster_roles()
+
+    def aggregate_cluster_roles(self) -> None:
+        """What kube-controller-manager's clusterrole-aggregation controller does: fill the rules of
+        ClusterRoles with an aggregationRule (admin, edit, view) from the ClusterRoles their selectors
+        match. Without it the built-in ``view`` grants nothing."""
+        roles = self.admin.get("/apis/rbac.authorization.k8s.io/v1/clusterroles")["items"]
+        for role in roles:
+            selectors = (role.get("aggregationRule") or {}).get("clusterRoleSelectors") or []
+            if not selectors:
+                continue
+            rules: list[Any] = []
+            for other in roles:
+                labels = other["metadata"].get("labels") or {}
+                if other is not role and any(
+                    all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+                    for selector in selectors
+                ):
+                    rules += [rule for rule in other.get("rules") or [] if rule not in rules]
+            self.admin.request(
+                "PUT",
+                f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role['metadata']['name']}",
+                {**role, "rules": rules},
+            )
 
     def _start_etcd(self) -> None:
         peer = free_port()
@@ -389,6 +417,7 @@ class RealCluster:
                 f"--etcd-compaction-interval={COMPACTION_INTERVAL}",
                 f"--watch-cache-sizes={UNCACHED}#0",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                "--endpoint-reconciler-type=none",  # the kubernetes Service's Endpoints refuse 127.0.0.1
                 "--profiling=false",
                 "--enable-priority-and-fairness=false",  # fewer moving parts; lbdoctor does not depend on APF
                 "--v=0",

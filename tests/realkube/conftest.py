@@ -132,9 +132,7 @@ class Release:
         self.pods.clear()
 
 
-def install(
-    cluster: RealCluster, name: str, namespace: str, workdir: Path, sets: tuple[str, ...] = ()
-) -> Release:
+def install(cluster: RealCluster, name: str, namespace: str, workdir: Path, sets: tuple[str, ...] = ()) -> Release:
     """Render the chart with the real helm and create what it renders (namespace first), as ``helm
     install`` does; no controller acts on the Deployment and DaemonSet, the tests start their pods."""
     from tests.ship.test_helm import render

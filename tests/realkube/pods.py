@@ -86,11 +86,20 @@ def register_node(admin: ApiAdmin, node: Node) -> None:
         {
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {"name": node.name, "labels": {"kubernetes.io/os": "linux", "kubernetes.io/hostname": node.name}},
+            "metadata": {
+                "name": node.name,
+                "labels": {"kubernetes.io/os": "linux", "kubernetes.io/hostname": node.name},
+            },
         }
     )
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": now, "lastTransitionTime": now}
+    ready = {
+        "type": "Ready",
+        "status": "True",
+        "reason": "KubeletReady",
+        "lastHeartbeatTime": now,
+        "lastTransitionTime": now,
+    }
     admin.patch(
         f"/api/v1/nodes/{node.name}/status",
         {"status": {"addresses": [{"type": "InternalIP", "address": node.ip}], "conditions": [ready]}},
@@ -380,4 +389,3 @@ def _mount_script(template: PodTemplate, secrets: Path, hosts: Path, directory: 
         size = volume["emptyDir"].get("sizeLimit", "64Mi").replace("Mi", "m").replace("Gi", "g")
         script.append(f"mount -t tmpfs -o mode=0777,size={size} {quote(mount['name'])} {quote(mount['mountPath'])}")
     return script
-

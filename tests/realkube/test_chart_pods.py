@@ -108,7 +108,7 @@ def test_every_container_becomes_ready_as_the_kubelet_starts_it(releases: dict[s
         assert mounts["/"].startswith("ro") and mounts["/tmp"].startswith("rw")  # readOnlyRootFilesystem + emptyDir
         assert mounts["/run/secrets/kubernetes.io/serviceaccount"].startswith("ro")  # /var/run is /run
         # In-cluster configuration: the token file and CA at the fixed paths, KUBERNETES_SERVICE_HOST/PORT.
-        assert f'api_server=https://127.0.0.1:{release.cluster.port}' in pod.log() or (
+        assert f"api_server=https://127.0.0.1:{release.cluster.port}" in pod.log() or (
             f'"api_server": "https://127.0.0.1:{release.cluster.port}"' in pod.log()
         )
         assert pod.metric("lbdoctor_errors_total") == 0, errors(pod)
