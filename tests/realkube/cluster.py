@@ -508,14 +508,25 @@ def running(binaries: Path, workdir: Path) -> Iterator[RealCluster]:
         cluster.stop()
 
 
-def kube_binaries() -> tuple[Path | None, str]:
-    """Where scripts/kube-binaries put kube-apiserver and etcd, or why they are not there."""
-    given = os.environ.get("LBDOCTOR_KUBE_BIN")
-    if given:
-        return Path(given), ""
-    failed = os.environ.get("LBDOCTOR_KUBE_BUILD_ERROR")
-    if failed:
-        return None, f"scripts/kube-binaries failed: {failed}"
+def kube_binaries(wait: float = 3600.0) -> tuple[Path | None, str]:
+    """Where scripts/kube-binaries put kube-apiserver and etcd, or why they are not there.
+
+    scripts/test starts the build in the background (LBDOCTOR_KUBE_BUILD names its folder: ``out``,
+    ``log``, and ``rc`` once done); this waits for it. Run directly, pytest takes a finished build only.
+    """
+    build = os.environ.get("LBDOCTOR_KUBE_BUILD")
+    if build:
+        folder = Path(build)
+        deadline = time.monotonic() + wait
+        while not (folder / "rc").exists():
+            if time.monotonic() > deadline:
+                return None, f"scripts/kube-binaries did not finish in {wait:.0f} s (log: {folder / 'log'})"
+            time.sleep(2)
+        code = (folder / "rc").read_text().strip()
+        if code == "0":
+            return Path((folder / "out").read_text().strip()), ""
+        log = (folder / "log").read_text(errors="replace").strip().splitlines()
+        return None, f"scripts/kube-binaries exited {code}: " + " | ".join(log[-5:])
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [str(root / "scripts" / "kube-binaries"), "--cached"], capture_output=True, text=True, check=False

@@ -80,6 +80,41 @@ def lease_holder(real: RealCluster, namespace: str, name: str = "lbdoctor-cluste
     return str(lease["spec"].get("holderIdentity") or "")
 
 
+def assert_started_as_specified(release: Release, pod: PodProcess) -> None:
+    """The process runs as its securityContext says, with the pod's volumes, in-cluster configuration,
+    and nothing refused."""
+    template = release.template("DaemonSet" if "-node-" in pod.name else "Deployment")
+    security = template.container["securityContext"]
+    status = status_of(pod.process.pid)
+    mounts = mounts_of(pod.process.pid)
+    if template.kind == "Deployment":  # runAsUser 65532, fsGroup 65532, no capabilities
+        assert status["Uid"].split() == ["65532"] * 4 and status["Gid"].split() == ["65532"] * 4
+        assert status["Groups"].split() == ["65532"]
+        assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == int(status["CapBnd"], 16) == 0
+    else:  # root with NET_ADMIN (12) and NET_RAW (13) only
+        assert security["capabilities"]["add"] == ["NET_ADMIN", "NET_RAW"]
+        assert status["Uid"].split() == ["0"] * 4
+        assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == (1 << 12) | (1 << 13)
+    assert status["NoNewPrivs"] == "1"  # allowPrivilegeEscalation: false
+    assert mounts["/"].startswith("ro") and mounts["/tmp"].startswith("rw")  # readOnlyRootFilesystem + emptyDir
+    assert mounts["/run/secrets/kubernetes.io/serviceaccount"].startswith("ro")  # /var/run is /run
+    # In-cluster configuration: the token file and CA at the fixed paths, KUBERNETES_SERVICE_HOST/PORT.
+    assert f"api_server=https://127.0.0.1:{release.cluster.port}" in pod.log() or (
+        f'"api_server": "https://127.0.0.1:{release.cluster.port}"' in pod.log()
+    )
+    assert pod.metric("lbdoctor_errors_total") == 0, errors(pod)
+    assert not refusals(pod), refusals(pod)
+    assert pod.metric("lbdoctor_cache_synced") >= 7
+    environment = environ_of(pod.process.pid)
+    assert environment["KUBERNETES_PORT_443_TCP_PROTO"] == "tcp"  # the master Service's links, always given
+    assert environment["HOSTNAME"] in (pod.name, release.node.name)
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().partition("=")[::2] for entry in entries if entry)
+
+
 def test_every_container_becomes_ready_as_the_kubelet_starts_it(releases: dict[str, Release], app: App) -> None:
     started: list[tuple[Release, PodProcess]] = []
     # The cluster role's two replicas first, then the node agent (whose first read of the cluster role's
@@ -92,28 +127,7 @@ def test_every_container_becomes_ready_as_the_kubelet_starts_it(releases: dict[s
             wait_for(lambda r=release: lease_holder(r.cluster, r.namespace), "a leader", timeout=20)
         started += batch
     for release, pod in started:
-        template = release.template("DaemonSet" if "-node-" in pod.name else "Deployment")
-        security = template.container["securityContext"]
-        status = status_of(pod.process.pid)
-        mounts = mounts_of(pod.process.pid)
-        if template.kind == "Deployment":  # runAsUser 65532, fsGroup 65532, no capabilities
-            assert status["Uid"].split() == ["65532"] * 4 and status["Gid"].split() == ["65532"] * 4
-            assert status["Groups"].split() == ["65532"]
-            assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == int(status["CapBnd"], 16) == 0
-        else:  # root with NET_ADMIN (12) and NET_RAW (13) only
-            assert security["capabilities"]["add"] == ["NET_ADMIN", "NET_RAW"]
-            assert status["Uid"].split() == ["0"] * 4
-            assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == (1 << 12) | (1 << 13)
-        assert status["NoNewPrivs"] == "1"  # allowPrivilegeEscalation: false
-        assert mounts["/"].startswith("ro") and mounts["/tmp"].startswith("rw")  # readOnlyRootFilesystem + emptyDir
-        assert mounts["/run/secrets/kubernetes.io/serviceaccount"].startswith("ro")  # /var/run is /run
-        # In-cluster configuration: the token file and CA at the fixed paths, KUBERNETES_SERVICE_HOST/PORT.
-        assert f"api_server=https://127.0.0.1:{release.cluster.port}" in pod.log() or (
-            f'"api_server": "https://127.0.0.1:{release.cluster.port}"' in pod.log()
-        )
-        assert pod.metric("lbdoctor_errors_total") == 0, errors(pod)
-        assert not refusals(pod), refusals(pod)
-        assert pod.metric("lbdoctor_cache_synced") >= 7
+        assert_started_as_specified(release, pod)
     # One replica of each release leads, through a real Lease in its namespace.
     for release in releases.values():
         holder = wait_for(lambda r=release: lease_holder(r.cluster, r.namespace), "a leader", timeout=20)
@@ -122,6 +136,13 @@ def test_every_container_becomes_ready_as_the_kubelet_starts_it(releases: dict[s
         assert not results(pods[holder])["standby"]
         (standby,) = [p for name, p in pods.items() if name != holder]
         assert results(standby)["standby"]
+    # The crash of the first real install: the kubelet's service links for the release's Services.
+    linked = releases["lbdoctor"].start("Deployment", service_links=True)
+    linked.wait_ready(timeout=60)
+    environment = environ_of(linked.process.pid)
+    assert environment["LBDOCTOR_CLUSTER_PORT"].startswith("tcp://10.100.")  # the cluster IP the API server gave
+    assert "LBDOCTOR_CLUSTER_SERVICE_PORT_HTTP_METRICS" in environment
+    assert_started_as_specified(releases["lbdoctor"], linked)
 
 
 def test_the_leader_checks_the_shop_through_the_real_api(releases: dict[str, Release], app: App) -> None:

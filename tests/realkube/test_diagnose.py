@@ -44,7 +44,11 @@ def test_diagnose_with_only_the_view_cluster_role(real: RealCluster) -> None:
     results = diagnosis["results"]
 
     def find(check: str, name: str) -> dict[str, object]:
-        (found,) = [r for r in results if r["check"] == check and r["object"]["name"] == name]
+        (found,) = [
+            r
+            for r in results
+            if r["check"] == check and r["object"] == {"kind": "Service", "namespace": "viewer-shop", "name": name}
+        ]
         return found
 
     # What view shows is checked: the orphan Service's selector matches no pod; web's endpoints are ready.
@@ -61,7 +65,17 @@ def test_diagnose_with_only_the_view_cluster_role(real: RealCluster) -> None:
         "targetgroupbindings": "RBAC forbids listing targetgroupbindings",
     }
     table = subprocess.run(
-        [sys.executable, "-m", "exporter", "diagnose", "--kubeconfig", str(kubeconfig), "-n", "viewer-shop", "--no-aws"],
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "diagnose",
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            "viewer-shop",
+            "--no-aws",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -39,7 +39,10 @@ def with_cluster_ips(docs: list[dict[str, Any]], namespace: str) -> list[dict[st
     services.append(
         {
             "metadata": {"name": "lbdoctor", "namespace": namespace},
-            "spec": {"clusterIP": "fd00:10:100::9", "ports": [{"port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}]},
+            "spec": {
+                "clusterIP": "fd00:10:100::9",
+                "ports": [{"port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}],
+            },
         }
     )
     return services
