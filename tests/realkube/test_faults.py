@@ -1,7 +1,7 @@
 """Bad permissions and faults of the real API server: each is reported (a finding, or a counted error with
 the resource and verb in the log) and the daemon keeps serving.
 
-- a rule missing from the ClusterRole: ``list endpointslices`` is refused;
+- a rule missing from the ClusterRole (``list endpointslices`` refused) and the controller's Role unbound;
 - the Lease's Role missing: the replica can never lead, and says so (not a silent standby);
 - the TargetGroupBinding CRD missing while the controller's Deployment exists;
 - the service-account token revoked (its pod deleted), then the API server restarted: every request
@@ -51,6 +51,11 @@ def test_a_rule_missing_from_the_cluster_role_is_reported(cut: Release, real: Re
     rules = [r for r in role["rules"] if "endpointslices" not in r["resources"]]
     assert len(rules) == len(role["rules"]) - 1
     real.admin.apply({**role, "rules": rules})
+    # ... and the Role in the controller's namespace (its Deployment, its logs) not bound at all.
+    binding = cut.doc("RoleBinding", "-controller")
+    real.admin.delete(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings/{binding['metadata']['name']}"
+    )
     try:
         pod = cut.start("Deployment")
         pod.wait_ready(timeout=90)  # what it cannot list it reports, and it is ready with the rest
@@ -64,14 +69,20 @@ def test_a_rule_missing_from_the_cluster_role_is_reported(cut: Release, real: Re
         found = wait_for(endpoints_result, "the endpoints result of cut-app/api")
         assert found["status"] == "unknown" and found["reason"] == "Forbidden"
         assert "RBAC forbids listing endpointslices" in found["message"]
-        assert pod.metric("lbdoctor_errors_total", component="kube", kind="forbidden") == 1
-        (warning,) = [e for e in log_events(pod) if e["event"].startswith("not allowed to list")]
-        assert warning["resource"] == "endpointslices" and warning["verb"] == "list"
-        assert 'cannot list resource "endpointslices"' in warning["error"]  # the API server's own words
+        controller = next(r for r in results(pod)["results"] if r["check"] == "controller")
+        assert (controller["status"], controller["reason"]) == ("unknown", "Forbidden")
+        assert "RBAC forbids listing deployments" in controller["message"]
+        assert pod.metric("lbdoctor_errors_total", component="kube", kind="forbidden") == 2  # once per resource
+        warnings = {e["resource"]: e for e in log_events(pod) if e["event"].startswith("not allowed to list")}
+        assert set(warnings) == {"endpointslices", "deployments"}
+        assert all(e["verb"] == "list" and e["level"] == "warning" for e in warnings.values())
+        assert 'cannot list resource "endpointslices"' in warnings["endpointslices"]["error"]  # the API's words
+        assert 'in the namespace "kube-system"' in warnings["deployments"]["error"]
         assert pod.metric("lbdoctor_cache_synced", resource="endpointslices") == 1
         assert pod.alive() and pod.get("/healthz")[0] == 200
     finally:
         real.admin.apply(role)
+        real.admin.apply(binding)
         cut.stop_all()
 
 
