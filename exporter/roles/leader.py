@@ -108,9 +108,14 @@ class LeaderElector:
             self._errors.error("leader", "unauthorized" if error.status == 401 else "forbidden")
         if error.message != self._denied:
             self._denied = error.message
+            needs = (
+                "RBAC allows get, create and update on it"
+                if error.status == 403
+                else "the API server accepts its credentials again (is the service-account token expired?)"
+            )
             log.warning(
-                "cannot take part in leader election: the API server refuses the Lease; this replica stays a"
-                " standby until RBAC allows get, create and update on it",
+                f"cannot take part in leader election: the API server refuses the Lease; this replica stays a"
+                f" standby until {needs}",
                 lease=f"{self._namespace}/{self._name}",
                 status=error.status,
                 error=error.message,
