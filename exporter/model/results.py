@@ -91,6 +91,7 @@ class Reason(enum.StrEnum):
     CONTROLLER_ACCESS_DENIED = "ControllerAccessDenied"
     RECONCILE_FAILED = "ReconcileFailed"
     INGRESS_CLASS_NOT_FOUND = "IngressClassNotFound"
+    TARGET_GROUP_BINDING_CRD_MISSING = "TargetGroupBindingCrdMissing"
     # any check that could not look (RBAC)
     FORBIDDEN = "Forbidden"
     # health_probe (also the probe's own failure reasons)
