@@ -333,3 +333,79 @@ async def test_several_listen_addresses() -> None:
     async with serving(addresses=[(first, 0), (second, 0)]) as face:
         for ip in (first, second):
             assert (await get(f"http://{ip}:{face.port}/healthz"))[0] == 200
+
+
+def test_the_connection_budget_leaves_a_descriptor_per_probe_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from exporter.web import listener
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 1024))
+    assert listener.connection_budget(256, 200) == 256
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (512, 512))
+    assert listener.connection_budget(256, 200) == 512 - 200 - listener.RESERVED_DESCRIPTORS
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (256, 256))
+    assert listener.connection_budget(256, 200) == 8  # never none at all
+
+
+ACCEPT_FLOOD = """
+import asyncio, json, resource, socket, sys
+from exporter.web.listener import Limits, Listener, bind
+
+class Errors:
+    def __init__(self): self.counts = {}
+    def error(self, component, kind): self.counts[kind] = self.counts.get(kind, 0) + 1
+
+async def main():
+    ip = sys.argv[1]
+    errors = Errors()
+    [sock] = bind([(ip, 0)])
+    port = sock.getsockname()[1]
+    listener = Listener([sock], asyncio.Protocol, Limits(max_connections=10_000, max_per_client=10_000), errors)
+    clients = [socket.socket() for _ in range(60)]
+    opened = len(__import__("os").listdir("/proc/self/fd"))
+    # 20 descriptors left for accepting 60 connections: accept must fail, and fail closed.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (opened + 20, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    for client in clients:
+        client.setblocking(False)
+        try:
+            client.connect((ip, port))
+        except BlockingIOError:
+            pass
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(1.0)
+    full = listener.open
+    for client in clients:
+        client.close()
+    await asyncio.sleep(1.0)
+    late = socket.create_connection((ip, port))
+    await asyncio.sleep(0.5)
+    print(json.dumps({"errors": errors.counts, "open_when_full": full, "open_after": listener.open}))
+    late.close()
+    listener.close()
+
+asyncio.run(main())
+"""
+
+
+def test_accept_fails_closed_when_descriptors_run_out(tmp_path: Path) -> None:
+    """Out of descriptors, accepting pauses and counts instead of spinning and logging a traceback per try;
+    once descriptors are free again, connections are accepted again."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "flood.py"
+    script.write_text(ACCEPT_FLOOD)
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(script), next_ip()], capture_output=True, text=True, timeout=60, cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["errors"].get("accept_descriptors", 0) >= 1
+    assert found["errors"]["accept_descriptors"] < 20  # paused between tries, not once per wake-up
+    assert 0 < found["open_when_full"] < 60
+    assert found["open_after"] >= 1  # accepting again
+    assert "Traceback" not in done.stderr and len(done.stderr) < 2000
