@@ -127,25 +127,22 @@ def render_metrics(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer) 
 
 async def shared(app: web.Application, key: str, produce: Callable[[], Awaitable[bytes]]) -> bytes:
     """``produce()``'s answer, computed once for every request that asks while it is being computed: eight
-    concurrent scrapes cost one rendering and one body in memory, not eight."""
+    concurrent scrapes cost one rendering and one body in memory, not eight. The computation runs as a
+    task of its own, so a client that hangs up does not cancel it for the others."""
     pending: dict[str, asyncio.Future[bytes]] = app[SHARED]
     running = pending.get(key)
-    if running is not None:
-        return await asyncio.shield(running)
-    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-    pending[key] = future
-    try:
-        body = await produce()
-    except BaseException as error:
-        future.set_exception(error)
-        future.exception()  # retrieved: the waiters, if any, get it too
-        raise
-    else:
-        future.set_result(body)
-    finally:
-        if pending.get(key) is future:
-            del pending[key]
-    return body
+    if running is None:
+        running = asyncio.ensure_future(produce())
+        pending[key] = running
+
+        def finished(task: asyncio.Future[bytes]) -> None:
+            if pending.get(key) is task:
+                del pending[key]
+            if not task.cancelled():
+                task.exception()  # retrieved here too, in case every requester went away
+
+        running.add_done_callback(finished)
+    return await asyncio.shield(running)
 
 
 async def send(
@@ -439,6 +436,14 @@ async def start(app: web.Application, addresses: Sequence[tuple[str, int]]) -> t
         logging.getLogger("aiohttp.server").removeFilter(quiet)
 
     app.on_cleanup.append(unquiet)
+    sites: list[GuardedSite] = []
+
+    async def forget_connections(_app: web.Application) -> None:
+        for site in sites:
+            if site.listener is not None:
+                await site.listener.wait_closed()  # after aiohttp's graceful shutdown: only leftovers remain
+
+    app.on_cleanup.append(forget_connections)
     options = app[OPTIONS]
     # keepalive_timeout closes a connection waiting for a (complete) request head: the header timeout.
     runner = web.AppRunner(
@@ -451,6 +456,7 @@ async def start(app: web.Application, addresses: Sequence[tuple[str, int]]) -> t
         await runner.cleanup()
         raise
     site = GuardedSite(runner, sockets, options, app[METRICS])
+    sites.append(site)
     try:
         await site.start()
     except BaseException:
