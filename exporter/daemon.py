@@ -83,7 +83,10 @@ async def run(
         version=__version__,
         role=settings.role,
         node=settings.node_name if settings.role == "node" else None,
-        listen=settings.listen if bound == settings.listen_address[1] else f"{settings.listen} (port {bound})",
+        listen=",".join(
+            f"[{host}]:{port or bound}" if ":" in host else f"{host}:{port or bound}"
+            for host, port in settings.listen_addresses
+        ),
         tls=bool(watched is not None and watched.config.tls),
         basic_auth=bool(watched is not None and watched.config.users),
         max_connections=limits.max_connections,
