@@ -39,7 +39,7 @@ from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.report import iso, results_json, summary, targets_json
 from exporter.state import Board, Published
 from exporter.web import statuspage
-from exporter.web.listener import Limits, Listener
+from exporter.web.listener import Limits, Listener, bind
 from exporter.web.webconfig import Watched, WebConfig, san_allowed
 
 log = structlog.get_logger("lbdoctor.web")
@@ -427,8 +427,6 @@ class _QuietBadRequests(logging.Filter):
 
 async def start(app: web.Application, addresses: Sequence[tuple[str, int]]) -> tuple[web.AppRunner, int]:
     """Serve the app on every HOST:PORT; returns the runner and the bound port (useful with port 0)."""
-    from exporter.web.listener import bind
-
     quiet = _QuietBadRequests(app[METRICS])
     logging.getLogger("aiohttp.server").addFilter(quiet)
 
