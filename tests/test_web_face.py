@@ -212,6 +212,10 @@ async def test_client_certificates_and_allowed_sans(tmp_path: Path) -> None:
         ("http_server_config:\n  headers:\n    Server: lbdoctor\n", 'HTTP header "Server" can not be configured'),
         ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", "invalid value for X-Frame-Options"),
         ("rate_limit:\n  interval: soon\n", "rate_limit.interval: not a duration"),
+        (
+            "tls_server_config:\n  cert_file: c\n  key_file: k\n  min_version: TLS13\n  max_version: TLS12\n",
+            "min_version TLS13 is above max_version",
+        ),
         ("- a list\n", "expected a mapping"),
     ],
 )

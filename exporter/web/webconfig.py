@@ -279,6 +279,8 @@ class _Checker:
             if version not in TLS_VERSIONS:
                 raise self.fail(f"{section}.{name}: unknown TLS version: {version}")
             versions[name] = version
+        if TLS_VERSIONS[versions["min_version"]] > TLS_VERSIONS[versions["max_version"]]:
+            raise self.fail(f"{section}: min_version {versions['min_version']} is above max_version")
         ciphers = self.strings(f"{section}.cipher_suites", data.get("cipher_suites")) or ()
         for cipher in ciphers:
             if cipher not in CIPHER_SUITES:
