@@ -413,3 +413,20 @@ def test_accept_fails_closed_when_descriptors_run_out(tmp_path: Path) -> None:
     assert 0 < found["open_when_full"] < 60
     assert found["open_after"] >= 1  # accepting again
     assert "Traceback" not in done.stderr and len(done.stderr) < 2000
+
+
+def test_a_changed_web_config_is_picked_up_and_a_broken_change_keeps_the_last_good_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
+    now = [0.0]
+    errors: list[WebConfigError] = []
+    watched = Watched(str(path), errors.append, clock=lambda: now[0])
+    assert watched.current().headers == {"X-Frame-Options": "deny"}
+    path.write_text("http_server_config:\n  headers:\n    X-Frame-Options: sameorigin\n    X-Bad: 1\n")
+    now[0] += 2
+    assert watched.current().headers == {"X-Frame-Options": "deny"}  # the last good one
+    now[0] += 2
+    watched.current()
+    assert len(errors) == 1 and 'HTTP header "X-Bad" can not be configured' in str(errors[0])  # said once
+    path.write_text("http_server_config:\n  headers:\n    X-Frame-Options: sameorigin\n")
+    now[0] += 2
+    assert watched.current().headers == {"X-Frame-Options": "sameorigin"}
