@@ -112,12 +112,13 @@ def plan_service(service: Service, controller: ControllerConfig) -> OwnerPlan | 
         return None
     resolution = resolve_nlb(service, controller)
     owner = ObjectRef("Service", service.meta.namespace, service.meta.name)
-    backends = tuple(
+    backends = [
         Backend(NLB, owner, service, port, resolution)
         for port in service.ports
         if port.protocol.upper() in ("TCP", "UDP", "TCP_UDP")
-    )
-    return OwnerPlan(owner, backends)
+    ]
+    kept, problems = _bounded(owner, backends, Check.SERVICE_ANNOTATIONS)
+    return OwnerPlan(owner, kept, problems)
 
 
 def plan_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: ControllerConfig) -> OwnerPlan | None:
@@ -127,7 +128,26 @@ def plan_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: Contro
     problems: list[tuple[ObjectRef, Problem]] = []
     _ingress_backends(ingress, snapshot, controller, backends, problems)
     owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
-    return OwnerPlan(owner, tuple(backends), tuple(problem for _, problem in problems))
+    kept, too_many = _bounded(owner, backends, Check.INGRESS_ANNOTATIONS)
+    return OwnerPlan(owner, kept, tuple(problem for _, problem in problems) + too_many)
+
+
+def _bounded(
+    owner: ObjectRef, backends: list[Backend], check: Check
+) -> tuple[tuple[Backend, ...], tuple[Problem, ...]]:
+    """At most ``MAX_TARGET_GROUPS_PER_OWNER`` target groups of one object are probed; more is a finding."""
+    limit = ann.MAX_TARGET_GROUPS_PER_OWNER
+    if len(backends) <= limit:
+        return tuple(backends), ()
+    problem = Problem(
+        check,
+        Reason.TOO_MANY_TARGET_GROUPS,
+        Status.WARN,
+        f"{owner.kind} {owner.namespace}/{owner.name} makes {len(backends)} target groups; lbdoctor probes "
+        f"the first {limit} (an ALB takes {limit} target groups and an NLB 50 listeners by default quota)",
+        "split the load balancer, or check whether every port and backend is meant to be load balanced",
+    )
+    return tuple(backends[:limit]), (problem,)
 
 
 def plan_binding(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> OwnerPlan | None:

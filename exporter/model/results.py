@@ -85,6 +85,7 @@ class Reason(enum.StrEnum):
     INTERVAL_SHORTER_THAN_TIMEOUT = "IntervalShorterThanTimeout"
     UNSUPPORTED_HEALTH_CHECK = "UnsupportedHealthCheck"
     BACKEND_NOT_FOUND = "BackendNotFound"
+    TOO_MANY_TARGET_GROUPS = "TooManyTargetGroups"  # more than lbdoctor probes for one object
     # controller
     CONTROLLER_NOT_FOUND = "ControllerNotFound"
     CONTROLLER_NOT_READY = "ControllerNotReady"
