@@ -24,8 +24,10 @@ from exporter.kube.store import Changes, Store
 from exporter.kube.watch import Reflector
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import combine
+from exporter.lb.readiness_gates import GateTracker
+from exporter.metrics.bindings import binding_rows
 from exporter.metrics.selfmetrics import SelfMetrics
-from exporter.model.results import ResultSet
+from exporter.model.results import CheckResult, ResultSet
 from exporter.model.snapshot import ClusterSnapshot, matches
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from exporter.roles.leader import LeaderElector, default_identity
@@ -114,6 +116,7 @@ class ClusterAgent:
         self._snapshot: ClusterSnapshot | None = None  # the last evaluated one, for the AWS round
         self._aws: AwsRound | None = None
         self._feed = ProbeFeed(metrics)
+        self._gates = GateTracker()  # pods waiting on the load balancer's readiness gate
         self._doctor: Any = None
         if settings.cluster_name:
             # boto3 is loaded only by a cluster role that has AWS work to do.
@@ -185,7 +188,9 @@ class ClusterAgent:
             if not was_leading:
                 changes = None  # first round as leader: everything
             logs_changed, self._logs_changed = self._logs_changed, False
-            results = await asyncio.to_thread(self._evaluator.evaluate, snapshot, changes, logs_changed)
+            pod_changes = None if changes is None or changes["pods"].full else changes["pods"].items
+
+            results = await asyncio.to_thread(self._evaluate, snapshot, changes, pod_changes, logs_changed)
             was_leading = True
             self._snapshot = snapshot
             aws = self._aws
@@ -197,11 +202,24 @@ class ClusterAgent:
                     plans=self._evaluator.plans,
                     snapshot=snapshot,
                     aws=aws,
+                    gates=self._gates.rows(),
+                    bindings=binding_rows(snapshot, aws.aws if aws is not None else None),
                 )
             )
             elapsed = time.perf_counter() - started
             self._metrics.cycle_duration.labels("evaluate").set(elapsed)
             log.debug("evaluated", units=self._evaluator.last_units_evaluated, results=len(results), seconds=elapsed)
+
+    def _evaluate(
+        self,
+        snapshot: ClusterSnapshot,
+        changes: dict[str, Changes] | None,
+        pod_changes: dict[str, tuple[Any, Any]] | None,
+        logs_changed: bool,
+    ) -> tuple[CheckResult, ...]:
+        """In a worker thread: the object checks and the readiness-gate rows, from what changed."""
+        self._gates.update(snapshot.pods, pod_changes)
+        return self._evaluator.evaluate(snapshot, changes, logs_changed)
 
     def node_agents(self) -> list[str]:
         """Base URLs of the node agents: those the selector finds (host network: pod IP = node IP)."""
@@ -223,7 +241,8 @@ class ClusterAgent:
             if self.leading and snapshot is not None:
                 probes = await self._feed.fetch(self.node_agents())
                 plan = combine(self._evaluator.plans)
-                self._aws = await doctor.refresh(snapshot, plan=plan, probes=probes)
+                waiting = self._gates.waiting(snapshot.target_group_bindings)
+                self._aws = await doctor.refresh(snapshot, plan=plan, probes=probes, waiting=waiting)
                 self._cache_changed.set()  # publish the round with the next evaluation
             elif not self.leading:
                 self._aws = None
