@@ -74,7 +74,22 @@ TRIGGER_GAP = 5.0  # a triggered target group is not read again sooner than this
 FIRST, CLOUDWATCH, BINDING = "first", "cloudwatch", "binding"  # read at once
 PROBE, READINESS_GATE, NOT_HEALTHY = "probe", "readiness_gate", "not_healthy"  # hot: every hot_interval
 SWEEP, FULL = "sweep", "full"  # every target_health_interval as the budget allows; diagnose
-_RANK = {FIRST: 0, CLOUDWATCH: 0, BINDING: 0, NOT_HEALTHY: 1, PROBE: 1, READINESS_GATE: 1, SWEEP: 2, FULL: 0}
+# A probe that just started failing or a pod that just started waiting: read at once, counted as probe /
+# readiness_gate like the hot reads that follow.
+PROBE_NEWS, READINESS_GATE_NEWS = "probe_news", "readiness_gate_news"
+_RANK = {
+    FIRST: 0,
+    CLOUDWATCH: 0,
+    BINDING: 0,
+    PROBE_NEWS: 0,
+    READINESS_GATE_NEWS: 0,
+    NOT_HEALTHY: 1,
+    PROBE: 1,
+    READINESS_GATE: 1,
+    SWEEP: 2,
+    FULL: 0,
+}
+_COUNTED_AS = {PROBE_NEWS: PROBE, READINESS_GATE_NEWS: READINESS_GATE}
 
 
 class _NoErrors:
@@ -134,6 +149,8 @@ class AwsCollector:
         self._cloudwatch_at: float | None = None
         self._cloudwatch_acted: dict[str, float] = {}  # ARN -> period end of the datapoint acted upon
         self._watched = 0  # target groups the detector watched in its last pass
+        self._hot_targets_before: set[str] = set()
+        self._hot_groups_before: set[str] = set()
 
     # -- the round ---------------------------------------------------------------------------
     async def collect(
@@ -167,9 +184,11 @@ class AwsCollector:
         for arn in triggered_groups:
             self._triggered.setdefault(arn, BINDING)
         hot_targets = {normalise_ip(t) for t in hot_targets}
+        hot_groups = set(hot_groups)
+        self._trigger_on_news(hot_targets, hot_groups)
         if not full:
             await self._detect(groups, now, hot_targets)
-        fetched, vanished = await self._refresh_health(bound, groups, now, hot_targets, set(hot_groups), full)
+        fetched, vanished = await self._refresh_health(bound, groups, now, hot_targets, hot_groups, full)
         for arn in vanished:
             groups.pop(arn, None)
         await self._refresh_ec2(cluster, groups, full_refresh=topology_due)
@@ -338,6 +357,18 @@ class AwsCollector:
         await self._topic(Topic.LOAD_BALANCERS, job())
 
     # -- which target groups to read -------------------------------------------------------------
+    def _trigger_on_news(self, hot_targets: set[str], hot_groups: set[str]) -> None:
+        """A probe that starts failing, or a pod that starts waiting on a readiness gate, is news: its
+        target group is read at once (once; while it lasts, every hot interval)."""
+        new_targets = hot_targets - self._hot_targets_before
+        for arn, health in self._health.items():
+            if new_targets and any(normalise_ip(t.id) in new_targets for t in health.targets):
+                self._triggered.setdefault(arn, PROBE_NEWS)
+        for arn in hot_groups - self._hot_groups_before:
+            if arn in self._health:
+                self._triggered.setdefault(arn, READINESS_GATE_NEWS)
+        self._hot_targets_before, self._hot_groups_before = hot_targets, hot_groups
+
     def _trigger(self, arn: str, hot_targets: set[str], hot_groups: set[str]) -> str | None:
         """Why this target group should be read sooner than the sweep would, or None."""
         health = self._health.get(arn)
@@ -377,8 +408,10 @@ class AwsCollector:
         due = [(arn, trigger) for _, _, arn, trigger in ranked]
         if full:
             return due
+        # What the bucket holds now plus what it refills in round_seconds: a round stays short even when
+        # the sweep keeps the bucket empty, so a trigger waits for at most one short round.
         limiter = self._api.limiter("elbv2")
-        budget = max(1, int(limiter.burst + limiter.rate * settings.round_seconds))
+        budget = max(1, int(limiter.available() + limiter.rate * settings.round_seconds))
         return due[:budget]
 
     # -- the change detector ---------------------------------------------------------------------
@@ -395,7 +428,9 @@ class AwsCollector:
         if settings.cloudwatch == "off":
             self._watched = 0
             return
-        if self._cloudwatch_at is not None and now - self._cloudwatch_at < settings.cloudwatch_interval:
+        if self._cloudwatch_at is not None and not detect.poll_due(
+            self._cloudwatch_at, now, settings.cloudwatch_interval
+        ):
             return
         if settings.cloudwatch == "auto" and sum(g.supported for g in groups.values()) <= settings.sweep_capacity:
             self._watched = 0
@@ -461,7 +496,7 @@ class AwsCollector:
                 if self._health_blocked is not None:
                     self._health_problems[arn] = self._health_blocked[1]
                     return
-                self._reads[trigger] += 1
+                self._reads[_COUNTED_AS.get(trigger, trigger)] += 1
                 self._triggered.pop(arn, None)
                 try:
                     answer = await self._api.call("describe_target_health", TargetGroupArn=arn)

@@ -26,7 +26,7 @@ class AwsSettings:
     target_health_interval: float = 60.0  # target groups whose targets are all healthy
     hot_interval: float = 15.0  # target groups with an unhealthy target or a failing probe
     topology_interval: float = 300.0  # target group settings, LBs, SGs, NACLs, routes, subnets
-    round_seconds: float = 10.0  # one round's budget of DescribeTargetHealth calls, in limiter time
+    round_seconds: float = 5.0  # one round's budget of DescribeTargetHealth calls, in limiter time
     # The change detector: CloudWatch's UnHealthyHostCount of every cold target group, 500 a call.
     # auto: only when the ELBv2 budget cannot read every target group within target_health_interval.
     cloudwatch: str = "auto"  # auto | on | off

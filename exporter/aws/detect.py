@@ -27,6 +27,9 @@ METRIC = "UnHealthyHostCount"
 PERIOD = 60  # ELB metrics have one datapoint a minute
 LOOKBACK = 5 * PERIOD  # how far back to look for the latest datapoint (CloudWatch publishes them late)
 QUERIES_PER_CALL = 500  # GetMetricData's limit
+# Polls are aligned to CloudWatch's minutes, this long after one ends: a minute's datapoint cannot
+# exist before it ends, so a poll just after the boundary sees it soonest (CloudWatch may add its own delay).
+ALIGN = 10.0
 UNHEALTHY_STATES = ("unhealthy", "unhealthy.draining")
 
 # The load balancer's type, from its ARN (loadbalancer/app|net|gwy/name/id), picks the namespace.
@@ -51,17 +54,23 @@ def _resource(arn: str, kind: str) -> str | None:
     return parts[5].removeprefix(kind + "/") or None
 
 
+def series_of(arn: str, lb_arn: str) -> Watch | None:
+    """The CloudWatch series of a target group behind one load balancer (None: not an ELBv2 pair)."""
+    target_group = _resource(arn, "targetgroup")
+    load_balancer = _resource(lb_arn, "loadbalancer")  # app/name/id, net/name/id, gwy/name/id
+    namespace = NAMESPACES.get(load_balancer.split("/", 1)[0]) if load_balancer else None
+    if target_group is None or load_balancer is None or namespace is None:
+        return None
+    return Watch(arn, namespace, f"targetgroup/{target_group}", load_balancer)
+
+
 def watches(groups: Mapping[str, TargetGroup]) -> list[Watch]:
     found = []
     for arn, group in sorted(groups.items()):
-        target_group = _resource(arn, "targetgroup")
-        if target_group is None:
-            continue
         for lb_arn in group.load_balancer_arns:
-            load_balancer = _resource(lb_arn, "loadbalancer")  # app/name/id, net/name/id, gwy/name/id
-            namespace = NAMESPACES.get(load_balancer.split("/", 1)[0]) if load_balancer else None
-            if load_balancer is not None and namespace is not None:
-                found.append(Watch(arn, namespace, f"targetgroup/{target_group}", load_balancer))
+            watch = series_of(arn, lb_arn)
+            if watch is not None:
+                found.append(watch)
     return found
 
 
@@ -86,6 +95,11 @@ def queries(chunk: Sequence[Watch]) -> list[dict[str, Any]]:
         }
         for index, watch in enumerate(chunk)
     ]
+
+
+def poll_due(last: float, now: float, interval: float) -> bool:
+    """Whether a poll is due: once per ``interval``, at ALIGN seconds past the boundary."""
+    return math.floor((now - ALIGN) / interval) > math.floor((last - ALIGN) / interval)
 
 
 def window(now: float) -> tuple[datetime, datetime]:

@@ -60,6 +60,11 @@ class TokenBucket:
             self._tokens -= 1
             self.granted += 1
 
+    def available(self) -> float:
+        """Tokens in the bucket now (after refilling)."""
+        self._refill()
+        return self._tokens
+
     def seconds_for(self, calls: int) -> float:
         """Least time ``calls`` acquisitions take from a full bucket (for planning a round)."""
         return max(calls - self.burst, 0) / self.rate
