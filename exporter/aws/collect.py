@@ -435,10 +435,11 @@ class AwsCollector:
         if settings.cloudwatch == "auto" and sum(g.supported for g in groups.values()) <= settings.sweep_capacity:
             self._watched = 0
             return
-        self._cloudwatch_at = now
-        cold = self._cold(groups, hot_targets)
-        series = detect.watches(cold)
+        series = detect.watches(self._cold(groups, hot_targets))
         self._watched = len({watch.arn for watch in series})
+        if not series:
+            return  # nothing read yet (the first round) or nothing cold: ask once something is
+        self._cloudwatch_at = now
         start, end = detect.window(now)
         found: dict[str, detect.Reading] = {}
         try:

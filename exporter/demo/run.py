@@ -49,9 +49,8 @@ def _banner(
     node, central = f"http://{shown}:{ports['node']}", f"http://{shown}:{ports['cluster']}"
     aws_env = ""
     if aws is not None:
-        aws_env = " ".join(f"{k}={v}" for k, v in aws.environment.items() if k in ("AWS_ENDPOINT_URL", "AWS_REGION"))
-        aws_env = f"{aws_env} AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo "
-    cluster_name = f" --cluster-name {demo_aws.CLUSTER_NAME}" if aws is not None else ""
+        aws_env = f"AWS_ENDPOINT_URL={aws.url} AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo "
+    cluster_name = f" --cluster-name {demo_aws.CLUSTER_NAME} --region {demo_aws.REGION}" if aws is not None else ""
     lines = [
         "",
         "lbdoctor demo: a simulated EKS cluster is running, with lbdoctor's node agent and cluster role watching it.",
