@@ -503,8 +503,7 @@ class DemoAws:
                 return None if local else ("code", 503)
             if not ready:
                 return ("refused", None)  # no endpoint: kube-proxy rejects the connection
-            ip, port = f"{self.net}.{ready[0].host}", ready[0].listen_port
-            return await _probe(spec, ip, port if port == cluster.APP_PORT else cluster.APP_PORT)
+            return await _probe(spec, f"{self.net}.{ready[0].host}", scenario.target_port)
         port = group.hc_port if group.hc_port is not None else target.port
         return await _probe(spec, target.id, port)
 

@@ -12,6 +12,7 @@ cluster is scanned only on a full relist). Pure: no I/O.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,25 +73,35 @@ class GateTracker:
 
     def __init__(self) -> None:
         self._rows: dict[str, tuple[GateRow, ...]] = {}
+        # update() runs in the evaluator's worker thread, waiting() on the event loop.
+        self._lock = threading.Lock()
 
     def update(self, pods: Mapping[str, Pod], changes: Mapping[str, tuple[Any, Any]] | None) -> None:
         """``changes``: pod key → (before, after) since the last update; None: rescan ``pods`` whole."""
         if changes is None:
-            self._rows = {key: rows for key, pod in pods.items() if pod.readiness_gates and (rows := rows_of(pod))}
+            fresh = {key: rows for key, pod in pods.items() if pod.readiness_gates and (rows := rows_of(pod))}
+            with self._lock:
+                self._rows = fresh
             return
-        for key, (_, after) in changes.items():
-            rows = rows_of(after) if after is not None and after.readiness_gates else ()
-            if rows:
-                self._rows[key] = rows
-            else:
-                self._rows.pop(key, None)
+        updates = {
+            key: rows_of(after) if after is not None and after.readiness_gates else ()
+            for key, (_, after) in changes.items()
+        }
+        with self._lock:
+            for key, rows in updates.items():
+                if rows:
+                    self._rows[key] = rows
+                else:
+                    self._rows.pop(key, None)
 
     def rows(self) -> tuple[GateRow, ...]:
-        return tuple(row for key in sorted(self._rows) for row in self._rows[key])
+        with self._lock:
+            return tuple(row for key in sorted(self._rows) for row in self._rows[key])
 
     def waiting(self, bindings: Mapping[str, TargetGroupBinding]) -> set[str]:
         """ARNs of the target groups pods are waiting on (their gate is not True yet)."""
-        waiting = [row for rows in self._rows.values() for row in rows if not row.ready]
+        with self._lock:
+            waiting = [row for rows in self._rows.values() for row in rows if not row.ready]
         return set(_arns(waiting, bindings))
 
 
