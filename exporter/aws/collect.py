@@ -378,7 +378,7 @@ class AwsCollector:
             return self._triggered[arn]
         if arn in self._health_problems or any(t.state != "healthy" for t in health.targets):
             return NOT_HEALTHY
-        if any(normalise_ip(t.id) in hot_targets for t in health.targets):
+        if hot_targets and any(normalise_ip(t.id) in hot_targets for t in health.targets):
             return PROBE
         if arn in hot_groups:
             return READINESS_GATE
