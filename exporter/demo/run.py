@@ -108,7 +108,12 @@ def _banner(
             f"  {demo_kube_proxy.STALE_SERVICE}: its crash-looping pod is still an endpoint in the rules  ->  "
             "kube_proxy: StaleEndpointRules",
         ]
-    lines += ["", "Results settle within about 30 s (probes follow each target group's interval). Ctrl-C stops.", ""]
+    lines += [
+        "",
+        "Results settle within about 30-60 s (probes and the load balancers follow each target group's interval). "
+        "Ctrl-C stops.",
+        "",
+    ]
     return "\n".join(lines)
 
 
