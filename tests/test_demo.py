@@ -66,8 +66,12 @@ def _demo_urls() -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
     assert ("AWS_ENDPOINT_URL=" in urls["try"]) == WITH_AWS
     yield process, urls
     if process.poll() is None:
-        process.kill()
-        process.wait()
+        process.terminate()  # SIGTERM: the demo deletes its network namespace
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(name="demo")

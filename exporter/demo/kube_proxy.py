@@ -202,6 +202,17 @@ def _policy(
         ]
 
 
+def orphans(listing: str) -> list[str]:
+    """Demo namespaces in ``ip netns list`` output whose process is gone."""
+    found = []
+    for line in listing.splitlines():
+        name = line.split()[0] if line.split() else ""
+        pid = name.removeprefix("lbdoctor-demo-")
+        if name.startswith("lbdoctor-demo-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            found.append(name)
+    return found
+
+
 class DemoKubeProxy:
     """The namespace with the rules, and kube-proxy's HTTP endpoints; ``settings`` for the node agent."""
 
@@ -226,6 +237,7 @@ class DemoKubeProxy:
         }
 
     async def start(self) -> None:
+        await self._remove_orphans()
         await self._run("ip", "netns", "add", self.namespace)
         self._made = True
         await self._run("ip", "netns", "exec", self.namespace, "iptables-restore", text=rules(self.net))
@@ -246,6 +258,16 @@ class DemoKubeProxy:
             with contextlib.suppress(RuntimeError, OSError):
                 await self._run("ip", "netns", "del", self.namespace)
             self._made = False
+
+    async def _remove_orphans(self) -> None:
+        """Namespaces of earlier demos that were killed before they could delete theirs (SIGKILL)."""
+        process = await asyncio.create_subprocess_exec(
+            "ip", "netns", "list", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        listing, _ = await asyncio.wait_for(process.communicate(), 30)
+        for name in orphans(listing.decode(errors="replace")):
+            with contextlib.suppress(RuntimeError, OSError, TimeoutError):
+                await self._run("ip", "netns", "del", name)
 
     async def _run(self, *argv: str, text: str | None = None) -> None:
         process = await asyncio.create_subprocess_exec(
