@@ -136,6 +136,7 @@ def pod(raw: Json) -> Pod:
             status=str(c.get("status") or "Unknown"),
             reason=c.get("reason"),
             message=c.get("message"),
+            last_transition_time=c.get("lastTransitionTime") or None,
         )
         for c in (_list(status.get("conditions")) if gates else ())
         if isinstance(c, dict) and c.get("type") in gates
@@ -150,6 +151,7 @@ def pod(raw: Json) -> Pod:
         conditions=conditions,
         readiness_gates=gates,
         host_network=bool(spec.get("hostNetwork")),
+        created=(_obj(raw.get("metadata")).get("creationTimestamp") or None) if gates else None,
     )
 
 

@@ -50,6 +50,7 @@ class PodCondition:
     status: str  # "True" | "False" | "Unknown"
     reason: str | None = None
     message: str | None = None
+    last_transition_time: str | None = None  # RFC 3339, as the API server gives it
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class Pod:
     conditions: tuple[PodCondition, ...] = ()  # the conditions of its readiness gates (the only ones read)
     readiness_gates: tuple[str, ...] = ()
     host_network: bool = False
+    created: str | None = None  # creationTimestamp (RFC 3339); kept only for pods with readiness gates
 
     def condition(self, kind: str) -> PodCondition | None:
         for cond in self.conditions:
