@@ -15,7 +15,8 @@ import aiohttp
 import structlog
 
 from exporter.lb.targets import TargetStatus
-from exporter.report import targets_from_json
+from exporter.model.results import CheckResult
+from exporter.report import results_from_json, targets_from_json
 from exporter.telemetry import ErrorSink
 
 log = structlog.get_logger("lbdoctor.agents")
@@ -37,6 +38,7 @@ class ProbeFeed:
         self._timeout = timeout
         self._stale_after = stale_after
         self._last: dict[str, tuple[float, tuple[TargetStatus, ...]]] = {}
+        self._results: dict[str, tuple[CheckResult, ...]] = {}  # each agent's failing and warning results
         self._session: aiohttp.ClientSession | None = None
 
     async def fetch(self, bases: Iterable[str]) -> tuple[TargetStatus, ...]:
@@ -50,6 +52,7 @@ class ProbeFeed:
             try:
                 document = await _get_json(self._session, f"{base}/api/v1/results", self._timeout)
                 self._last[base] = (loop.time(), targets_from_json(document.get("targets")))
+                self._results[base] = results_from_json(document.get("results"))
             except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as error:
                 self._errors.error("agents", "unreachable")
                 log.debug("node agent unreachable", agent=base, error=str(error))
@@ -58,7 +61,13 @@ class ProbeFeed:
         now = loop.time()
         for base in [b for b in self._last if b not in wanted or now - self._last[b][0] > self._stale_after]:
             del self._last[base]
+            self._results.pop(base, None)
         return tuple(status for _, statuses in self._last.values() for status in statuses)
+
+    def results(self) -> tuple[CheckResult, ...]:
+        """The node agents' failing and warning results from the last ``fetch``: the causal rules link the
+        cluster role's findings with them (a security group that explains a node's failing probe)."""
+        return tuple(result for base in self._last for result in self._results.get(base, ()))
 
     async def close(self) -> None:
         if self._session is not None:

@@ -1,28 +1,25 @@
-"""The runbook's checks: pure functions of a snapshot (and probe statuses) returning results.
+"""The runbook's checks: pure functions of a scope (a snapshot, probe statuses, what AWS said) returning results.
 
-Each module holds one check and exposes ``evaluate(context) -> Iterable[CheckResult]``. No I/O here.
+Each module holds one check and exposes ``evaluate(scope) -> Iterable[CheckResult]``; the registry
+(``exporter.checks.registry``) describes each check once. No I/O here.
 """
 
 from __future__ import annotations
 
-from exporter.checks import health_probe, kube_proxy, lb_annotations, pod_status, target_port
-from exporter.checks.causes import link_causes, order
 from exporter.checks.context import NodeContext
 from exporter.model.results import CheckResult
 
-NODE_CHECKS = (
-    pod_status.evaluate,
-    target_port.evaluate,
-    lb_annotations.evaluate,
-    health_probe.evaluate,
-    kube_proxy.evaluate,
-)
-
 
 def evaluate_node(context: NodeContext) -> tuple[CheckResult, ...]:
-    """Every check the node role runs, roots first."""
-    results = [result for check in NODE_CHECKS for result in check(context)]
-    return order(link_causes(results))
+    """Every check the node role runs, linked to causes, roots first. (Imported here: the registry imports
+    every check module, and each of them imports this package first.)"""
+    from exporter.checks import registry
+    from exporter.checks.causes import link, order
+    from exporter.checks.context import node_scope
+    from exporter.lb.plan import owner_plans
+
+    scope = node_scope(context, owner_plans(context.plan))
+    return order(link(registry.evaluate(scope, registry.Role.NODE)))
 
 
 __all__ = ["NodeContext", "evaluate_node"]

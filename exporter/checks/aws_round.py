@@ -12,13 +12,14 @@ from typing import Any
 
 from exporter.aws.model import AwsSnapshot
 from exporter.aws.publish import real_health_checks
-from exporter.checks import elb_correlation, elb_target_health, network, security_groups
+from exporter.checks import elb_correlation, registry
 from exporter.checks.aws_context import AwsContext, merge_same
 from exporter.checks.causes import order
+from exporter.checks.context import Scope
 from exporter.lb.aws_settings import RealHealthCheck, to_document
 from exporter.lb.plan import LbPlan
 from exporter.lb.targets import TargetStatus
-from exporter.model.results import CheckResult
+from exporter.model.results import Check, CheckResult
 from exporter.model.snapshot import ClusterSnapshot
 
 
@@ -58,12 +59,14 @@ def evaluate_aws(
     probes: Sequence[TargetStatus] = (),
     now: float = 0.0,
 ) -> AwsRound:
-    """Every AWS check, correlated with the node agents' probes, roots first."""
+    """Every AWS check, correlated with the node agents' probes. Not yet linked to causes: the round's owner
+    (the cluster role, ``lbdoctor diagnose``) links them together with every other result."""
     context = AwsContext(snapshot, aws, plan, tuple(probes), now)
-    path_findings = merge_same([*security_groups.evaluate(context), *network.evaluate(context)])
-    elb = merge_same(elb_target_health.evaluate(context))
-    correlations = elb_correlation.correlate(context.targets, context.probes, path_findings)
-    results = order([*elb_correlation.apply(elb, correlations), *path_findings])
+    found = registry.evaluate(Scope(snapshot, aws=context, now=now), registry.Role.CLUSTER)
+    path_findings = merge_same(r for r in found if r.check is not Check.ELB_TARGET_HEALTH)
+    elb = merge_same(r for r in found if r.check is Check.ELB_TARGET_HEALTH)
+    correlations = elb_correlation.correlate(context.targets, context.probes)
+    results = order([*elb_correlation.apply(elb, correlations, path_findings), *path_findings])
     rows = []
     for view in context.targets:
         owner = view.group.owner

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from exporter.checks.context import NodeContext
+from exporter.checks.context import Scope
+from exporter.model import subjects
 from exporter.model.objects import Pod
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
 
@@ -12,18 +13,19 @@ from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
 LB_GATE_PREFIXES = ("target-health.elbv2.k8s.aws/", "target-health.alb.ingress.k8s.aws/")
 
 
-def evaluate(context: NodeContext) -> Iterable[CheckResult]:
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
     seen: set[str] = set()
-    for placement in context.targets.placements:
-        pod = placement.pod
-        if pod.meta.key not in seen:
-            seen.add(pod.meta.key)
-            yield verdict(pod)
+    for served in scope.services:
+        for pod in served.pods:
+            if pod.meta.key not in seen:
+                seen.add(pod.meta.key)
+                yield verdict(pod)
 
 
 def _result(pod: Pod, status: Status, reason: Reason | None, message: str, remedy: str = "") -> CheckResult:
     ref = ObjectRef("Pod", pod.meta.namespace, pod.meta.name)
-    return CheckResult(Check.POD_STATUS, status, reason, ref, message, remedy)
+    about = (subjects.pod(pod.meta.namespace, pod.meta.name),)
+    return CheckResult(Check.POD_STATUS, status, reason, ref, message, remedy, about=about)
 
 
 def verdict(pod: Pod) -> CheckResult:

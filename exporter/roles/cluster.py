@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from exporter.agents import ProbeFeed, agent_bases
+from exporter.checks.causes import link_round
 from exporter.checks.controller import RECONCILE_FAILURES, ControllerLocation, denial, find_deployment
-from exporter.kube import resources
-from exporter.kube.client import ApiError, KubeClient
+from exporter.kube import controller_logs, resources
+from exporter.kube.client import KubeClient
 from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Changes, Store
 from exporter.kube.watch import Reflector
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import combine
 from exporter.metrics.selfmetrics import SelfMetrics
-from exporter.model.results import ResultSet
+from exporter.model.results import CheckResult, ResultSet
 from exporter.model.snapshot import ClusterSnapshot, matches
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from exporter.roles.leader import LeaderElector, default_identity
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
     from exporter.checks.aws_round import AwsRound
 
 log = structlog.get_logger("lbdoctor.cluster")
-
-# Log lines worth keeping from the controller: IAM denials and reconcile errors. Everything else is
-# dropped at once, so memory stays bounded whatever the controller logs.
-_KEEP_LOG_LINE = ("AccessDenied", "UnauthorizedOperation", "AuthFailure", "Reconciler error")
 
 
 def shard_of(namespace: str, total: int) -> int:
@@ -57,11 +54,7 @@ class ClusterAgent:
         self._board = board
         self._cache_changed = asyncio.Event()
         self._leadership_changed = asyncio.Event()
-        self._where = ControllerLocation(
-            namespace=settings.controller_namespace,
-            name=settings.controller_name,
-            ingress_controller=settings.ingress_controller,
-        )
+        self._where = ControllerLocation.from_settings(settings)
         self._primary_shard = settings.shard == 0
         watched: list[tuple[resources.Resource, dict[str, Any]]] = [
             (resources.PODS, {}),
@@ -88,11 +81,7 @@ class ClusterAgent:
             for resource, options in watched
         }
         self._evaluator = IncrementalEvaluator(
-            ControllerConfig(
-                default_target_type=settings.default_target_type,
-                load_balancer_class=settings.load_balancer_class,
-                ingress_controller=settings.ingress_controller,
-            ),
+            ControllerConfig.from_settings(settings),
             self._where,
             include_controller=self._primary_shard,
         )
@@ -114,6 +103,7 @@ class ClusterAgent:
         self._snapshot: ClusterSnapshot | None = None  # the last evaluated one, for the AWS round
         self._aws: AwsRound | None = None
         self._feed = ProbeFeed(metrics)
+        self._imported: tuple[CheckResult, ...] = ()  # the node agents' failing results, for the causal rules
         self._doctor: Any = None
         if settings.cluster_name:
             # boto3 is loaded only by a cluster role that has AWS work to do.
@@ -191,6 +181,9 @@ class ClusterAgent:
             aws = self._aws
             if aws is not None:
                 results = (*results, *aws.results)
+            # One round: the object checks, the AWS checks and the node agents' findings, linked by the
+            # causal rules (off the loop: it walks every result).
+            results = tuple(await asyncio.to_thread(link_round, results, self._imported))
             self._board.publish(
                 Published(
                     ResultSet(snapshot.generation, time.time(), results),
@@ -222,11 +215,13 @@ class ClusterAgent:
             snapshot = self._snapshot
             if self.leading and snapshot is not None:
                 probes = await self._feed.fetch(self.node_agents())
+                self._imported = self._feed.results()
                 plan = combine(self._evaluator.plans)
                 self._aws = await doctor.refresh(snapshot, plan=plan, probes=probes)
                 self._cache_changed.set()  # publish the round with the next evaluation
             elif not self.leading:
                 self._aws = None
+                self._imported = ()
             await asyncio.sleep(self._settings.aws_refresh_interval_seconds)
 
     async def close(self) -> None:
@@ -251,34 +246,10 @@ class ClusterAgent:
 
     async def read_controller_logs(self) -> None:
         snapshot = build_snapshot({"deployments": self.stores["deployments"], "pods": self.stores["pods"]}, 0)
-        deployment = find_deployment(snapshot, self._where)
-        logs: dict[str, str] = {}
-        error: str | None = None
-        if deployment is not None and deployment.selector:
-            pods = [
-                pod
-                for pod in snapshot.pods.in_namespace(deployment.meta.namespace).values()
-                if matches(deployment.selector, pod.meta.labels)
-            ]
-            for pod in pods:
-                path = f"/api/v1/namespaces/{pod.meta.namespace}/pods/{pod.meta.name}/log"
-                try:
-                    text = await self._client.get_text(path, {"sinceSeconds": "900", "tailLines": "2000"})
-                except ApiError as failure:
-                    if failure.status == 403:
-                        error = f"{failure.reason}: {failure.message}"
-                        break
-                    self._metrics.error("kube", f"logs_http_{failure.status}")
-                    continue
-                except (OSError, TimeoutError) as failure:
-                    self._metrics.error("kube", "logs_unreachable")
-                    log.warning("could not read controller logs", pod=pod.meta.key, error=str(failure))
-                    continue
-                kept = [line for line in text.splitlines() if any(mark in line for mark in _KEEP_LOG_LINE)]
-                logs[pod.meta.key] = "\n".join(kept[-200:])
-        if logs != self._logs or error != self._logs_error:
-            self._logs, self._logs_error, self._logs_changed = logs, error, True
-            denied = sorted({d for text in logs.values() for line in text.splitlines() if (d := denial(line))})
+        found = await controller_logs.read(self._client, find_deployment(snapshot, self._where), self._metrics)
+        if found.logs != self._logs or found.error != self._logs_error:
+            self._logs, self._logs_error, self._logs_changed = found.logs, found.error, True
+            denied = sorted({d for text in found.logs.values() for line in text.splitlines() if (d := denial(line))})
             if denied:
                 log.warning("controller logs show denied AWS calls", denied=denied[:5])
             self._cache_changed.set()

@@ -20,7 +20,7 @@ from exporter.kube.store import Changes
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import OwnerPlan, plan_all, plan_binding, plan_ingress, plan_service
 from exporter.model.index import namespace_of
-from exporter.model.results import CheckResult, ObjectRef, Status
+from exporter.model.results import Check, CheckResult, ObjectRef, Status
 from exporter.model.snapshot import ClusterSnapshot, matches
 
 UnitKey = tuple[str, str]
@@ -186,7 +186,7 @@ class IncrementalEvaluator:
 
     def _selector_fails(self, service_key: str) -> bool:
         results = self._units.get(("service", service_key), ())
-        return bool(results) and results[0].status is Status.FAIL  # a service unit starts with its selector
+        return any(r.check is Check.SELECTOR and r.status is Status.FAIL for r in results)
 
     # units ------------------------------------------------------------------------------------
     def _redo_service(self, snapshot: ClusterSnapshot, key: str) -> None:
@@ -212,4 +212,4 @@ class IncrementalEvaluator:
 
     def _redo_controller(self, snapshot: ClusterSnapshot) -> None:
         if self._include_controller:
-            self._units[_CONTROLLER] = tuple(controller.evaluate(snapshot, self._where, len(self._plans)))
+            self._units[_CONTROLLER] = tuple(cluster.controller_unit(snapshot, self._where, len(self._plans)))
