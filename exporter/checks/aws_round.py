@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from exporter.aws.model import AwsSnapshot
@@ -19,7 +20,7 @@ from exporter.checks.context import Scope
 from exporter.lb.aws_settings import RealHealthCheck, to_document
 from exporter.lb.plan import LbPlan
 from exporter.lb.targets import TargetStatus
-from exporter.model.results import Check, CheckResult
+from exporter.model.results import Check, CheckResult, Status
 from exporter.model.snapshot import ClusterSnapshot
 
 
@@ -46,6 +47,15 @@ class AwsRound:
     correlations: tuple[elb_correlation.Correlation, ...]
     targets: tuple[ElbTargetRow, ...]
     real_health_checks: tuple[RealHealthCheck, ...]
+
+    @cached_property
+    def failing(self) -> tuple[CheckResult, ...]:
+        """The failing and warning results: what the causal rules read."""
+        return tuple(r for r in self.results if r.status in (Status.FAIL, Status.WARN))
+
+    @cached_property
+    def steady(self) -> tuple[CheckResult, ...]:
+        return tuple(r for r in self.results if r.status not in (Status.FAIL, Status.WARN))
 
     def targetgroups_document(self, generated_at: str) -> dict[str, Any]:
         """The ``lbdoctor.targetgroups/v1`` document the cluster role serves to the node agents."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from exporter.checks.registry import position
 from exporter.model import subjects as s
@@ -205,8 +205,24 @@ _BY_EFFECT: dict[Check, tuple[Rule, ...]] = {
 _CAUSE_CHECKS = frozenset(rule.cause for rule in RULES)
 
 
-def _rank(result: CheckResult) -> tuple[int, int, str]:
-    return (-result.status.severity, position(result.check), str(result.key))
+_SEVERITY = {status: -status.severity for status in Status}
+
+
+def _rank(result: CheckResult) -> tuple[int, int, str, str, str, str, str, str]:
+    """Which of several causes a rule found wins: the worst, the earliest in the runbook, then a stable order."""
+    ref, target = result.object, result.target
+    where = "" if target is None else f"{target.pod}|{target.ip}|{target.port}"
+    reason = result.reason.value if result.reason is not None else ""
+    return (
+        _SEVERITY[result.status],
+        position(result.check),
+        ref.kind,
+        ref.namespace,
+        ref.name,
+        where,
+        reason,
+        result.node or "",
+    )
 
 
 def _index(results: Iterable[CheckResult]) -> dict[tuple[Check, str, str], list[CheckResult]]:
@@ -224,7 +240,7 @@ def _candidates(
     for kind, ident in effect.about:
         if kind in rule.via:
             for cause in index.get((rule.cause, kind, ident), ()):
-                if rule.is_cause(cause) and cause.key != effect.key:
+                if cause is not effect and rule.is_cause(cause):
                     yield cause
 
 
@@ -261,48 +277,83 @@ def link(results: Iterable[CheckResult]) -> list[CheckResult]:
 
 
 def _link_bad(bad: list[CheckResult]) -> list[CheckResult]:
-    by_key: dict[ResultKey, CheckResult] = {}
-    for result in bad:
-        by_key.setdefault(result.key, result)
-    parent: dict[ResultKey, ResultKey] = {}
-    for result in bad:
-        if result.caused_by is not None and result.caused_by in by_key and result.caused_by != result.key:
-            parent[result.key] = result.caused_by
-    index = _index(bad)
+    """Link failing and warning results. Works on positions, not keys: a key is built and hashed once per
+    result (hashing it runs Python code for each enum in it), and a round may hold thousands of failures."""
+    keys = [result.key for result in bad]
+    first: dict[ResultKey, int] = {}
+    for at, key in enumerate(keys):
+        first.setdefault(key, at)  # the same result twice (a pod behind two Services) is one node
+    canonical = [first[key] for key in keys]
+    parent = [-1] * len(bad)
+    for at, result in enumerate(bad):
+        if canonical[at] == at and result.caused_by is not None:
+            cause = first.get(result.caused_by, -1)
+            if cause != -1 and cause != at:
+                parent[at] = cause
+    index: dict[tuple[Check, str, str], list[int]] = defaultdict(list)
+    for at, result in enumerate(bad):
+        if canonical[at] == at and result.check in _CAUSE_CHECKS:
+            for kind, ident in result.about:
+                index[(result.check, kind, ident)].append(at)
+    ranks = [_rank(result) for result in bad]
 
-    def reaches(start: ResultKey, goal: ResultKey) -> bool:
-        seen: set[ResultKey] = set()
-        current: ResultKey | None = start
-        while current is not None and current not in seen:
-            if current == goal:
+    def reaches(start: int, goal: int) -> bool:
+        steps = 0
+        while start != -1 and steps <= len(bad):
+            if start == goal:
                 return True
-            seen.add(current)
-            current = parent.get(current)
+            start, steps = parent[start], steps + 1
         return False
 
-    fresh: set[ResultKey] = set()
-    for effect in sorted((r for r in bad if r.key not in parent), key=_rank):
-        if effect.key in parent:
-            continue  # the same result twice (a pod behind two Services)
+    fresh = [False] * len(bad)
+    effects = sorted((at for at in range(len(bad)) if canonical[at] == at and parent[at] == -1), key=ranks.__getitem__)
+    for at in effects:
+        effect = bad[at]
         for rule in _BY_EFFECT[effect.check]:
             if not rule.is_effect(effect):
                 continue
-            found = [cause for cause in _candidates(effect, rule, index) if not reaches(cause.key, effect.key)]
+            found = [
+                cause
+                for kind, ident in effect.about
+                if kind in rule.via
+                for cause in index.get((rule.cause, kind, ident), ())
+                if cause != at and rule.is_cause(bad[cause]) and not reaches(cause, at)
+            ]
             if found:
-                parent[effect.key] = min(found, key=_rank).key
-                fresh.add(effect.key)
+                parent[at] = min(found, key=ranks.__getitem__)
+                fresh[at] = True
                 break
     linked = []
-    for result in bad:
-        cause_key = parent.get(result.key)
-        if cause_key is None:
-            linked.append(replace(result, caused_by=None) if result.caused_by is not None else result)
-        elif result.key in fresh:
-            cause = by_key[cause_key]
-            linked.append(replace(result, caused_by=cause_key, remedy=pointer(cause, _root(cause, parent, by_key))))
+    for at, result in enumerate(bad):
+        node = canonical[at]
+        cause = parent[node]
+        if cause == -1:
+            linked.append(_linked(result, None, result.remedy) if result.caused_by is not None else result)
+        elif fresh[node]:
+            root = cause
+            steps = 0
+            while parent[root] != -1 and steps < len(bad):
+                root, steps = parent[root], steps + 1
+            linked.append(_linked(result, keys[cause], pointer(bad[cause], bad[root])))
         else:
             linked.append(result)
     return linked
+
+
+def _linked(result: CheckResult, caused_by: ResultKey | None, remedy: str) -> CheckResult:
+    """``replace(result, caused_by=…, remedy=…)``, spelled out: dataclasses.replace introspects every call."""
+    return CheckResult(
+        result.check,
+        result.status,
+        result.reason,
+        result.object,
+        result.message,
+        remedy,
+        result.target,
+        caused_by,
+        result.node,
+        result.about,
+    )
 
 
 def link_round(own: Sequence[CheckResult], imported: Sequence[CheckResult]) -> list[CheckResult]:
@@ -329,14 +380,6 @@ def link_round(own: Sequence[CheckResult], imported: Sequence[CheckResult]) -> l
         if result.caused_by is not None and result.caused_by in own_keys:
             wanted.add(result.key)
     return [*mine, *(result for result in theirs if result.key in wanted)]
-
-
-def _root(cause: CheckResult, parent: dict[ResultKey, ResultKey], by_key: dict[ResultKey, CheckResult]) -> CheckResult:
-    seen = {cause.key}
-    while (up := parent.get(cause.key)) is not None and up not in seen:
-        seen.add(up)
-        cause = by_key[up]
-    return cause
 
 
 def describe(result: CheckResult) -> str:

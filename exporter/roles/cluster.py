@@ -104,6 +104,7 @@ class ClusterAgent:
         self._aws: AwsRound | None = None
         self._feed = ProbeFeed(metrics)
         self._imported: tuple[CheckResult, ...] = ()  # the node agents' failing results, for the causal rules
+        self._linked: tuple[tuple[CheckResult, ...], tuple[CheckResult, ...], list[CheckResult]] = ((), (), [])
         self._doctor: Any = None
         if settings.cluster_name:
             # boto3 is loaded only by a cluster role that has AWS work to do.
@@ -175,15 +176,17 @@ class ClusterAgent:
             if not was_leading:
                 changes = None  # first round as leader: everything
             logs_changed, self._logs_changed = self._logs_changed, False
-            results = await asyncio.to_thread(self._evaluator.evaluate, snapshot, changes, logs_changed)
+            await asyncio.to_thread(self._evaluator.evaluate, snapshot, changes, logs_changed)
             was_leading = True
             self._snapshot = snapshot
+            steady, failing = self._evaluator.split()
             aws = self._aws
             if aws is not None:
-                results = (*results, *aws.results)
-            # One round: the object checks, the AWS checks and the node agents' findings, linked by the
-            # causal rules (off the loop: it walks every result).
-            results = tuple(await asyncio.to_thread(link_round, results, self._imported))
+                steady, failing = (*steady, *aws.steady), (*failing, *aws.failing)
+            # One round: the object checks, the AWS checks and the node agents' findings, linked by the causal
+            # rules. Only failing and warning results take part, so this costs the failures, not the round.
+            linked = await self._link(failing)
+            results = (*steady, *linked)
             self._board.publish(
                 Published(
                     ResultSet(snapshot.generation, time.time(), results),
@@ -195,6 +198,16 @@ class ClusterAgent:
             elapsed = time.perf_counter() - started
             self._metrics.cycle_duration.labels("evaluate").set(elapsed)
             log.debug("evaluated", units=self._evaluator.last_units_evaluated, results=len(results), seconds=elapsed)
+
+    async def _link(self, failing: tuple[CheckResult, ...]) -> list[CheckResult]:
+        """The failures linked with the node agents' (in a worker thread); the last answer again when neither
+        changed, which is most rounds: units that did not change keep their result objects."""
+        last, imported, linked = self._linked
+        same = len(last) == len(failing) and all(a is b for a, b in zip(last, failing, strict=True))
+        if not same or imported is not self._imported:
+            linked = await asyncio.to_thread(link_round, failing, self._imported)
+            self._linked = (failing, self._imported, linked)
+        return linked
 
     def node_agents(self) -> list[str]:
         """Base URLs of the node agents: those the selector finds (host network: pod IP = node IP)."""

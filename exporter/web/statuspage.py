@@ -139,9 +139,7 @@ def _target_rows(statuses: Iterable[TargetStatus], verdicts: dict[tuple[ObjectRe
         state = status.health.state.value
         verdict_status = verdict.status if verdict else Status.UNKNOWN
         reason = verdict.reason.value if verdict and verdict.reason else ""
-        fix = escape(verdict.remedy) if verdict and verdict.remedy else ""
-        if verdict is not None and verdict.caused_by is not None and not fix:
-            fix = escape(f"follows from {verdict.caused_by.check.value}")
+        fix = escape(verdict.remedy) if verdict and verdict.remedy else ""  # an effect's: its cause's
         rows.append(
             f'<tr data-pod="{escape(target.pod)}" data-reason="{escape(reason)}">'
             f"<td><code>{escape(target.pod)}</code></td><td><code>{escape(describe(target))}</code></td>"
