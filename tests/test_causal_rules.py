@@ -122,7 +122,7 @@ async def test_a_target_port_of_another_service_explains_nothing() -> None:
     statuses = tuple([await probed(target) for target in targets.targets])
     node = evaluate_node(NodeContext(NODE, snapshot, plan, targets, statuses, 1000.0))
     refused = {r.object.name: r for r in node if r.check is Check.HEALTH_PROBE}
-    assert refused["wrong"].caused_by is not None and refused["wrong"].caused_by.check is Check.TARGET_PORT
+    assert refused["wrong"].caused_by is not None and refused["wrong"].caused_by[0] is Check.TARGET_PORT
     assert refused["right"].reason is Reason.CONNECTION_REFUSED and refused["right"].caused_by is None
 
 

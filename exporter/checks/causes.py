@@ -276,10 +276,11 @@ def link(results: Iterable[CheckResult]) -> list[CheckResult]:
     return results
 
 
-def _link_bad(bad: list[CheckResult]) -> list[CheckResult]:
+def _link_bad(bad: list[CheckResult], keys: list[ResultKey] | None = None) -> list[CheckResult]:
     """Link failing and warning results. Works on positions, not keys: a key is built and hashed once per
-    result (hashing it runs Python code for each enum in it), and a round may hold thousands of failures."""
-    keys = [result.key for result in bad]
+    result (hashing it runs Python code for each enum in it), and a round may hold thousands of failures.
+    ``keys``: the results' keys, when the caller has them."""
+    keys = keys if keys is not None else [result.key for result in bad]
     first: dict[ResultKey, int] = {}
     for at, key in enumerate(keys):
         first.setdefault(key, at)  # the same result twice (a pod behind two Services) is one node
@@ -363,23 +364,34 @@ def link_round(own: Sequence[CheckResult], imported: Sequence[CheckResult]) -> l
     fail, warn = Status.FAIL, Status.WARN  # inlined: this is the one pass over every result
     positions = [at for at, result in enumerate(own) if result.status is fail or result.status is warn]
     own_bad = [own[at] for at in positions]
-    own_keys = {result.key for result in own_bad}
-    linked = _link_bad([*own_bad, *(r for r in imported if _bad(r) and r.key not in own_keys)])
+    keys = [result.key for result in own_bad]
+    own_keys = set(keys)
+    theirs_in: list[CheckResult] = []
+    for result in imported:
+        if result.status is fail or result.status is warn:
+            key = result.key
+            if key not in own_keys:
+                own_keys.add(key)  # the same imported finding twice (two agents) is one
+                theirs_in.append(result)
+                keys.append(key)
+    own_keys = set(keys[: len(own_bad)])
+    linked = _link_bad([*own_bad, *theirs_in], keys)
     mine = list(own)
     for at, result in zip(positions, linked, strict=False):
         mine[at] = result
     theirs = linked[len(own_bad) :]
-    by_key = {result.key: result for result in theirs}
+    their_keys = keys[len(own_bad) :]
+    by_key = dict(zip(their_keys, theirs, strict=True))
     wanted: set[ResultKey] = set()
     for result in linked[: len(own_bad)]:
         up = result.caused_by
         while up is not None and up in by_key and up not in wanted:
             wanted.add(up)
             up = by_key[up].caused_by
-    for result in theirs:
+    for key, result in zip(their_keys, theirs, strict=True):
         if result.caused_by is not None and result.caused_by in own_keys:
-            wanted.add(result.key)
-    return [*mine, *(result for result in theirs if result.key in wanted)]
+            wanted.add(key)
+    return [*mine, *(result for key, result in zip(their_keys, theirs, strict=True) if key in wanted)]
 
 
 def describe(result: CheckResult) -> str:

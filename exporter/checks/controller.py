@@ -94,7 +94,7 @@ def health(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int
     if class_result is not None:
         results.append(class_result)
     # Whatever the controller fails to do shows on the objects it reconciles: the causal rules join on this.
-    return [replace(result, about=_ABOUT) for result in results]
+    return [replace(result, about=_ABOUT) if subjects.linkable(result.status) else result for result in results]
 
 
 _ABOUT = (subjects.controller(),)

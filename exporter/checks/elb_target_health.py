@@ -220,7 +220,8 @@ def _registration_limit(view: TargetView) -> float:
 
 
 def _result(view: TargetView, status: Status, reason: Reason | None, message: str, remedy: str = "") -> CheckResult:
-    return CheckResult(CHECK, status, reason, view.owner, message, remedy, target=view.ref, about=view.about)
+    about = view.about if subjects.linkable(status) else ()
+    return CheckResult(CHECK, status, reason, view.owner, message, remedy, target=view.ref, about=about)
 
 
 # Group-level findings (no registered targets, drift) are about the controller's work on the owner.

@@ -30,15 +30,16 @@ def verdict(snapshot: ClusterSnapshot, service: Service, pods: Sequence[Pod] = (
     so the causal rules name a pod that is not ready as the reason none of the endpoints is; while one pod is
     fine, the pods do not explain it and no cause is claimed."""
     ref = ObjectRef("Service", service.meta.namespace, service.meta.name)
-    about: tuple[Subject, ...] = (subjects.service(service.meta.namespace, service.meta.name),)
-    failing_about = about
-    if pods and all(pod_status.verdict(pod).status is not Status.OK for pod in pods):
-        failing_about += tuple(subjects.pod(pod.meta.namespace, pod.meta.name) for pod in pods)
+
+    def failing_about() -> tuple[Subject, ...]:
+        about: tuple[Subject, ...] = (subjects.service(service.meta.namespace, service.meta.name),)
+        if pods and all(pod_status.verdict(pod).status is not Status.OK for pod in pods):
+            about += tuple(subjects.pod(pod.meta.namespace, pod.meta.name) for pod in pods)
+        return about
+
     unseen = snapshot.unseen("endpointslices")
     if unseen:
-        return CheckResult(
-            Check.ENDPOINTS, Status.UNKNOWN, Reason.FORBIDDEN, ref, f"cannot check endpoints: {unseen}", about=about
-        )
+        return CheckResult(Check.ENDPOINTS, Status.UNKNOWN, Reason.FORBIDDEN, ref, f"cannot check endpoints: {unseen}")
     endpoints = _unique(snapshot, service)
     describe = (
         f"kubectl get endpointslices -n {service.meta.namespace} -l kubernetes.io/service-name={service.meta.name}"
@@ -51,7 +52,7 @@ def verdict(snapshot: ClusterSnapshot, service: Service, pods: Sequence[Pod] = (
             ref,
             f"Service {service.meta.key} has no endpoints: the load balancer has no target to send to",
             f"make the selector match running pods ({describe})",
-            about=failing_about,
+            about=failing_about(),
         )
     ready = [e for e in endpoints if e.ready is not False]
     terminating = [e for e in endpoints if e.terminating]
@@ -65,7 +66,7 @@ def verdict(snapshot: ClusterSnapshot, service: Service, pods: Sequence[Pod] = (
             f"none of the {len(endpoints)} endpoints of Service {service.meta.key} is ready ({names}); "
             f"the controller deregisters them",
             "see pod_status for why the pods are not ready",
-            about=failing_about,
+            about=failing_about(),
         )
     extra = f", {len(terminating)} terminating" if terminating else ""
     return CheckResult(
@@ -74,5 +75,4 @@ def verdict(snapshot: ClusterSnapshot, service: Service, pods: Sequence[Pod] = (
         None,
         ref,
         f"{len(ready)} of {len(endpoints)} endpoints ready{extra}",
-        about=about,
     )

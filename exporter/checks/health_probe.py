@@ -71,7 +71,7 @@ def _result(status: TargetStatus, verdict_: Status, reason: Reason | None, messa
         remedy,
         target=target.ref,
         node=target.node,
-        about=about(target),
+        about=about(target) if subjects.linkable(verdict_) else (),
     )
 
 

@@ -116,6 +116,8 @@ def verdicts(
 
 def _seen_on(node: str, result: CheckResult) -> CheckResult:
     """Every kube_proxy result is about this node's rules: what the causal rules join it on."""
+    if not subjects.linkable(result.status):
+        return replace(result, node=node)
     about: tuple[tuple[str, str], ...] = (subjects.node(node),)
     if result.object.kind == "Service":
         ref = result.object

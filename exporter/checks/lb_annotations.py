@@ -53,7 +53,7 @@ def owner_results(check: Check, owner: ObjectRef, problems: Sequence[Problem]) -
             None,
             owner,
             f"the {family} health-check annotations of {owner.kind} {owner.namespace}/{owner.name} are valid",
-            about=about,
         )
     for problem in problems:
-        yield CheckResult(check, problem.status, problem.reason, owner, problem.message, problem.remedy, about=about)
+        linked = about if subjects.linkable(problem.status) else ()
+        yield CheckResult(check, problem.status, problem.reason, owner, problem.message, problem.remedy, about=linked)

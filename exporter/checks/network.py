@@ -31,6 +31,7 @@ from exporter.aws.netrules import (
 )
 from exporter.checks.aws_context import AwsContext, Landing, TargetView, Unresolved, lb_flows, problem_result
 from exporter.checks.context import Scope
+from exporter.model import subjects
 from exporter.model.results import Check, CheckResult, Reason, Status
 
 CHECK = Check.NETWORK
@@ -100,7 +101,8 @@ def evaluate_aws(context: AwsContext) -> Iterable[CheckResult]:
 
 
 def _result(view: TargetView, status: Status, reason: Reason | None, message: str, remedy: str = "") -> CheckResult:
-    return CheckResult(CHECK, status, reason, view.owner, message, remedy, target=view.ref, about=(view.elb_target,))
+    about = (view.elb_target,) if subjects.linkable(status) else ()
+    return CheckResult(CHECK, status, reason, view.owner, message, remedy, target=view.ref, about=about)
 
 
 def target_results(context: AwsContext, view: TargetView, memo: _Memo | None = None) -> list[CheckResult]:

@@ -14,17 +14,17 @@ LB_GATE_PREFIXES = ("target-health.elbv2.k8s.aws/", "target-health.alb.ingress.k
 
 
 def evaluate(scope: Scope) -> Iterable[CheckResult]:
-    seen: set[str] = set()
+    seen: set[int] = set()  # a pod behind two Services in scope is judged once
     for served in scope.services:
         for pod in served.pods:
-            if pod.meta.key not in seen:
-                seen.add(pod.meta.key)
+            if id(pod) not in seen:
+                seen.add(id(pod))
                 yield verdict(pod)
 
 
 def _result(pod: Pod, status: Status, reason: Reason | None, message: str, remedy: str = "") -> CheckResult:
     ref = ObjectRef("Pod", pod.meta.namespace, pod.meta.name)
-    about = (subjects.pod(pod.meta.namespace, pod.meta.name),)
+    about = (subjects.pod(pod.meta.namespace, pod.meta.name),) if subjects.linkable(status) else ()
     return CheckResult(Check.POD_STATUS, status, reason, ref, message, remedy, about=about)
 
 

@@ -10,6 +10,7 @@ Every check is ``evaluate(scope) -> Iterable[CheckResult]`` (``exporter.checks.c
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -61,6 +62,7 @@ class CheckSpec:
     examples: tuple[Reason, ...]  # the few README shows
     needs: Needs
     evaluate: Callable[[Scope], Iterable[CheckResult]]
+    judges: frozenset[str]  # the parts of a Scope it reads: services, plans, controller, node, aws
     unknown_reasons: tuple[Reason, ...] = ()  # reasons only ``unknown`` results carry, listed apart in the docs
 
     @property
@@ -103,6 +105,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.CONTROLLER_NOT_FOUND, R.CONTROLLER_NOT_READY, R.CONTROLLER_ACCESS_DENIED, R.RECONCILE_FAILED),
         Needs.NOTHING,
         controller.evaluate,
+        frozenset({"plans", "controller"}),
     ),
     CheckSpec(
         Check.INGRESS_ANNOTATIONS,
@@ -122,6 +125,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.INVALID_ANNOTATION, R.INVALID_SUCCESS_CODES, R.INSTANCE_TARGET_NEEDS_NODE_PORT),
         Needs.NOTHING,
         lb_annotations.evaluate_ingress,
+        frozenset({"plans"}),
     ),
     CheckSpec(
         Check.SERVICE_ANNOTATIONS,
@@ -140,6 +144,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.PATH_IGNORED_FOR_TCP_HEALTH_CHECK, R.INTERVAL_SHORTER_THAN_TIMEOUT),
         Needs.NOTHING,
         lb_annotations.evaluate_service,
+        frozenset({"plans"}),
     ),
     CheckSpec(
         Check.POD_STATUS,
@@ -152,6 +157,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.CRASH_LOOP_BACK_OFF, R.CONTAINER_NOT_READY, R.READINESS_GATE_NOT_READY),
         Needs.NOTHING,
         pod_status.evaluate,
+        frozenset({"services"}),
     ),
     CheckSpec(
         Check.SELECTOR,
@@ -164,6 +170,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.NO_PODS_MATCH_SELECTOR, R.SELECTOR_MISSING),
         Needs.NOTHING,
         selector.evaluate,
+        frozenset({"services"}),
     ),
     CheckSpec(
         Check.ENDPOINTS,
@@ -175,6 +182,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.NO_ENDPOINTS, R.NO_READY_ENDPOINTS),
         Needs.NOTHING,
         endpoints.evaluate,
+        frozenset({"services"}),
     ),
     CheckSpec(
         Check.TARGET_PORT,
@@ -186,6 +194,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.NAMED_PORT_NOT_FOUND, R.TARGET_PORT_NOT_EXPOSED),
         Needs.NOTHING,
         target_port.evaluate,
+        frozenset({"services"}),
     ),
     CheckSpec(
         Check.TRAFFIC_POLICY,
@@ -197,6 +206,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.EXTERNAL_TRAFFIC_POLICY_LOCAL,),
         Needs.NOTHING,
         traffic_policy.evaluate,
+        frozenset({"services"}),
     ),
     CheckSpec(
         Check.HEALTH_PROBE,
@@ -221,6 +231,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.CONNECTION_REFUSED, R.TIMEOUT, R.RESPONSE_CODE_MISMATCH, R.TLS_ERROR, R.FLAPPING),
         Needs.NODE_AGENT,
         health_probe.evaluate,
+        frozenset({"node"}),
     ),
     CheckSpec(
         Check.KUBE_PROXY,
@@ -246,6 +257,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         ),
         Needs.NODE_DUMP,
         kube_proxy.evaluate,
+        frozenset({"node"}),
         unknown_reasons=(
             R.KUBE_PROXY_RULES_UNREADABLE,
             R.KUBE_PROXY_NOT_FOUND,
@@ -274,6 +286,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.HEALTH_CHECK_PORT_NOT_ALLOWED, R.NODE_GROUP_TRAFFIC_BLOCKED, R.MULTIPLE_CLUSTER_TAGGED_SECURITY_GROUPS),
         Needs.AWS,
         security_groups.evaluate,
+        frozenset({"aws"}),
     ),
     CheckSpec(
         Check.NETWORK,
@@ -295,6 +308,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.NACL_DENIES_HEALTH_CHECK, R.NACL_DENIES_RETURN_TRAFFIC, R.MISSING_LOCAL_ROUTE, R.BLACKHOLE_ROUTE),
         Needs.AWS,
         network.evaluate,
+        frozenset({"aws"}),
     ),
     CheckSpec(
         Check.ELB_TARGET_HEALTH,
@@ -328,6 +342,7 @@ REGISTRY: tuple[CheckSpec, ...] = (
         (R.TARGET_TIMEOUT, R.TARGET_RESPONSE_CODE_MISMATCH, R.PROBE_FAILING_ELB_HEALTHY, R.HEALTH_CHECK_DRIFT),
         Needs.AWS,
         elb_target_health.evaluate,
+        frozenset({"aws"}),
     ),
 )
 
@@ -353,5 +368,23 @@ def runs_in(check: Check, role: Role) -> bool:
 
 
 def evaluate(scope: Scope, role: Role) -> list[CheckResult]:
-    """Every check the role runs, over what the scope holds; unlinked and unordered (``causes`` does that)."""
-    return [result for entry in REGISTRY if role in entry.roles for result in entry.evaluate(scope)]
+    """Every check the role runs, over what the scope holds; unlinked and unordered (``causes`` does that).
+    Only the checks that read a part the scope has are called: the cluster role evaluates thousands of small
+    scopes (one Service, one owner) per round."""
+    present = frozenset(
+        part
+        for part, here in (
+            ("services", scope.services),
+            ("plans", scope.plans),
+            ("controller", scope.controller),
+            ("node", scope.node),
+            ("aws", scope.aws),
+        )
+        if here
+    )
+    return [result for entry in _runs(role, present) for result in entry.evaluate(scope)]
+
+
+@functools.cache
+def _runs(role: Role, present: frozenset[str]) -> tuple[CheckSpec, ...]:
+    return tuple(entry for entry in REGISTRY if role in entry.roles and entry.judges & present)

@@ -58,7 +58,14 @@ def _result(
     about: tuple[Subject, ...] = (),
 ) -> CheckResult:
     return CheckResult(
-        CHECK, status, reason, view.owner, message, remedy, target=view.ref, about=about or (view.elb_target,)
+        CHECK,
+        status,
+        reason,
+        view.owner,
+        message,
+        remedy,
+        target=view.ref,
+        about=(about or (view.elb_target,)) if subjects.linkable(status) else (),
     )
 
 
@@ -102,7 +109,7 @@ def target_results(context: AwsContext, view: TargetView) -> list[CheckResult]:
         findings.extend(_port_findings(view, landing, readable, lb, cidrs, passes))
     if findings:
         about = _about(context, view, landing)
-        return [replace(finding, about=about) for finding in findings]
+        return [replace(finding, about=about) if subjects.linkable(finding.status) else finding for finding in findings]
     allowed = "; ".join(dict.fromkeys(passes)) or "no rule needed"
     return [_result(view, Status.OK, None, f"{what}: its security groups let the load balancer in ({allowed})")]
 

@@ -26,6 +26,8 @@ def evaluate(scope: Scope) -> Iterable[CheckResult]:
 
 def verdict(snapshot: ClusterSnapshot, service: Service) -> CheckResult:
     result = _verdict(snapshot, service)
+    if not subjects.linkable(result.status):
+        return result
     return replace(result, about=(subjects.service(service.meta.namespace, service.meta.name),))
 
 

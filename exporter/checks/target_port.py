@@ -78,12 +78,7 @@ def evaluate_service(service: Service, ports: Sequence[ServicePort], pods: Seque
         return list(results.values())
     ref = ObjectRef("Service", service.meta.namespace, service.meta.name)
     summary = ", ".join(f"{p.label}→{p.target_port}" for p in ports)
-    about = (subjects.service(service.meta.namespace, service.meta.name),)
-    return [
-        CheckResult(
-            Check.TARGET_PORT, Status.OK, None, ref, f"targetPorts ({summary}) fit the pods' ports", about=about
-        )
-    ]
+    return [CheckResult(Check.TARGET_PORT, Status.OK, None, ref, f"targetPorts ({summary}) fit the pods' ports")]
 
 
 def evaluate(scope: Scope) -> Iterable[CheckResult]:

@@ -43,7 +43,6 @@ def verdict(snapshot: ClusterSnapshot, service: Service, target_types: Collectio
     """None when the policy does not matter for this Service (no instance targets, or Cluster)."""
     ref = ObjectRef("Service", service.meta.namespace, service.meta.name)
     namespace, name = service.meta.namespace, service.meta.name
-    about = (subjects.service(namespace, name),)
     if service.external_traffic_policy != "Local" or "instance" not in target_types:
         if service.external_traffic_policy == "Local":
             return CheckResult(
@@ -52,14 +51,11 @@ def verdict(snapshot: ClusterSnapshot, service: Service, target_types: Collectio
                 None,
                 ref,
                 "externalTrafficPolicy Local with ip targets: the load balancer checks pods directly",
-                about=about,
             )
         return None
     unseen = snapshot.unseen("nodes")
     if unseen:
-        return CheckResult(
-            Check.TRAFFIC_POLICY, Status.UNKNOWN, Reason.FORBIDDEN, ref, f"cannot list nodes: {unseen}", about=about
-        )
+        return CheckResult(Check.TRAFFIC_POLICY, Status.UNKNOWN, Reason.FORBIDDEN, ref, f"cannot list nodes: {unseen}")
     nodes = [node for node in snapshot.nodes.values() if _eligible(node)]
     local = {
         endpoint.node_name
@@ -76,7 +72,6 @@ def verdict(snapshot: ClusterSnapshot, service: Service, target_types: Collectio
             None,
             ref,
             f"every eligible node has a ready local endpoint{port}",
-            about=about,
         )
     shown = ", ".join(without[:5]) + (f" and {len(without) - 5} more" if len(without) > 5 else "")
     status = Status.FAIL if len(without) == len(nodes) else Status.WARN
@@ -91,5 +86,5 @@ def verdict(snapshot: ClusterSnapshot, service: Service, target_types: Collectio
         "externalTrafficPolicy: Cluster (the client IP is then lost) or ip targets "
         "(service.beta.kubernetes.io/aws-load-balancer-nlb-target-type: ip)",
         # The instance targets on these nodes fail by design: the causal rules name this as their cause.
-        about=about + tuple(subjects.service_node(namespace, name, node) for node in without),
+        about=(subjects.service(namespace, name), *(subjects.service_node(namespace, name, n) for n in without)),
     )

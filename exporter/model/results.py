@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 
 class Status(enum.StrEnum):
@@ -167,14 +166,10 @@ class TargetRef:
 Subject = tuple[str, str]
 
 
-class ResultKey(NamedTuple):
-    """A result's identity within a round: what ``caused_by`` points at."""
-
-    check: Check
-    object: ObjectRef
-    target: TargetRef | None
-    reason: Reason | None
-    node: str | None  # the vantage point, for results that depend on it (a probe, a node's kube-proxy)
+# A result's identity within a round, what ``caused_by`` points at: (check, object, target, reason, node).
+# ``node`` is the vantage point, for results that depend on it (a probe, a node's kube-proxy rules). A plain
+# tuple: reports build one per result several times over (a NamedTuple's constructor costs ten times more).
+ResultKey = tuple[Check, ObjectRef, TargetRef | None, Reason | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +187,7 @@ class CheckResult:
 
     @property
     def key(self) -> ResultKey:
-        return ResultKey(self.check, self.object, self.target, self.reason, self.node)
+        return (self.check, self.object, self.target, self.reason, self.node)
 
 
 @dataclass(frozen=True)

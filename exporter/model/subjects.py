@@ -21,7 +21,7 @@ target meet on the same ``ELB_TARGET`` id without knowing of each other.
 
 from __future__ import annotations
 
-from exporter.model.results import ObjectRef, Subject
+from exporter.model.results import ObjectRef, Status, Subject
 
 POD = "pod"
 SERVICE = "service"
@@ -35,6 +35,12 @@ MODEL = "model"
 CONTROLLER = "controller"
 
 KINDS = (POD, SERVICE, NODE, SERVICE_NODE, SERVICE_POD, TG_POD, TG_NODE, ELB_TARGET, MODEL, CONTROLLER)
+
+
+def linkable(status: Status) -> bool:
+    """Only failing and warning results take part in the causal rules: the others carry no subjects (they
+    are most of a round, and their subjects would only cost memory and bytes)."""
+    return status is Status.FAIL or status is Status.WARN
 
 
 def owner_id(owner: ObjectRef) -> str:

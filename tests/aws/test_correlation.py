@@ -74,7 +74,7 @@ async def test_elb_unhealthy_and_probe_passing_with_a_nacl_finding(world: World,
     round_ = await diagnose(world, probes=[status(probe_target(world, "web-2"), ok=True, state=LbState.HEALTHY)])
     result = one(round_, Check.ELB_TARGET_HEALTH, pod="web-2")
     assert result.caused_by is not None
-    assert result.caused_by.check is Check.NETWORK
+    assert result.caused_by[0] is Check.NETWORK
     assert "NACL" in result.message or "network ACL" in result.message
 
 
