@@ -135,6 +135,14 @@ def test_demo_shows_every_seeded_fault(demo: tuple[subprocess.Popen[str], str], 
     )
     assert results[consequence["caused_by"]] == crash  # the crash loop is named as the root cause
     assert results.index(crash) < results.index(consequence)
+    assert consequence["remedy"].startswith("caused by pod_status CrashLoopBackOff on Pod shop/checkout-2e1f0-tuvwx")
+    # Every effect the demo's node agent sees names its cause: the refused probe of legacy-api follows from the
+    # targetPort its pod does not expose.
+    refused = next(r for r in results if r["check"] == "health_probe" and r["object"]["name"] == "legacy-api")
+    port = results[refused["caused_by"]]
+    assert (port["check"], port["reason"], port["object"]["name"]) == ("target_port", "TargetPortNotExposed", "legacy-api")
+    effects = [r for r in results if r["status"] != "ok" and r["caused_by"] is not None]
+    assert {(r["check"], r["object"]["name"]) for r in effects} >= {("health_probe", "checkout"), ("health_probe", "legacy-api")}
 
     page = get(f"{base}/")
     (output_dir / "status.html").write_text(page)
@@ -156,6 +164,9 @@ def test_demo_shows_every_seeded_fault(demo: tuple[subprocess.Popen[str], str], 
                 )
             ), scenario.name
     assert re.search(r'lbdoctor_probe_transitions_total\{[^}]*service="recommendations"[^}]*\} [1-9]', metrics)
+    # The metrics' root-cause view: the crash loop is a root, the refused probe follows from it.
+    assert 'lbdoctor_check_root_cause{check="pod_status",namespace="shop",kind="Pod",name="checkout-2e1f0-tuvwx",reason="CrashLoopBackOff"} 1' in metrics
+    assert re.search(r'lbdoctor_check_caused_by\{check="health_probe",[^}]*name="legacy-api",[^}]*cause_check="target_port"', metrics)
     assert 'lbdoctor_probe_predicted_healthy{namespace="shop",service="storefront"' in metrics
 
 
@@ -231,6 +242,7 @@ def test_cluster_role_and_diagnose_show_every_object_finding(
     selector = next(r for r in results if r["reason"] == "NoPodsMatchSelector")
     endpoints = next(r for r in results if r["reason"] == "NoEndpoints")
     assert results[endpoints["caused_by"]] == selector  # no pods → no endpoints is one problem, rooted in the selector
+    assert endpoints["remedy"] == f"caused by selector NoPodsMatchSelector on Service shop/alb-instance: {selector['remedy']}"
 
     metrics = get(f"{urls['cluster']}/metrics")
     page = get(f"{urls['cluster']}/")

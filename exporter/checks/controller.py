@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
+from exporter.checks.context import Scope
+from exporter.model import subjects
 from exporter.model.objects import Deployment, KubeEvent
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
 from exporter.model.snapshot import ClusterSnapshot
+
+if TYPE_CHECKING:
+    from exporter.settings import Settings
 
 # Events the controller emits when it cannot reconcile an object (reference §1.9).
 RECONCILE_FAILURES = frozenset(
@@ -31,6 +37,14 @@ class ControllerLocation:
     name: str = "aws-load-balancer-controller"
     ingress_class: str = "alb"
     ingress_controller: str = "ingress.k8s.aws/alb"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ControllerLocation:
+        return cls(
+            namespace=settings.controller_namespace,
+            name=settings.controller_name,
+            ingress_controller=settings.ingress_controller,
+        )
 
 
 def find_deployment(snapshot: ClusterSnapshot, where: ControllerLocation) -> Deployment | None:
@@ -57,7 +71,22 @@ def denial(line: str) -> str | None:
     return "an AWS call (the log line does not name the action)"
 
 
-def evaluate(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int) -> list[CheckResult]:
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    """The controller's reconcile failures on the owners in scope, and its own health when it is in scope."""
+    snapshot = scope.snapshot
+    for plan in scope.plans:
+        owner = plan.owner
+        events = [
+            event
+            for event in snapshot.events.in_namespace(owner.namespace).values()
+            if event.object_kind == owner.kind and event.object_name == owner.name
+        ]
+        yield from event_results(events, owner)
+    if scope.controller is not None:
+        yield from health(snapshot, scope.controller.where, scope.controller.lb_objects)
+
+
+def health(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int) -> list[CheckResult]:
     """The controller's own health; ``lb_objects`` is how many load-balanced objects depend on it."""
     results = [_deployment_result(snapshot, where, lb_objects)]
     crd = _crd_result(snapshot, where)
@@ -67,7 +96,11 @@ def evaluate(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: i
     class_result = _ingress_class_result(snapshot, where)
     if class_result is not None:
         results.append(class_result)
-    return results
+    # Whatever the controller fails to do shows on the objects it reconciles: the causal rules join on this.
+    return [replace(result, about=_ABOUT) if subjects.linkable(result.status) else result for result in results]
+
+
+_ABOUT = (subjects.controller(),)
 
 
 def _deployment_result(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int) -> CheckResult:
@@ -220,6 +253,7 @@ def event_results(events: Iterable[KubeEvent], owner: ObjectRef) -> list[CheckRe
     results = []
     for event in latest.values():
         denied = denial(event.message)
+        about = (subjects.controller(), subjects.model(owner)) if event.reason == "FailedBuildModel" else _ABOUT
         results.append(
             CheckResult(
                 Check.CONTROLLER,
@@ -230,6 +264,7 @@ def event_results(events: Iterable[KubeEvent], owner: ObjectRef) -> list[CheckRe
                 f"({event.count}×): {event.message[:400]}",
                 "fix what the message names; kubectl describe "
                 f"{owner.kind.lower()} -n {owner.namespace} {owner.name} shows the latest attempts",
+                about=about,
             )
         )
     return results

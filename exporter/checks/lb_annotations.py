@@ -7,21 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from exporter.checks.context import NodeContext
+from exporter.checks.context import Scope
 from exporter.lb.healthcheck import Problem
-from exporter.lb.plan import LbPlan, OwnerPlan
+from exporter.lb.plan import OwnerPlan
+from exporter.model import subjects
 from exporter.model.results import Check, CheckResult, ObjectRef, Status
 
 
-def evaluate(context: NodeContext) -> Iterable[CheckResult]:
-    return annotation_results(context.plan, context.local_owners)
+def evaluate_ingress(scope: Scope) -> Iterable[CheckResult]:
+    for plan in scope.plans:
+        if plan.owner.kind == "Ingress":
+            yield from plan_results(plan)
 
 
-def annotation_results(plan: LbPlan, scope: frozenset[ObjectRef] | None = None) -> Iterable[CheckResult]:
-    for check in (Check.INGRESS_ANNOTATIONS, Check.SERVICE_ANNOTATIONS):
-        for owner, problems in plan.owners(check).items():
-            if scope is None or owner in scope:
-                yield from owner_results(check, owner, problems)
+def evaluate_service(scope: Scope) -> Iterable[CheckResult]:
+    for plan in scope.plans:
+        if plan.owner.kind == "Service":
+            yield from plan_results(plan)
 
 
 def check_for(owner: ObjectRef) -> Check | None:
@@ -42,6 +44,7 @@ def plan_results(plan: OwnerPlan) -> list[CheckResult]:
 
 
 def owner_results(check: Check, owner: ObjectRef, problems: Sequence[Problem]) -> Iterable[CheckResult]:
+    about = (subjects.model(owner),)
     if not problems:
         family = "alb.ingress.kubernetes.io" if check is Check.INGRESS_ANNOTATIONS else "NLB"
         yield CheckResult(
@@ -52,4 +55,5 @@ def owner_results(check: Check, owner: ObjectRef, problems: Sequence[Problem]) -
             f"the {family} health-check annotations of {owner.kind} {owner.namespace}/{owner.name} are valid",
         )
     for problem in problems:
-        yield CheckResult(check, problem.status, problem.reason, owner, problem.message, problem.remedy)
+        linked = about if subjects.linkable(problem.status) else ()
+        yield CheckResult(check, problem.status, problem.reason, owner, problem.message, problem.remedy, about=linked)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from exporter.lb import annotations as ann
 from exporter.lb.successcodes import SuccessCodes, SuccessCodesError, parse_success_codes
 from exporter.model.objects import Ingress, Service
 from exporter.model.results import Check, Reason, Status
+
+if TYPE_CHECKING:
+    from exporter.settings import Settings
 
 HTTP, HTTPS, TCP = "HTTP", "HTTPS", "TCP"
 IP, INSTANCE = "ip", "instance"
@@ -62,6 +66,15 @@ class ControllerConfig:
     default_target_type: str = INSTANCE  # --default-target-type
     load_balancer_class: str = "service.k8s.aws/nlb"  # --load-balancer-class
     ingress_controller: str = "ingress.k8s.aws/alb"  # IngressClass spec.controller
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ControllerConfig:
+        """The one place the daemon's and ``diagnose``'s settings become the controller's configuration."""
+        return cls(
+            default_target_type=settings.default_target_type,
+            load_balancer_class=settings.load_balancer_class,
+            ingress_controller=settings.ingress_controller,
+        )
 
 
 @dataclass

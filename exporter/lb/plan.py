@@ -51,20 +51,6 @@ class LbPlan:
     # Problems not tied to one backend (a missing backend Service, say), keyed by owner.
     problems: tuple[tuple[ObjectRef, Problem], ...] = ()
 
-    def owners(self, check: Check) -> dict[ObjectRef, list[Problem]]:
-        """Every object the check looks at, with its problems (an empty list means it is fine)."""
-        owners: dict[ObjectRef, list[Problem]] = {}
-        for backend in self.backends:
-            if (backend.lb == NLB) != (check is Check.SERVICE_ANNOTATIONS) or backend.lb == TGB:
-                continue
-            found = owners.setdefault(backend.owner, [])
-            if backend.resolution is not None:
-                found.extend(p for p in backend.resolution.problems if p not in found)
-        for owner, problem in self.problems:
-            if problem.check is check:
-                owners.setdefault(owner, []).append(problem)
-        return owners
-
 
 def is_nlb_service(service: Service, controller: ControllerConfig) -> bool:
     """The controller's Service scope (reference §1.1)."""
@@ -170,6 +156,18 @@ def combine(plans: Iterable[OwnerPlan]) -> LbPlan:
         tuple(backend for plan in plans for backend in plan.backends),
         tuple((plan.owner, problem) for plan in plans for problem in plan.problems),
     )
+
+
+def owner_plans(plan: LbPlan) -> tuple[OwnerPlan, ...]:
+    """The inverse of ``combine``: the plan split back by owner."""
+    backends: dict[ObjectRef, list[Backend]] = {}
+    problems: dict[ObjectRef, list[Problem]] = {}
+    for backend in plan.backends:
+        backends.setdefault(backend.owner, []).append(backend)
+    for owner, problem in plan.problems:
+        backends.setdefault(owner, [])
+        problems.setdefault(owner, []).append(problem)
+    return tuple(OwnerPlan(owner, tuple(found), tuple(problems.get(owner, ()))) for owner, found in backends.items())
 
 
 def build_plan(snapshot: ClusterSnapshot, controller: ControllerConfig) -> LbPlan:
