@@ -136,12 +136,19 @@ class Release:
         self.pods.clear()
 
 
-def install(cluster: RealCluster, name: str, namespace: str, workdir: Path, sets: tuple[str, ...] = ()) -> Release:
+def install(
+    cluster: RealCluster,
+    name: str,
+    namespace: str,
+    workdir: Path,
+    sets: tuple[str, ...] = (),
+    values: tuple[Path, ...] = (),
+) -> Release:
     """Render the chart with the real helm and create what it renders (namespace first), as ``helm
     install`` does; no controller acts on the Deployment and DaemonSet, the tests start their pods."""
     from tests.ship.test_helm import render
 
-    docs = render(release=name, namespace=namespace, sets=sets)
+    docs = render(*values, release=name, namespace=namespace, sets=sets)
     cluster.admin.namespace(namespace)
     order = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service"]
     for doc in sorted(docs, key=lambda d: order.index(d["kind"]) if d["kind"] in order else len(order)):

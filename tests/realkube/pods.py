@@ -149,6 +149,12 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _unverified() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
 def _setpriv(who: Security) -> list[str]:
     """The runtime's credentials for a container process: user, groups, exactly the added capabilities."""
     return [
@@ -205,6 +211,7 @@ class Pod:
     admin: ApiAdmin = field(repr=False)
     containers: list[Container] = field(default_factory=list)
     started: str = field(default_factory=_now)
+    auth: tuple[str, str] | None = None  # basic auth for get(), when the web config asks for it
 
     @property
     def main(self) -> Container:
@@ -224,13 +231,27 @@ class Pod:
         return int(self.main.spec["ports"][0]["containerPort"])
 
     @property
-    def base(self) -> str:
-        return f"http://{self.ip}:{self.port}"
+    def scheme(self) -> str:
+        """https when the chart's probes say the web config serves TLS."""
+        http = (self.main.spec.get("readinessProbe") or {}).get("httpGet") or {}
+        return str(http.get("scheme", "HTTP")).lower()
 
-    def get(self, path: str, timeout: float = 5.0, host: str | None = None) -> tuple[int, str]:
-        base = self.base if host is None else f"http://{host}:{self.port}"
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.ip}:{self.port}"
+
+    def get(
+        self, path: str, timeout: float = 5.0, host: str | None = None, auth: tuple[str, str] | None = None
+    ) -> tuple[int, str]:
+        """GET on the main container's port (the pod IP, or ``host``), with basic auth when ``auth`` or
+        ``self.auth`` is set; the certificate is not verified (the roles' own reads verify it)."""
+        base = self.base if host is None else f"{self.scheme}://{host}:{self.port}"
+        request = urllib.request.Request(base + path)
+        user = auth or self.auth
+        if user is not None:
+            request.add_header("Authorization", "Basic " + base64.b64encode(":".join(user).encode()).decode())
         try:
-            with urllib.request.urlopen(base + path, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=_unverified()) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
@@ -257,10 +278,7 @@ class Pod:
             http = spec["httpGet"]
             port = self._port(container, http["port"])
             scheme = str(http.get("scheme", "HTTP")).lower()
-            context = None
-            if scheme == "https":  # the kubelet does not verify the certificate
-                context = ssl.create_default_context()
-                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            context = _unverified() if scheme == "https" else None  # the kubelet does not verify it
             url = f"{scheme}://{self.ip}:{port}{http.get('path', '/')}"
             try:
                 with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
@@ -457,25 +475,39 @@ def _volumes(cluster: ClusterAccess, template: PodTemplate, directory: Path, fs_
                 os.chown(path, -1, fs_group)
                 path.chmod(0o2777)
         elif "secret" in volume:
-            source = volume["secret"]
-            secret = cluster.admin.get(f"/api/v1/namespaces/{template.namespace}/secrets/{source['secretName']}")
-            data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-            default_mode = int(source.get("defaultMode", 0o644))
-            items = source.get("items") or [{"key": key, "path": key} for key in sorted(data)]
-            path.chmod(0o755)
-            for item in items:
-                target = path / item["path"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data[item["key"]])
-                mode = int(item.get("mode", default_mode))
-                if fs_group is not None:  # SetVolumeOwnership: the group, and its read bit on a read-only volume
-                    os.chown(target, -1, fs_group)
-                    mode |= 0o440
-                target.chmod(mode)
+            _secret_volume(cluster, template.namespace, volume["secret"], path, fs_group)
         else:
             raise AssertionError(f"volume {volume['name']}: only emptyDir and secret volumes are modelled")
         made[volume["name"]] = path
     return made
+
+
+def _secret_volume(
+    cluster: ClusterAccess, namespace: str, source: Mapping[str, Any], path: Path, fs_group: int | None
+) -> None:
+    """The Secret's keys as the kubelet's AtomicWriter lays them out: the files in a timestamped directory,
+    ``..data`` pointing at it, and each name a symlink through ``..data`` (how an update swaps them all at
+    once). ``defaultMode`` 0644 (or the item's mode); with fsGroup, the group and its read bit."""
+    secret = cluster.admin.get(f"/api/v1/namespaces/{namespace}/secrets/{source['secretName']}")
+    data = {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
+    default_mode = int(source.get("defaultMode", 0o644))
+    items = source.get("items") or [{"key": key, "path": key} for key in sorted(data)]
+    path.chmod(0o1777 if fs_group is None else 0o3777)  # the volume's tmpfs root, as the kubelet mounts it
+    stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.000000001", time.gmtime())
+    payload = path / stamp
+    payload.mkdir(mode=0o755)
+    for item in items:
+        target = payload / item["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data[item["key"]])
+        mode = int(item.get("mode", default_mode))
+        if fs_group is not None:  # SetVolumeOwnership: the group, and its read bit on a read-only volume
+            os.chown(target, -1, fs_group)
+            mode |= 0o440
+        target.chmod(mode)
+    (path / "..data").symlink_to(stamp)
+    for top in sorted({Path(item["path"]).parts[0] for item in items}):
+        (path / top).symlink_to(Path("..data") / top)
 
 
 def start_pod(

@@ -12,24 +12,29 @@ refused.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
 
 from exporter.dataplane.dump import DUMP, REQUEST, decode
 from tests.conftest import next_ip
+from tests.pki import make_pki
 from tests.realkube.apps import App, deploy
 from tests.realkube.cluster import RealCluster
 from tests.realkube.conftest import Release, install, wait_for
 from tests.realkube.pods import SA_MOUNT, Node, Pod, register_node
+from tests.ship.test_helm import CHART
 
 
 @pytest.fixture(scope="module", name="app")
@@ -283,3 +288,54 @@ def test_a_node_agent_sent_to_the_standby_gets_the_leaders_targetgroups(
     time.sleep(6)  # a second read as well
     assert agent.metric("lbdoctor_errors_total", component="agents") == 0, agent.get("/metrics")[1]
     assert standby.metric("lbdoctor_errors_total") == 0
+
+
+def test_the_hardened_web_face_as_the_chart_mounts_it(real: RealCluster, workdir: Path, tmp_path: Path) -> None:
+    """The chart with helm/lbdoctor/ci/hardened-web-values.yaml: the web config, the certificates and the
+    peer password come from Secrets, as volumes the kubelet writes (read-only, mount points the image
+    lacks). Both roles serve TLS with basic auth; the kubelet's https probes pass without credentials;
+    each role reads the other's API over TLS, verified against the Secret's CA by the certificate's name,
+    as the peer user with the password from its Secret."""
+    pki = make_pki(tmp_path / "pki")
+    cert, key = pki.issue("lbdoctor", "DNS:lbdoctor.lbdoctor.svc")  # web.peer.serverName
+    password = secrets.token_urlsafe(18)
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+    release = install(
+        real,
+        "secure",
+        "secure",
+        workdir,
+        values=(CHART / "ci" / "hardened-web-values.yaml",),
+        sets=("prometheus.serviceMonitor.enabled=false", f"web.config.basic_auth_users.lbdoctor={hashed}"),
+    )
+    for name, data in (
+        ("lbdoctor-tls", {"tls.crt": cert.read_bytes(), "tls.key": key.read_bytes(), "ca.crt": pki.ca.read_bytes()}),
+        ("lbdoctor-peer", {"password": password.encode()}),
+    ):
+        encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
+        real.admin.apply(
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "secure"}, "data": encoded}
+        )
+    try:
+        cluster_role = release.start("Deployment")
+        cluster_role.wait_ready(timeout=90)  # httpGet https /readyz, no credentials
+        agent = release.start("DaemonSet")
+        agent.wait_ready(timeout=90)
+        for pod in (cluster_role, agent):
+            pod.auth = ("lbdoctor", password)
+            started = next(json.loads(line) for line in pod.log().splitlines() if '"lbdoctor started"' in line)
+            assert started["tls"] is True and started["basic_auth"] is True, started
+            mounts = mounts_of(pod.main.pid)
+            assert all(mounts[f"/etc/lbdoctor/{name}"].startswith("ro") for name in ("web", "tls", "peer"))
+        wait_for(
+            lambda: "read the target-group settings the cluster role publishes" in agent.log(),
+            "the agent's read of the cluster role's API over TLS with basic auth",
+            timeout=60,
+        )
+        for pod in (cluster_role, agent):
+            assert_started_as_specified(release, pod)  # no error counted: the peer reads succeeded
+            assert pod.get("/metrics", auth=("lbdoctor", "wrong"))[0] == 401
+            assert pod.get("/readyz", auth=("lbdoctor", "wrong"))[0] == 200  # the kubelet's probes need none
+        assert not Path("/etc/lbdoctor").exists()  # the mount points were made in an overlay, not on the host
+    finally:
+        release.stop_all()
