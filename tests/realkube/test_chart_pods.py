@@ -306,6 +306,7 @@ def test_the_hardened_web_face_as_the_chart_mounts_it(real: RealCluster, workdir
         "secure",
         workdir,
         values=(CHART / "ci" / "hardened-web-values.yaml",),
+        # No ServiceMonitor CRD here; the peer user's hash for this test's password (the file's is an example).
         sets=("prometheus.serviceMonitor.enabled=false", f"web.config.basic_auth_users.lbdoctor={hashed}"),
     )
     for name, data in (
