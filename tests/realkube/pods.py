@@ -607,6 +607,9 @@ def start_pod(
             mapped = listen_mapping(raw, host_network=host_network, pod_ip=ip, localhost=pod_localhost, port=port)
             # A form kept (the node's address) is served as the kubelet expanded it, brackets and all.
             kept = variables["LBDOCTOR_LISTEN"].split(",")
+            for number, (form, host, port_) in enumerate(mapped):
+                if form.startswith("[$(HOST_IP)]"):
+                    assert kept[number] == f"[{host}]:{port_}", (kept, mapped)  # as the kubelet expanded it
             variables["LBDOCTOR_LISTEN"] = ",".join(
                 kept[number] if form.startswith("[$(HOST_IP)]") else f"{host}:{port_}"
                 for number, (form, host, port_) in enumerate(mapped)

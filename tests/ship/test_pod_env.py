@@ -12,6 +12,7 @@ as do the exec probes' commands. tests/realkube starts the same containers for r
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -110,3 +111,26 @@ def test_every_container_accepts_the_environment_the_kubelet_builds(release: str
         f"{node}, container kube-proxy-rules, readinessProbe": sidecar,
         f"{cluster}, container lbdoctor": "lbdoctor: settings are valid (role cluster, listen 0.0.0.0:9850)",
     }
+
+
+def test_the_pod_harness_maps_only_the_listen_forms_it_knows() -> None:
+    """tests/realkube/pods.py serves the chart's listen addresses on per-node loopback addresses; a form it
+    does not know, or a host-network pod on every interface, fails instead of being mapped away."""
+    from tests.realkube.pods import listen_mapping
+
+    node = {"host_network": True, "pod_ip": "127.100.0.5", "localhost": "127.100.0.6", "port": 9850}
+    assert listen_mapping("[$(HOST_IP)]:9850,127.0.0.1:9850", **node) == [
+        ("[$(HOST_IP)]:9850", "127.100.0.5", 9850),
+        ("127.0.0.1:9850", "127.100.0.6", 9850),
+    ]
+    pod = {**node, "host_network": False}
+    assert listen_mapping("0.0.0.0:9850", **pod) == [("0.0.0.0:9850", "127.100.0.5", 9850)]
+    for raw, settings, why in (
+        ("0.0.0.0:9850", node, "every interface of the node"),
+        ("[$(HOST_IP)]:9851,127.0.0.1:9851", node, "port 9850 expected"),
+        ("[$(POD_IP)]:9850", node, "not modelled"),
+        ("[$(HOST_IP)]:9850", pod, "not modelled"),
+        ("10.0.0.1:9850", pod, "not modelled"),
+    ):
+        with pytest.raises(AssertionError, match=re.escape(why)):
+            listen_mapping(raw, **settings)  # type: ignore[arg-type]
