@@ -658,6 +658,13 @@ def _mount_script(
     quote = shlex.quote
     script = _reachable_script([ROOT, Path(sys.base_prefix)], own / "staging")
     mounts = list(spec.get("volumeMounts") or [])
+    for mount in mounts:  # the "image" is this checkout and its Python: a volume over them would hide them
+        for needed in (ROOT, Path(sys.base_prefix)):
+            if needed.is_relative_to(mount["mountPath"]):
+                raise AssertionError(
+                    f"{needed} is under {mount['mountPath']}, which volume {mount['name']} of {spec['name']} covers "
+                    "in the container: run the tests from a checkout elsewhere"
+                )
     # Mount points the image lacks, outside /run (an empty tmpfs below): the runtime makes them in the
     # container's own root filesystem; here, in an overlay of their nearest existing parent.
     overlays: list[Path] = []
