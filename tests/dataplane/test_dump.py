@@ -119,3 +119,23 @@ def test_a_bad_sidecar_flag_is_one_line_and_exit_2(tmp_path: Path, flags: tuple[
     done = _dump_rules("--dir", str(tmp_path), *flags, "--check-config")
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("lbdoctor: ") and named in done.stderr
+
+
+async def test_the_agent_waits_for_the_sidecars_first_dump_before_calling_it_missing(tmp_path: Path) -> None:
+    """The agent and its sidecar start together: a first read before the first dump waits for it."""
+    import asyncio
+    import time
+
+    reader = DumpReader(str(tmp_path), "auto", timeout=5, first_dump_wait=10)
+    reading = asyncio.ensure_future(reader.read((IPV4,)))
+    await asyncio.sleep(1.2)
+    assert not reading.done()  # waiting, not reporting the dump missing
+    (tmp_path / DUMP).write_bytes(encode(RawRules("iptables", iptables={IPV4: b"*nat"}), time.time(), 10))
+    first = await asyncio.wait_for(reading, 5)
+    assert first.failure is None and first.mode == "iptables"
+    (tmp_path / DUMP).unlink()  # after the first dump, a missing one is reported at once
+    again = await asyncio.wait_for(reader.read((IPV4,)), 2)
+    assert again.failure is not None and again.failure.kind == "no_dump"
+    late = DumpReader(str(tmp_path), "auto", timeout=5, first_dump_wait=0.6)
+    gone = await asyncio.wait_for(late.read((IPV4,)), 5)  # the wait is bounded: then it is a finding
+    assert gone.failure is not None and gone.failure.kind == "no_dump"
