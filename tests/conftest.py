@@ -16,6 +16,18 @@ from exporter.kube.client import KubeClient
 _addresses = itertools.count(1)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The tests start lbdoctor as a subprocess with this environment: a variable named like a setting
+    that is none (a tool's own ``LBDOCTOR_*`` variable, a typo) would make every such start exit 2 and
+    the failures look unrelated. Stop the run at once with lbdoctor's own one-line answer."""
+    from exporter.settings import SettingsError, _from_env
+
+    try:
+        _from_env(os.environ)
+    except SettingsError as error:
+        pytest.exit(f"the test environment would stop lbdoctor at start-up: {error}", returncode=4)
+
+
 def next_ip() -> str:
     """A loopback address no other test in this run uses (each is its own "pod IP")."""
     n = next(_addresses) + 256 * (os.getpid() % 200)
