@@ -30,8 +30,13 @@ def progress(output: str) -> Iterator[Callable[[str], None]]:
 
 
 def table(
-    results: Sequence[CheckResult], snapshot: ClusterSnapshot, show_ok: bool, not_run: Mapping[Check, str]
+    results: Sequence[CheckResult],
+    snapshot: ClusterSnapshot,
+    show_ok: bool,
+    not_run: Mapping[Check, str],
+    probes: str | None = None,
 ) -> None:
+    """``probes``: where the node agents' probes came from and how old they are (or why they are missing)."""
     console = Console() if sys.stdout.isatty() else Console(width=120)
     counts: dict[str, dict[Status, int]] = {}
     for result in results:
@@ -57,6 +62,8 @@ def table(
             why = not_run.get(check, "nothing to check")
             runbook.add_row(entry.title, check.value, Text("not run", "dim"), Text(why, "dim"))
     console.print(runbook)
+    if probes:
+        console.print(Text(probes, "dim" if probes.startswith("Probes: from") else "yellow"))
 
     shown = [r for r in results if show_ok or r.status is not Status.OK]
     index = {result.key: position + 1 for position, result in enumerate(shown)}
