@@ -127,9 +127,7 @@ def _state_verdict(status: TargetStatus) -> CheckResult:
         else:
             # Bounded at the threshold: the message stays the same while the target keeps failing, so a node
             # agent's answer to the cluster role does not change with every probe (docs/performance.md).
-            streak = (
-                f"{health.fail_streak}" if health.fail_streak < limits.unhealthy else f"{limits.unhealthy} or more"
-            )
+            streak = f"{health.fail_streak}" if health.fail_streak < limits.unhealthy else f"{limits.unhealthy} or more"
             message = (
                 f"{what}: {outcome.detail}; failed {streak} checks in a row, so the "
                 f"{target.lb.upper()} marks the target unhealthy (threshold {limits.unhealthy})"
