@@ -257,8 +257,12 @@ class ProbeFeed:
                 known.gone_at = None
                 if known.agent != wanted[base]:  # the same address, another pod or node: start afresh
                     del self._known[base]
-            elif known.read_clock is None or (known.gone_at is not None and now - known.gone_at > self._keep_for):
-                del self._known[base]
+            elif (
+                known.read_clock is None
+                or now - known.read_clock > self._keep_for
+                or (known.gone_at is not None and now - known.gone_at > self._keep_for)
+            ):
+                del self._known[base]  # nothing of it left to show
             elif known.gone_at is None:
                 known.gone_at = now
         for base, agent in wanted.items():
