@@ -41,9 +41,9 @@ SCHEMA = "lbdoctor.diagnosis/v1"
 EXIT_OK, EXIT_FAILING, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 # What a laptop lacks for some steps, and where to get it (the registry says which step needs what).
-NEEDS = {
-    Needs.NODE_AGENT: "needs the node agent on each node (pod IPs are rarely reachable from a laptop)",
-    Needs.NODE_DUMP: "needs the node agent, or --node NAME --iptables-save-file FILE",
+NEEDS = {  # with --no-cluster-role
+    Needs.NODE_AGENT: "not read (--no-cluster-role): lbdoctor's node agents probe where pod IPs are reachable",
+    Needs.NODE_DUMP: "not read (--no-cluster-role); or --node NAME --iptables-save-file FILE",
 }
 
 
