@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from exporter.checks.registry import REGISTRY, Needs, Role
 from exporter.demo import aws as demo_aws
 from exporter.demo import kube_proxy as demo_kube_proxy
 from exporter.demo.cluster import NODE, SCENARIOS
@@ -24,8 +25,9 @@ from tests.conftest import require_tool
 
 pytestmark = pytest.mark.slow
 
-AWS_CHECKS = ("elb_target_health", "security_groups", "network")
-NODE_CHECKS = ("health_probe", "kube_proxy")  # the node agents' findings, which the cluster role gathers too
+AWS_CHECKS = tuple(spec.check.value for spec in REGISTRY if spec.needs is Needs.AWS)
+# The node agents' checks: the cluster role shows their failures too (the one pane), which are not its own.
+NODE_CHECKS = tuple(spec.check.value for spec in REGISTRY if spec.roles == frozenset({Role.NODE}))
 # The probe failures of the demo's node agent: what the one pane (the cluster role, diagnose) must show.
 PROBE_FAILURES = {("catalog", "ResponseCodeMismatch"), ("search", "Timeout"), ("orders", "ConnectionRefused")}
 # The demo's AWS side runs when moto is installed (the test extra has it); its kube-proxy side as root.
@@ -216,7 +218,7 @@ def cluster_missing(document: dict[str, Any]) -> list[str]:
     results = document["results"]
     missing = []
     for scenario in SCENARIOS:
-        mine = [r for r in _mine(results, scenario.name) if r["check"] not in AWS_CHECKS + NODE_CHECKS]
+        mine = [r for r in _mine(results, scenario.name) if r["check"] not in (*AWS_CHECKS, *NODE_CHECKS)]
         if scenario.cluster_check is None:
             bad = [f"{r['check']}:{r['reason']}" for r in mine if r["status"] == "fail"]
             if bad:
@@ -276,7 +278,8 @@ def test_cluster_role_and_diagnose_show_every_object_finding(
             (r["check"], r["reason"], r["object"]["name"])
             for r in found
             if r["status"] != "ok"
-            and not (r["check"] in AWS_CHECKS + NODE_CHECKS and r["object"]["name"] == "recommendations")
+            # diagnose reads the node agents' findings from the cluster role: the same story, probes included
+            and not (r["check"] in (*AWS_CHECKS, *NODE_CHECKS) and r["object"]["name"] == "recommendations")
         }
 
     assert story(results) == story(report["results"])  # the cluster role and diagnose tell the same story
