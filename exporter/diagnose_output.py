@@ -72,8 +72,13 @@ def table(
         console.print(Text("What was found, root causes first", style="italic"))
     for position, result in enumerate(shown, start=1):
         where = f"{result.object.kind} {result.object.namespace}/{result.object.name}".replace(" /", " ")
+        about = []
         if result.target and result.target.pod and result.object.kind != "Pod":
-            where += f" (pod {result.target.pod})"
+            about.append(f"pod {result.target.pod}")
+        if result.node and result.object.kind != "Node":
+            about.append(f"node {result.node}")  # where it was seen from: the probing node, the node's rules
+        if about:
+            where += f" ({', '.join(about)})"
         cause = index.get(result.caused_by) if result.caused_by is not None else None
         indent = "      " if cause else "  "
         head = Text(f"{indent}{position:>2}  ")

@@ -221,12 +221,15 @@ def summary_line(report: ProbeReport) -> str:
         return f"Probes: not shown. {report.error}"
     counts = {state: sum(1 for a in report.agents if a.state is state) for state in AgentState}
     agents = ", ".join(f"{n} {state.value}" for state, n in counts.items() if n)
-    age = report.age()
+    # How old the probes are is the node agents' answers' age, by the cluster role's clock (its own answer is
+    # made when asked: its age by this machine's clock would only be the clocks' difference).
     line = (
-        f"Probes: from lbdoctor's cluster role {', '.join(report.services)} through the API server"
-        f"{f', answer {age:.0f} s old' if age is not None else ''}: {len(report.targets):,} targets seen by "
-        f"{len(report.agents)} node agent(s) ({agents or 'none'})."
+        f"Probes: from lbdoctor's cluster role {', '.join(report.services)} through the API server: "
+        f"{len(report.targets):,} targets seen by "
+        f"{len(report.agents)} node agent(s) ({agents or 'none'})"
     )
+    ages = [age for a in report.agents if a.state is AgentState.OK and (age := a.age(report.read_at)) is not None]
+    line += f", their answers at most {max(ages):.0f} s old." if ages else "."
     not_ok = [a for a in report.agents if a.state is not AgentState.OK]
     if not_ok:
         line += " Not answering: " + ", ".join(

@@ -351,7 +351,13 @@ def test_the_cluster_role_is_the_one_pane(
     assert 0 <= report["probes"]["agents"][0]["age_seconds"] < 30
     table = subprocess.run(command[:-2], capture_output=True, text=True, timeout=180, env={**os.environ, **env})
     flat = " ".join(table.stdout.split())
-    assert "Probes: from lbdoctor's cluster role lbdoctor/lbdoctor-cluster through the API server" in flat
+    assert re.search(
+        r"Probes: from lbdoctor's cluster role lbdoctor/lbdoctor-cluster through the API server: \d+ targets seen by "
+        r"1 node agent\(s\) \(1 ok\), their answers at most \d+ s old\.",
+        flat,
+    ), flat[:3000]
+    for name, reason in PROBE_FAILURES:  # each failure says which node's agent saw it
+        assert re.search(rf"health_probe · {reason} · \w+ shop/{name} \(pod {name}-\S+, node {re.escape(NODE)}\)", flat), name
     assert re.search(r"Health check tested by hand \(curl / nc\) │ health_probe │ fail │ \d+ fail", flat), flat[:3000]
 
 

@@ -334,11 +334,21 @@ async def test_golden_with_the_node_agents_probes(
     try:
         options = diagnose.Options(namespace="shop", output="json", kubeconfig=str(api.write_kubeconfig(tmp_path / "k")))
         code = await diagnose.run(options)
+        report = json.loads(capsys.readouterr().out)
+        options.output = "table"
+        await diagnose.run(options)
+        table = " ".join(capsys.readouterr().out.split())
     finally:
         await runner.cleanup()
-    assert asked == ["namespace=shop"]  # only what -n asks for crosses the proxy
+    assert asked == ["namespace=shop", "namespace=shop"]  # only what -n asks for crosses the proxy
+    # The table says where the probes came from and how old they are, and which node saw each failure.
+    assert (
+        "Probes: from lbdoctor's cluster role lbdoctor/lbdoctor-cluster through the API server: "
+        f"{len(document['targets'])} targets seen by 2 node agent(s) (1 ok, 1 stale), their answers at most 3 s old. "
+        f"Not answering: {cluster.OTHER_NODES[0]} (stale, last answer 45 s old)."
+    ) in table
+    assert f"health_probe · ResponseCodeMismatch · Ingress shop/catalog (pod catalog-6f5d4-uvwxy, node {cluster.NODE})" in table
     assert any("/services/http:lbdoctor-cluster:http-metrics/proxy/api/v1/probes" in path for _, path in api.requests)
-    report = json.loads(capsys.readouterr().out)
     report["generated_at"] = "<generated_at>"
     assert report["probes"]["age_seconds"] is not None
     report["probes"]["age_seconds"] = "<age>"
