@@ -74,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     diagnose.add_argument("--region", help="AWS Region (default: from the context, else $AWS_REGION)")
     diagnose.add_argument("--no-aws", action="store_true", help="skip the AWS steps")
+    diagnose.add_argument(
+        "--cluster-role",
+        metavar="NAMESPACE/NAME",
+        help="lbdoctor's cluster role Service, read through the API server for the node agents' probes "
+        "(default: found by the chart's labels in any namespace)",
+    )
+    diagnose.add_argument(
+        "--no-cluster-role",
+        action="store_true",
+        help="do not read the node agents' probes from lbdoctor's cluster role",
+    )
     diagnose.add_argument("--node", metavar="NAME", help="the node a saved rules dump comes from (with -A)")
     diagnose.add_argument("--iptables-save-file", metavar="FILE", help="that node's `iptables-save` output")
     diagnose.add_argument("--nft-json-file", metavar="FILE", help="that node's `nft -j list ruleset` output")
@@ -128,6 +139,10 @@ def _diagnose(args: argparse.Namespace) -> int:
     if args.all_namespaces and args.namespace:
         print("lbdoctor: use either -n/--namespace or -A/--all-namespaces", file=sys.stderr)
         return 2
+    role = args.cluster_role
+    if role is not None and (role.count("/") != 1 or "" in role.split("/")):
+        print("lbdoctor: --cluster-role takes NAMESPACE/NAME (the cluster role's Service)", file=sys.stderr)
+        return 2
     if args.target and args.all_namespaces:
         print("lbdoctor: a service/NAME or ingress/NAME lives in one namespace: use -n, not -A", file=sys.stderr)
         return 2
@@ -151,6 +166,8 @@ def _diagnose(args: argparse.Namespace) -> int:
         aws=not args.no_aws,
         iptables_save_file=args.iptables_save_file,
         nft_json_file=args.nft_json_file,
+        cluster_role=args.cluster_role,
+        probes=not args.no_cluster_role,
     )
     try:
         return asyncio.run(diagnose.run(options))

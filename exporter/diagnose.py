@@ -17,9 +17,9 @@ from typing import Any
 
 import aiohttp
 
-from exporter import diagnose_output
+from exporter import diagnose_output, diagnose_probes
 from exporter.aws.ids import eks_cluster_of
-from exporter.checks.causes import link, order
+from exporter.checks.causes import link_round, order
 from exporter.checks.cluster import cluster_results, pods_of
 from exporter.checks.controller import ControllerLocation, find_deployment
 from exporter.checks.registry import REGISTRY, Needs
@@ -41,20 +41,25 @@ SCHEMA = "lbdoctor.diagnosis/v1"
 EXIT_OK, EXIT_FAILING, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 # What a laptop lacks for some steps, and where to get it (the registry says which step needs what).
-NEEDS = {
-    Needs.NODE_AGENT: "needs the node agent on each node (pod IPs are rarely reachable from a laptop)",
-    Needs.NODE_DUMP: "needs the node agent, or --node NAME --iptables-save-file FILE",
+NEEDS = {  # with --no-cluster-role
+    Needs.NODE_AGENT: "not read (--no-cluster-role): lbdoctor's node agents probe where pod IPs are reachable",
+    Needs.NODE_DUMP: "not read (--no-cluster-role); or --node NAME --iptables-save-file FILE",
 }
 
 
-def not_run(*, node_dump: bool, aws_not_run: str | None) -> dict[Check, str]:
-    """The steps diagnose did not run, each with what it needs: the "not run" lines of its table."""
+def not_run(
+    *, node_dump: bool, aws_not_run: str | None, probes: diagnose_probes.ProbeReport | None = None
+) -> dict[Check, str]:
+    """The steps diagnose did not run (or that brought nothing back), each with what it needs: the "not run"
+    lines of its table. ``probes``: what reading the node agents' probes from lbdoctor's cluster role found."""
     found: dict[Check, str] = {}
     for entry in REGISTRY:
         if entry.needs is Needs.AWS and aws_not_run:
             found[entry.check] = aws_not_run
         elif (entry.needs is Needs.NODE_DUMP and not node_dump) or entry.needs is Needs.NODE_AGENT:
-            found[entry.check] = NEEDS[entry.needs]
+            found[entry.check] = (
+                NEEDS[entry.needs] if probes is None else diagnose_probes.not_run_text(probes, entry.check)
+            )
     return found
 
 
@@ -77,6 +82,8 @@ class Options:
     cluster_name: str | None = None  # None: from an `aws eks update-kubeconfig` context's ARN
     region: str | None = None
     aws: bool = True  # False: skip the AWS steps
+    cluster_role: str | None = None  # NAMESPACE/NAME of lbdoctor's cluster role Service; None: by its labels
+    probes: bool = True  # False: do not read the node agents' probes from lbdoctor's cluster role
     # The daemon's settings model: the controller's location and flags, the AWS settings (flags,
     # LBDOCTOR_* variables and --config, as for ``lbdoctor run``).
     settings: Settings = field(default_factory=lambda: Settings(role="cluster"))
@@ -251,15 +258,21 @@ def unreadable(snapshot: ClusterSnapshot) -> dict[str, str]:
 
 
 def document(
-    results: Sequence[CheckResult], generated_at: float, cannot_read: Mapping[str, str] | None = None
+    results: Sequence[CheckResult],
+    generated_at: float,
+    cannot_read: Mapping[str, str] | None = None,
+    probes: diagnose_probes.ProbeReport | None = None,
 ) -> dict[str, Any]:
-    return {
+    found: dict[str, Any] = {
         "schema": SCHEMA,
         "generated_at": iso(generated_at),
         "results": results_json(results),
         "summary": summary(results),
         "unreadable": dict(cannot_read or {}),
     }
+    if probes is not None:
+        found["probes"] = diagnose_probes.to_json(probes)
+    return found
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:
@@ -278,9 +291,18 @@ async def run(options: Options) -> int:
     except ConfigError as error:
         print(f"lbdoctor: no usable cluster configuration: {error}", file=sys.stderr)
         return EXIT_USAGE
+    probes: diagnose_probes.ProbeReport | None = None
     try:
         with diagnose_output.progress(options.output) as progress:
             snapshot = await collect(client, options, progress)
+            if options.probes:
+                progress("reading the node agents' probes from lbdoctor's cluster role…")
+                probes = await diagnose_probes.read(
+                    client,
+                    service=options.cluster_role,
+                    namespace=None if options.all_namespaces else (options.namespace or "default"),
+                    now=time.time(),
+                )
     except Unreachable as error:
         print(f"lbdoctor: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -300,11 +322,15 @@ async def run(options: Options) -> int:
         )
         results = (*results, *found)
     aws_results, aws_not_run = await aws_steps(snapshot, options)
-    # One round: every step that ran, linked by the causal rules, then narrowed to the target asked for.
-    results = order(scope(link((*results, *aws_results)), snapshot, options))
+    # One round: every step that ran and the node agents' probes (as lbdoctor's cluster role gathered them),
+    # linked by the causal rules, then narrowed to the target asked for.
+    seen = diagnose_probes.results(probes) if probes is not None else ()
+    results = order(scope(link_round((*results, *aws_results), seen), snapshot, options))
     if options.output == "json":
-        print(json.dumps(document(results, time.time(), unreadable(snapshot)), indent=2))
+        print(json.dumps(document(results, time.time(), unreadable(snapshot), probes), indent=2))
     else:
-        skipped = not_run(node_dump=options.node is not None, aws_not_run=aws_not_run)
-        diagnose_output.table(results, snapshot, options.show_ok, skipped)
+        skipped = not_run(node_dump=options.node is not None, aws_not_run=aws_not_run, probes=probes)
+        diagnose_output.table(
+            results, snapshot, options.show_ok, skipped, diagnose_probes.summary_line(probes) if probes else None
+        )
     return exit_code(results)

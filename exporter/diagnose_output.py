@@ -30,8 +30,13 @@ def progress(output: str) -> Iterator[Callable[[str], None]]:
 
 
 def table(
-    results: Sequence[CheckResult], snapshot: ClusterSnapshot, show_ok: bool, not_run: Mapping[Check, str]
+    results: Sequence[CheckResult],
+    snapshot: ClusterSnapshot,
+    show_ok: bool,
+    not_run: Mapping[Check, str],
+    probes: str | None = None,
 ) -> None:
+    """``probes``: where the node agents' probes came from and how old they are (or why they are missing)."""
     console = Console() if sys.stdout.isatty() else Console(width=120)
     counts: dict[str, dict[Status, int]] = {}
     for result in results:
@@ -57,6 +62,8 @@ def table(
             why = not_run.get(check, "nothing to check")
             runbook.add_row(entry.title, check.value, Text("not run", "dim"), Text(why, "dim"))
     console.print(runbook)
+    if probes:
+        console.print(Text(probes, "dim" if probes.startswith("Probes: from") else "yellow"))
 
     shown = [r for r in results if show_ok or r.status is not Status.OK]
     index = {result.key: position + 1 for position, result in enumerate(shown)}
@@ -65,8 +72,13 @@ def table(
         console.print(Text("What was found, root causes first", style="italic"))
     for position, result in enumerate(shown, start=1):
         where = f"{result.object.kind} {result.object.namespace}/{result.object.name}".replace(" /", " ")
+        about = []
         if result.target and result.target.pod and result.object.kind != "Pod":
-            where += f" (pod {result.target.pod})"
+            about.append(f"pod {result.target.pod}")
+        if result.node and result.object.kind != "Node":
+            about.append(f"node {result.node}")  # where it was seen from: the probing node, the node's rules
+        if about:
+            where += f" ({', '.join(about)})"
         cause = index.get(result.caused_by) if result.caused_by is not None else None
         indent = "      " if cause else "  "
         head = Text(f"{indent}{position:>2}  ")

@@ -152,46 +152,52 @@ def success_codes_text(ranges: Sequence[tuple[int, int]]) -> str:
     return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
 
 
-def targets_json(statuses: Sequence[TargetStatus]) -> list[dict[str, Any]]:
+def targets_json(statuses: Sequence[TargetStatus], *, compact: bool = False) -> list[dict[str, Any]]:
+    """One row per target. ``compact``: without what changes at every probe (the streaks, the last probe's time
+    and duration), as the node agents send their rows to the cluster role (``lbdoctor.probes/v1``): a row then
+    changes only when the target's state does, so an unchanged node answers 304 Not Modified."""
     rows = []
     for status in statuses:
         target, outcome = status.target, status.outcome
         request = target.request
-        rows.append(
-            {
-                "namespace": target.namespace,
-                "service": target.service,
-                "owner": {"kind": target.owner.kind, "name": target.owner.name},
-                "owner_label": target.owner_label,
-                "target_type": target.target_type,
-                "pod": target.pod,
-                "node": target.node,
-                "lb": target.lb,
-                "ip": request.ip,
-                "port": request.port,
-                "protocol": request.protocol,
-                "path": request.path if request.protocol != "TCP" else None,
-                "success_codes": success_codes_text(request.success_ranges) if request.protocol != "TCP" else None,
-                "interval_seconds": target.interval,
-                "timeout_seconds": request.timeout,
-                "healthy_threshold": target.healthy_threshold,
-                "unhealthy_threshold": target.unhealthy_threshold,
-                "predicted_state": status.health.state.value,
-                "transitions": status.health.transitions,
-                "ok_streak": status.health.ok_streak,
-                "fail_streak": status.health.fail_streak,
-                "last_probe": None
-                if outcome is None or status.probed_at is None
-                else {
-                    "at": iso(status.probed_at),
-                    "success": outcome.success,
-                    "reason": outcome.reason.value if outcome.reason else None,
-                    "status_code": outcome.status_code,
-                    "duration_seconds": round(outcome.duration, 6),
-                    "detail": outcome.detail,
-                },
+        row: dict[str, Any] = {
+            "namespace": target.namespace,
+            "service": target.service,
+            "owner": {"kind": target.owner.kind, "name": target.owner.name},
+            "owner_label": target.owner_label,
+            "target_type": target.target_type,
+            "pod": target.pod,
+            "node": target.node,
+            "lb": target.lb,
+            "ip": request.ip,
+            "port": request.port,
+            "protocol": request.protocol,
+            "path": request.path if request.protocol != "TCP" else None,
+            "success_codes": success_codes_text(request.success_ranges) if request.protocol != "TCP" else None,
+            "interval_seconds": target.interval,
+            "timeout_seconds": request.timeout,
+            "healthy_threshold": target.healthy_threshold,
+            "unhealthy_threshold": target.unhealthy_threshold,
+            "predicted_state": status.health.state.value,
+            "transitions": status.health.transitions,
+        }
+        last: dict[str, Any] | None = None
+        if outcome is not None and (compact or status.probed_at is not None):
+            last = {
+                "success": outcome.success,
+                "reason": outcome.reason.value if outcome.reason else None,
+                "status_code": outcome.status_code,
+                "detail": outcome.detail,
             }
-        )
+        if compact:
+            del row["owner_label"]
+        else:
+            row["ok_streak"] = status.health.ok_streak
+            row["fail_streak"] = status.health.fail_streak
+            if last is not None and outcome is not None and status.probed_at is not None:
+                last = {"at": iso(status.probed_at), **last, "duration_seconds": round(outcome.duration, 6)}
+        row["last_probe"] = last
+        rows.append(row)
     return rows
 
 
@@ -265,8 +271,10 @@ def _row_problem(row: Any) -> str | None:
         return "unknown target_type"
     last = row.get("last_probe")
     if last is not None:
-        if not isinstance(last, dict) or not isinstance(last.get("success"), bool) or not _text(last, "at", 64):
+        if not isinstance(last, dict) or not isinstance(last.get("success"), bool):
             return "last_probe is malformed"
+        if "at" in last and not _text(last, "at", 64):  # a compact row has no time
+            return "last_probe.at is not a time"
         if last.get("reason") is not None and not _text(last, "reason", 63):
             return "last_probe.reason is not a reason"
         code = last.get("status_code")
@@ -274,7 +282,7 @@ def _row_problem(row: Any) -> str | None:
             return "last_probe.status_code is out of range"
         if last.get("detail") is not None and not _text(last, "detail", _TEXT_MAX):
             return "last_probe.detail is not text"
-        if not _number(last, "duration_seconds", 0, 3600):
+        if "duration_seconds" in last and not _number(last, "duration_seconds", 0, 3600):
             return "last_probe.duration_seconds is out of range"
     return None
 
@@ -343,5 +351,6 @@ def _target_from_json(row: dict[str, Any]) -> TargetStatus:
         status_code=last.get("status_code"),
         detail=str(last.get("detail") or ""),
     )
-    probed_at = datetime.fromisoformat(str(last["at"]).replace("Z", "+00:00")).timestamp()
+    at = last.get("at")
+    probed_at = None if at is None else datetime.fromisoformat(str(at).replace("Z", "+00:00")).timestamp()
     return TargetStatus(target, outcome, probed_at, health, None if outcome.success else outcome)

@@ -146,9 +146,10 @@ class Settings(BaseModel):
     directory, instead of running iptables-save / nft here; the agent then needs no capabilities. Empty: run them."""
     # ---- between the roles ----
     node_agent_daemonset: str = ""
-    """Cluster role: the node agents' DaemonSet, whose probe states it reads from their /api/v1/results to tell
-    an application failure from a network one. Only pods in node_agent_namespace that this DaemonSet controls
-    (their ownerReference) are read, each for its own node only. Empty: none found this way (the chart sets it)."""
+    """Cluster role: the node agents' DaemonSet, whose probe states and findings it reads from their
+    /api/v1/probes to show every node's probes, tell an application failure from a network one and link causes
+    across roles. Only pods in node_agent_namespace that this DaemonSet controls (their ownerReference) are
+    read, each for its own node only. Empty: none found this way (the chart sets it)."""
     node_agent_namespace: str | None = None
     """Namespace of the node agents' DaemonSet; defaults to the pod's own namespace ($POD_NAMESPACE)."""
     node_agent_selector: str = ""
@@ -159,10 +160,17 @@ class Settings(BaseModel):
     """Port the node agents serve on (host network: the node's IP)."""
     node_agent_scheme: Literal["http", "https"] = "http"
     """Cluster role: https when the node agents serve TLS (web_config_file)."""
+    node_agent_interval_seconds: float = Field(default=5.0, ge=1, le=600)
+    """Cluster role: how often every node agent is read (a conditional request: 304 while nothing changed)."""
+    node_agent_concurrency: int = Field(default=64, ge=1, le=1024)
+    """Cluster role: most node agents read at once (and open connections to them)."""
+    node_agent_keep_seconds: float = Field(default=120.0, ge=5, le=3600)
+    """Cluster role: how long a node agent that stopped answering (or whose pod went away) keeps showing its
+    last answer, marked stale with its age; after that it shows as unreachable, with nothing."""
     peer_max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
-    """Largest answer read from the other role's API (a node agent's /api/v1/results, the cluster role's
-    /api/v1/targetgroups); a longer one is cut off, counted and ignored. A node with 5,000 targets answers
-    about 5 MiB."""
+    """Largest answer read from the other role's API (a node agent's /api/v1/probes, the cluster role's
+    /api/v1/targetgroups), decompressed; a longer one is cut off, counted and ignored. A node with 5,000
+    targets answers about 2 MiB."""
     peer_tls_ca_file: str = ""
     """CA bundle that signs the other role's serving certificate (web_config_file); empty: the system's CAs."""
     peer_tls_cert_file: str = ""

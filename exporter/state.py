@@ -8,6 +8,7 @@ from typing import Any
 
 from exporter.checks.aws_round import AwsRound
 from exporter.dataplane.report import DataplaneReport
+from exporter.exchange import AgentView
 from exporter.lb.plan import OwnerPlan
 from exporter.lb.readiness_gates import GateRow
 from exporter.lb.targets import TargetStatus
@@ -35,6 +36,9 @@ class Published:
 # says whether the request was already proxied by a standby (a standby never proxies twice).
 TargetGroupsAnswer = tuple[int, dict[str, Any], dict[str, str]]
 TargetGroupsSource = Callable[[bool], Awaitable[TargetGroupsAnswer]]
+# /api/v1/probes as the cluster role answers it (the node agents' states, for diagnose): proxied, the
+# namespace asked for (None: all); a standby relays it to the leader.
+ProbesSource = Callable[[bool, str | None], Awaitable[TargetGroupsAnswer]]
 
 
 class Board:
@@ -47,6 +51,10 @@ class Board:
         self.standby = False  # cluster role: another replica leads
         self.not_ready_because = "caches not synced yet"
         self.targetgroups: TargetGroupsSource | None = None  # cluster role: leader's or proxied to the leader
+        self.probes: ProbesSource | None = None  # cluster role: every node agent's probes, or the leader's
+        # Cluster role: each node agent's state, age and what it said, replaced after every read of them (a
+        # read that changes nothing but the age publishes no round).
+        self.agents: tuple[AgentView, ...] = ()
 
     def publish(self, published: Published) -> None:
         self.current = published

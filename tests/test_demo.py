@@ -28,6 +28,8 @@ pytestmark = pytest.mark.slow
 AWS_CHECKS = tuple(spec.check.value for spec in REGISTRY if spec.needs is Needs.AWS)
 # The node agents' checks: the cluster role shows their failures too (the one pane), which are not its own.
 NODE_CHECKS = tuple(spec.check.value for spec in REGISTRY if spec.roles == frozenset({Role.NODE}))
+# The probe failures of the demo's node agent: what the one pane (the cluster role, diagnose) must show.
+PROBE_FAILURES = {("catalog", "ResponseCodeMismatch"), ("search", "Timeout"), ("orders", "ConnectionRefused")}
 # The demo's AWS side runs when moto is installed (the test extra has it); its kube-proxy side as root.
 WITH_AWS = demo_aws.missing() is None
 WITH_KUBE_PROXY = demo_kube_proxy.missing() is None
@@ -271,16 +273,92 @@ def test_cluster_role_and_diagnose_show_every_object_finding(
     assert not WITH_AWS or aws_missing(report) == []
 
     def story(found: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-        # The flapping target's load-balancer state depends on the moment it is asked.
+        # The flapping target's state (the LB's, and its probe's reason) depends on the moment it is asked.
         return {
             (r["check"], r["reason"], r["object"]["name"])
             for r in found
             if r["status"] != "ok"
-            and not (r["check"] in AWS_CHECKS and r["object"]["name"] == "recommendations")
-            and r["check"] not in NODE_CHECKS  # the node agents' findings the cluster role shows beside its own
+            # diagnose reads the node agents' findings from the cluster role: the same story, probes included
+            and not (r["check"] in (*AWS_CHECKS, *NODE_CHECKS) and r["object"]["name"] == "recommendations")
         }
 
     assert story(results) == story(report["results"])  # the cluster role and diagnose tell the same story
+
+
+def probe_failures(results: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(r["object"]["name"], r["reason"]) for r in results if r["check"] == "health_probe" and r["status"] != "ok"}
+
+
+def test_the_cluster_role_is_the_one_pane(
+    demo_urls: tuple[subprocess.Popen[str], dict[str, str]], output_dir: Path
+) -> None:
+    """The node agent's probe failures, with their reasons, on the cluster role's API, page and /metrics (it
+    finds the agent by its DaemonSet and reads it with conditional requests), and in diagnose -A through the
+    API server's service proxy, each saying where they came from and how old they are."""
+    _, urls = demo_urls
+    central = urls["cluster"]
+    deadline = time.monotonic() + 75
+    document: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        document = json.loads(get(f"{central}/api/v1/results"))
+        if probe_failures(document["results"]) >= PROBE_FAILURES:
+            break
+        time.sleep(0.5)
+    (output_dir / "cluster-results.json").write_text(json.dumps(document, indent=2))
+    assert probe_failures(document["results"]) >= PROBE_FAILURES, probe_failures(document["results"])
+    failing = [r for r in document["results"] if r["check"] == "health_probe" and r["status"] != "ok"]
+    assert {r["node"] for r in failing} == {NODE}  # each says which node probed it
+    [agent] = document["agents"]
+    assert (agent["node"], agent["state"], agent["ready"]) == (NODE, "ok", True)
+    assert 0 <= agent["age_seconds"] < 30 and agent["read_at"]
+    node = json.loads(get(f"{urls['node']}/api/v1/results"))
+    rows = {(t["owner"]["name"], t["pod"], t["port"]) for t in document["targets"]}
+    assert rows == {(t["owner"]["name"], t["pod"], t["port"]) for t in node["targets"]}  # every target, every node
+    assert agent["targets"] == len(node["targets"])
+
+    page = get(f"{central}/")
+    (output_dir / "cluster-status.html").write_text(page)
+    assert f'<tr data-node="{NODE}" data-state="ok">' in page  # the node agents' table
+    for name, reason in PROBE_FAILURES:  # each load balancer's targets, with the node that probes them
+        assert re.search(rf'<tr data-pod="{name}-[^"]+" data-node="{re.escape(NODE)}" data-reason="{reason}">', page), name
+
+    metrics = get(f"{central}/metrics")
+    (output_dir / "cluster-metrics.txt").write_text(metrics)
+    for name, reason in PROBE_FAILURES:
+        assert re.search(rf'lbdoctor_check_failure_reason\{{check="health_probe",namespace="shop",kind="\w+",name="{name}",reason="{reason}"\}} 1', metrics), name
+    assert f'lbdoctor_node_agent_up{{node="{NODE}"}} 1' in metrics
+    assert re.search(rf'lbdoctor_node_agent_targets\{{node="{re.escape(NODE)}",state="unhealthy"\}} [1-9]', metrics)
+    # The exchange is conditional: a read of an agent whose states did not change is answered 304 (the demo's
+    # flapping target changes them now and then).
+    deadline = time.monotonic() + 60
+    while not re.search(r'lbdoctor_node_agent_reads_total\{outcome="not_modified"\} [1-9]', metrics):
+        assert time.monotonic() < deadline, "no read of the node agent was answered 304 Not Modified"
+        time.sleep(1)
+        metrics = get(f"{central}/metrics")
+
+    # diagnose from a "laptop", through the (fake) API server's service proxy to the cluster role.
+    words = shlex.split(urls["try"])[1:]
+    env = dict(word.split("=", 1) for word in words if "=" in word and word.startswith("AWS_"))
+    args = [word for word in words if not word.startswith("AWS_")]
+    command = [sys.executable, "-m", "exporter", *args[1:], "-o", "json"]
+    diagnosis = subprocess.run(command, capture_output=True, text=True, timeout=180, env={**os.environ, **env})
+    report = json.loads(diagnosis.stdout)
+    (output_dir / "diagnose-probes.json").write_text(json.dumps(report, indent=2))
+    assert probe_failures(report["results"]) >= PROBE_FAILURES
+    assert report["probes"]["source"] == [{"namespace": "lbdoctor", "service": "lbdoctor-cluster", "via": "service proxy"}]
+    assert report["probes"]["error"] is None and report["probes"]["targets"] == len(node["targets"])
+    assert [(a["node"], a["state"]) for a in report["probes"]["agents"]] == [(NODE, "ok")]
+    assert 0 <= report["probes"]["agents"][0]["age_seconds"] < 30
+    table = subprocess.run(command[:-2], capture_output=True, text=True, timeout=180, env={**os.environ, **env})
+    flat = " ".join(table.stdout.split())
+    assert re.search(
+        r"Probes: from lbdoctor's cluster role lbdoctor/lbdoctor-cluster through the API server: \d+ targets seen by "
+        r"1 node agent\(s\) \(1 ok\), their answers at most \d+ s old\.",
+        flat,
+    ), flat[:3000]
+    for name, reason in PROBE_FAILURES:  # each failure says which node's agent saw it
+        assert re.search(rf"health_probe · {reason} · \w+ shop/{name} \(pod {name}-\S+, node {re.escape(NODE)}\)", flat), name
+    assert re.search(r"Health check tested by hand \(curl / nc\) │ health_probe │ fail │ \d+ fail", flat), flat[:3000]
 
 
 @pytest.mark.skipif(not WITH_AWS, reason="the demo's AWS side needs moto[server] (the demo and test extras have it)")

@@ -360,40 +360,32 @@ def _linked(result: CheckResult, caused_by: ResultKey | None, remedy: str) -> Ch
 
 
 def link_round(own: Sequence[CheckResult], imported: Sequence[CheckResult]) -> list[CheckResult]:
-    """This process's results linked together with another role's (the node agents' results, as the cluster
-    role reads them): every own result, plus the imported ones a link ties to them, as a cause (up the
-    chain) or as an effect. An imported result with the key of an own one is the same finding: own wins."""
+    """This process's results linked together with another role's (the node agents' findings, as the cluster
+    role reads them): every own result, then every imported one, the failing and warning ones linked with
+    the own ones (as a cause up the chain, or as an effect). An imported result with the key of an own one is
+    the same finding: own wins; the same imported finding twice (two agents) is one."""
     fail, warn = Status.FAIL, Status.WARN  # inlined: this is the one pass over every result
     positions = [at for at, result in enumerate(own) if result.status is fail or result.status is warn]
     own_bad = [own[at] for at in positions]
     keys = [result.key for result in own_bad]
-    own_keys = set(keys)
+    seen = {result.key for result in own}
     theirs_in: list[CheckResult] = []
+    theirs_other: list[CheckResult] = []
     for result in imported:
+        key = result.key
+        if key in seen:
+            continue
+        seen.add(key)
         if result.status is fail or result.status is warn:
-            key = result.key
-            if key not in own_keys:
-                own_keys.add(key)  # the same imported finding twice (two agents) is one
-                theirs_in.append(result)
-                keys.append(key)
-    own_keys = set(keys[: len(own_bad)])
+            theirs_in.append(result)
+            keys.append(key)
+        else:
+            theirs_other.append(result)
     linked = _link_bad([*own_bad, *theirs_in], keys)
     mine = list(own)
     for at, result in zip(positions, linked, strict=False):
         mine[at] = result
-    theirs = linked[len(own_bad) :]
-    their_keys = keys[len(own_bad) :]
-    by_key = dict(zip(their_keys, theirs, strict=True))
-    wanted: set[ResultKey] = set()
-    for result in linked[: len(own_bad)]:
-        up = result.caused_by
-        while up is not None and up in by_key and up not in wanted:
-            wanted.add(up)
-            up = by_key[up].caused_by
-    for key, result in zip(their_keys, theirs, strict=True):
-        if result.caused_by is not None and result.caused_by in own_keys:
-            wanted.add(key)
-    return [*mine, *(result for key, result in zip(their_keys, theirs, strict=True) if key in wanted)]
+    return [*mine, *linked[len(own_bad) :], *theirs_other]
 
 
 def describe(result: CheckResult) -> str:

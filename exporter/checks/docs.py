@@ -56,8 +56,10 @@ def metrics_table() -> str:
 
 _DIAGNOSE_RUNS = {
     Needs.NOTHING: "yes",
-    Needs.NODE_AGENT: "no: needs the node agent (pod IPs are rarely reachable from a laptop)",
-    Needs.NODE_DUMP: "with `--node NAME --iptables-save-file FILE` (or `--nft-json-file`)",
+    Needs.NODE_AGENT: "from lbdoctor's node agents, through its cluster role and the API server's service proxy "
+    "(pod IPs are rarely reachable from a laptop)",
+    Needs.NODE_DUMP: "from lbdoctor's node agents (as `health_probe`), or with `--node NAME --iptables-save-file FILE` "
+    "(or `--nft-json-file`)",
     Needs.AWS: "with AWS credentials and the cluster's name",
 }
 

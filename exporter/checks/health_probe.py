@@ -125,8 +125,11 @@ def _state_verdict(status: TargetStatus) -> CheckResult:
                 f"marks it healthy again (last failure: {failure.detail if failure else 'unknown'})"
             )
         else:
+            # Bounded at the threshold: the message stays the same while the target keeps failing, so a node
+            # agent's answer to the cluster role does not change with every probe (docs/performance.md).
+            streak = f"{health.fail_streak}" if health.fail_streak < limits.unhealthy else f"{limits.unhealthy} or more"
             message = (
-                f"{what}: {outcome.detail}; failed {health.fail_streak} checks in a row, so the "
+                f"{what}: {outcome.detail}; failed {streak} checks in a row, so the "
                 f"{target.lb.upper()} marks the target unhealthy (threshold {limits.unhealthy})"
             )
         return _result(status, Status.FAIL, reason, message, remedy(reason, target, failure))

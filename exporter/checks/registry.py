@@ -235,6 +235,8 @@ REGISTRY: tuple[CheckSpec, ...] = (
         Needs.NODE_AGENT,
         health_probe.evaluate,
         frozenset({"node"}),
+        # The cluster role and diagnose, when a node's agent does not answer: its probes are not seen.
+        unknown_reasons=(R.NODE_AGENT_UNREACHABLE,),
     ),
     CheckSpec(
         Check.KUBE_PROXY,

@@ -544,6 +544,96 @@ def objects(
             yield pod_object(scenario, spec, net, created)
 
 
+# lbdoctor itself, as the Helm chart installs it (release "lbdoctor" in namespace "lbdoctor"): the node agent's
+# pod of its DaemonSet (the cluster role reads the agents it finds by owner), and the cluster role's pod,
+# Service and Endpoints (``lbdoctor diagnose`` finds the Service by its labels and reads the node agents' probes
+# from the cluster role through the API server's service proxy).
+LBDOCTOR_NAMESPACE = "lbdoctor"
+NODE_AGENT_DAEMONSET = "lbdoctor-node"
+CLUSTER_SERVICE = "lbdoctor-cluster"
+CLUSTER_PORT_NAME = "http-metrics"
+_CHART_LABELS = {
+    "app.kubernetes.io/name": "lbdoctor",
+    "app.kubernetes.io/instance": "lbdoctor",
+    "app.kubernetes.io/part-of": "lbdoctor",
+}
+
+
+def _lbdoctor_pod(
+    name: str, component: str, owner: tuple[str, str], node: str, ip: str, created: str
+) -> dict[str, Any]:
+    kind, owner_name = owner
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": LBDOCTOR_NAMESPACE,
+            "labels": {**_CHART_LABELS, "app.kubernetes.io/component": component},
+            "creationTimestamp": created,
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": kind,
+                    "name": owner_name,
+                    "uid": f"{owner_name}-uid",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"nodeName": node, "hostNetwork": component == "node", "containers": [{"name": "lbdoctor"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "lbdoctor", "ready": True, "state": {"running": {}}}],
+        },
+    }
+
+
+def node_agent_pod(ip: str, created: str = "2026-11-27T00:00:00Z") -> dict[str, Any]:
+    """The node agent's pod: host network, so its IP is the node's (here, where the demo's agent listens)."""
+    return _lbdoctor_pod("lbdoctor-node-x7k2p", "node", ("DaemonSet", NODE_AGENT_DAEMONSET), NODE, ip, created)
+
+
+def cluster_role_objects(ip: str, port: int, created: str = "2026-11-27T00:00:00Z") -> Iterator[dict[str, Any]]:
+    """The cluster role's pod, its Service (the chart's labels and port name) and the Service's Endpoints,
+    which the API server's service proxy resolves (the demo's fake API server, like a real one)."""
+    pod = _lbdoctor_pod(
+        "lbdoctor-cluster-6d9f7c8b5-q2w4e", "cluster", ("ReplicaSet", "lbdoctor-cluster-6d9f7c8b5"),
+        OTHER_NODES[0], ip, created,
+    )  # fmt: skip
+    yield pod
+    labels = {**_CHART_LABELS, "app.kubernetes.io/component": "cluster"}
+    yield {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": CLUSTER_SERVICE, "namespace": LBDOCTOR_NAMESPACE, "labels": labels},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/name": "lbdoctor", "app.kubernetes.io/component": "cluster"},
+            "ports": [{"name": CLUSTER_PORT_NAME, "port": 9850, "targetPort": CLUSTER_PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+    yield {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": CLUSTER_SERVICE, "namespace": LBDOCTOR_NAMESPACE, "labels": labels},
+        "subsets": [
+            {
+                "addresses": [
+                    {
+                        "ip": ip,
+                        "targetRef": {"kind": "Pod", "namespace": LBDOCTOR_NAMESPACE, "name": pod["metadata"]["name"]},
+                    }
+                ],
+                "ports": [{"name": CLUSTER_PORT_NAME, "port": port, "protocol": "TCP"}],
+            }
+        ],
+    }
+
+
 def seed(
     state: ClusterState,
     net: str = DEFAULT_NET,

@@ -55,7 +55,8 @@ def _banner(
         "",
         "lbdoctor demo: a simulated EKS cluster is running, with lbdoctor's node agent and cluster role watching it.",
         f"  node agent    status page {node}/   metrics {node}/metrics   API {node}/api/v1/results",
-        f"  cluster role  status page {central}/   metrics {central}/metrics   API {central}/api/v1/results",
+        f"  cluster role  status page {central}/   metrics {central}/metrics   API {central}/api/v1/results"
+        "   (every node agent's probes too)",
         f"  kubeconfig    {kubeconfig}  (the fake API server)",
         f"  try           {aws_env}lbdoctor diagnose --kubeconfig {kubeconfig}{cluster_name} -A",
     ]
@@ -222,13 +223,15 @@ async def run_demo(listen: str, *, exit_after: float | None = None) -> int:
         if not await _first(ready["node"], roles[0]):
             return await roles[0]
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        # The node agent as the chart runs it: a pod of the DaemonSet, host network, so the cluster role finds it
+        # by owner and reads its probes (the one pane), each agent for its own node.
+        state.apply(cluster.node_agent_pod(shown, created))
         central_extra: dict[str, Any] = {}
         if aws is not None:
             central_extra = {
                 "cluster_name": demo_aws.CLUSTER_NAME,
                 "aws_region": demo_aws.REGION,
                 "aws_cloudwatch": "on",  # the demo shows the change detector; it costs nothing here
-                "node_agent_urls": f"http://{shown}:{ports['node']}",
             }
         central = Settings(
             role="cluster",
@@ -237,12 +240,19 @@ async def run_demo(listen: str, *, exit_after: float | None = None) -> int:
             lease_namespace=cluster.CONTROLLER_NAMESPACE,
             identity="lbdoctor-demo",
             controller_log_interval_seconds=15,
+            node_agent_daemonset=cluster.NODE_AGENT_DAEMONSET,
+            node_agent_namespace=cluster.LBDOCTOR_NAMESPACE,
+            node_agent_port=ports["node"],
             **central_extra,
         )
         roles.append(asyncio.create_task(daemon.run(central, stop=stop, on_ready=announce("cluster"))))
         if not await _first(ready["cluster"], roles[1]):
             stop.set()
             return max(await asyncio.gather(*roles))
+        # Its Service and Endpoints: lbdoctor diagnose finds it by the chart's labels and reads it through the
+        # API server's service proxy.
+        for obj in cluster.cluster_role_objects(shown, ports["cluster"], created):
+            state.apply(obj)
         if aws is not None:
             base = f"http://{shown}:{ports['cluster']}"
             aws.watch_partner(lambda: _seen_by(base, demo_aws.PARTNER))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import re
 import ssl
 from collections.abc import Mapping
@@ -12,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from exporter.fakeapi.selectors import SelectorError, field_selector, label_selector
 from exporter.fakeapi.state import (
     KINDS,
+    KINDS_BY_KEY,
     AlreadyExists,
     ClusterState,
     Conflict,
@@ -30,6 +33,14 @@ _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>log|status))?$"
 )
+
+
+_SERVICE_PROXY = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/services/(?P<id>[^/]+)/proxy(?P<rest>/.*)?$")
+_PROXY_MAX = 64 * 1024 * 1024
+# Headers passed on both ways, as the API server's reverse proxy passes them (it drops the caller's
+# credentials: the backend never sees the user's token).
+_PROXIED_REQUEST = ("Accept", "Accept-Encoding", "If-None-Match")
+_PROXIED_RESPONSE = ("Content-Type", "Content-Encoding", "ETag", "Vary", "Cache-Control", "Retry-After")
 
 
 @dataclass
@@ -170,6 +181,9 @@ class FakeApiServer:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs))
         self.request_times.append(asyncio.get_running_loop().time())
+        proxy = _SERVICE_PROXY.match(request.raw_path.split("?", 1)[0])
+        if proxy is not None:
+            return await self._service_proxy(request, proxy["ns"], proxy["id"], proxy["rest"] or "/")
         match = _PATH.match(request.path)
         if match is None:
             return _status(404, "NotFound", "the server could not find the requested resource")
@@ -215,6 +229,76 @@ class FakeApiServer:
             return _status(409, "Conflict", str(error))
         except AlreadyExists as error:
             return _status(409, "AlreadyExists", str(error))
+
+    async def _service_proxy(self, request: web.Request, namespace: str, ident: str, rest: str) -> web.StreamResponse:
+        """The ``services/proxy`` subresource as the real API server serves it: ``[scheme:]name[:port]``, the
+        port by number or by name, a random address of the Service's Endpoints that has that port and belongs
+        to a pod with that IP (pkg/registry/core/service/storage ResourceLocation), then a reverse proxy.
+        ``forbidden`` holding ``services/proxy`` refuses it as RBAC would without that grant."""
+        fault = self._fault(request, False)
+        if fault is not None and fault.status is not None:
+            return _status(fault.status, _REASONS.get(fault.status, "InjectedFault"), f"injected fault: {fault.status}")
+        if "services/proxy" in self.forbidden:
+            return _status(
+                403,
+                "Forbidden",
+                f'services "{ident}" is forbidden: User "jane@example.com" cannot get resource "services/proxy" '
+                f'in API group "" in the namespace "{namespace}"',
+            )
+        if request.method != "GET":
+            return _status(405, "MethodNotAllowed", f"{request.method} is not supported here")
+        parts = ident.split(":")
+        if len(parts) > 3:
+            return _status(400, "BadRequest", f"invalid service request {ident!r}")
+        scheme, name, port = ("", parts[0], "") if len(parts) == 1 else ("", *parts) if len(parts) == 2 else parts
+        if scheme not in ("", "http", "https"):
+            return _status(400, "BadRequest", f"invalid scheme {scheme!r}")
+        try:
+            service = self.state.get(KINDS_BY_KEY["v1/services"], namespace, name)
+        except NotFound as error:
+            return _status(404, "NotFound", str(error))
+        ports = (service.get("spec") or {}).get("ports") or []
+        if port.isdigit():
+            named = [p.get("name", "") for p in ports if str(p.get("port")) == port]
+            if not named:
+                return _status(503, "ServiceUnavailable", f"no service port {port} found for service {name!r}")
+            port = named[0]
+        try:
+            endpoints = self.state.get(KINDS_BY_KEY["v1/endpoints"], namespace, name)
+        except NotFound:
+            return _status(503, "ServiceUnavailable", f"no endpoints available for service {name!r}")
+        candidates: list[tuple[str, int]] = []
+        for subset in endpoints.get("subsets") or []:
+            for endpoint_port in subset.get("ports") or []:
+                if endpoint_port.get("name", "") != port:
+                    continue
+                for address in subset.get("addresses") or []:
+                    ref = address.get("targetRef") or {}
+                    try:
+                        pod = self.state.get(KINDS_BY_KEY["v1/pods"], ref.get("namespace") or "", ref.get("name") or "")
+                    except NotFound:
+                        continue
+                    ips = {p.get("ip") for p in (pod.get("status") or {}).get("podIPs") or []}
+                    if address.get("ip") in ips | {(pod.get("status") or {}).get("podIP")}:
+                        candidates.append((str(address["ip"]), int(endpoint_port["port"])))
+        if not candidates:
+            return _status(503, "ServiceUnavailable", f"no endpoints available for service {ident!r}")
+        ip, target_port = random.choice(candidates)
+        host = f"[{ip}]" if ":" in ip else ip
+        query = f"?{request.query_string}" if request.query_string else ""
+        url = f"{scheme or 'http'}://{host}:{target_port}{rest}{query}"
+        headers = {key: request.headers[key] for key in _PROXIED_REQUEST if key in request.headers}
+        try:
+            async with (
+                aiohttp.ClientSession(auto_decompress=False) as session,
+                session.get(url, headers=headers, ssl=False, timeout=aiohttp.ClientTimeout(total=30)) as answer,
+            ):
+                body = await answer.content.read(_PROXY_MAX)
+                passed = {key: answer.headers[key] for key in _PROXIED_RESPONSE if key in answer.headers}
+                return web.Response(status=answer.status, body=body, headers=passed)
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            # What the real one answers when it cannot reach the endpoint.
+            return _status(503, "ServiceUnavailable", f"error trying to reach service: {error}")
 
     def _list(self, request: web.Request, kind: Kind, namespace: str | None) -> web.Response:
         # Paged lists of a big cluster ask for the same list once per page: keep it while nothing changes.

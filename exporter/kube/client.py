@@ -204,6 +204,22 @@ class KubeClient:
         finally:
             response.release()
 
+    async def get_bounded(
+        self, path: str, query: Mapping[str, str] | None = None, *, max_bytes: int, timeout: float = 30.0
+    ) -> bytes:
+        """The body of a GET (a proxied backend's answer, say), read as a stream and refused past ``max_bytes``
+        (decompressed); raises ApiError for an error status or a longer answer."""
+        response = await self._open("GET", path, query or {}, aiohttp.ClientTimeout(total=timeout))
+        try:
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise ApiError(response.status, "TooLarge", f"the answer is longer than {max_bytes} bytes")
+            return bytes(body)
+        finally:
+            response.release()
+
     @asynccontextmanager
     async def stream(
         self, path: str, query: Mapping[str, str], read_timeout: float

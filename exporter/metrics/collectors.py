@@ -49,8 +49,8 @@ def check_steps(results: ResultSet, out: list[str], role: Role | None = None) ->
     """``render_checks`` in slices: yields between slices, appends the families to ``out``.
 
     With a ``role``, only the checks it runs have status series: the cluster role's report also holds the
-    node agents' findings that its own ones explain or follow from, which those agents publish themselves.
-    Those still show in ``lbdoctor_check_caused_by``, where the cluster role's view of causes adds to theirs."""
+    node agents' findings (their failing probes, their kube-proxy rules), of which it sees only the failing
+    ones. Those show in the failure-reason and causal families, beside the agents' own series of them."""
     # A node with thousands of targets has two results per pod, so this loop runs ~10^4 times a
     # scrape: statuses are compared by a precomputed rank instead of the enum's severity property.
     worst: dict[tuple[str, str, str, str], Status] = {}
@@ -68,13 +68,12 @@ def check_steps(results: ResultSet, out: list[str], role: Role | None = None) ->
             ref = result.object
             if result.status in bad and result.reason is not None:
                 by_key.setdefault(result.key, (result.check, ref.namespace, ref.kind, ref.name, result.reason))
-            if mine is not None and result.check not in mine:
-                continue
             key: tuple[str, str, str, str] = (result.check, ref.namespace, ref.kind, ref.name)
             status = result.status
-            current = worst.get(key)
-            if current is None or rank[status] > rank[current]:
-                worst[key] = status
+            if mine is None or result.check in mine:
+                current = worst.get(key)
+                if current is None or rank[status] > rank[current]:
+                    worst[key] = status
             if status is not ok and result.reason is not None:
                 reasons.setdefault(key, set()).add(result.reason)
                 if status in bad and result.caused_by is None:
@@ -90,16 +89,17 @@ def check_steps(results: ResultSet, out: list[str], role: Role | None = None) ->
     status_chunks: list[str] = [header(names.CHECK_STATUS)]
     reason_chunks: list[str] = [header(names.CHECK_FAILURE_REASON)]
     head, reason_name = names.CHECK_STATUS.name + "{", names.CHECK_FAILURE_REASON.name
-    keys = sorted(worst)
+    keys = sorted(worst.keys() | reasons.keys())
     yield
     for start in range(0, len(keys), RESULTS_PER_STEP):
         status_lines: list[str] = []
         reason_lines: list[str] = []
         for key in keys[start : start + RESULTS_PER_STEP]:
             base = _check_labels(key)
-            # The object's four status series in one string, from the precomputed endings for its status.
-            s0, s1, s2, s3 = _STATUS_ENDINGS[worst[key]]
-            status_lines.append(f"{head}{base}{s0}{head}{base}{s1}{head}{base}{s2}{head}{base}{s3}")
+            if key in worst:  # not for another role's findings, whose passing objects this one never sees
+                # The object's four status series in one string, from the precomputed endings for its status.
+                s0, s1, s2, s3 = _STATUS_ENDINGS[worst[key]]
+                status_lines.append(f"{head}{base}{s0}{head}{base}{s1}{head}{base}{s2}{head}{base}{s3}")
             for reason in sorted(reasons.get(key, ())):
                 reason_lines.append(f'{reason_name}{{{base},reason="{reason}"}} 1\n')
         status_chunks.append("".join(status_lines))

@@ -180,6 +180,29 @@ BINDING_RECONCILE_ERROR = MetricName(
 BINDING_FAMILIES = (READINESS_GATE_READY, READINESS_GATE_WAITING, BINDING_TARGET_GROUP_EXISTS, BINDING_RECONCILE_ERROR)
 
 # ---- AWS (cluster role): rendered by exporter.aws.metrics.render_aws ------------------------------
+NODE_AGENT_UP = MetricName(
+    "lbdoctor_node_agent_up",
+    "gauge",
+    "Cluster role: 1 while the last read of the node's agent succeeded, 0 while it fails (its last answer is "
+    "then shown as stale, then dropped) or its pod went away.",
+    ("node",),
+)
+NODE_AGENT_LAST_READ = MetricName(
+    "lbdoctor_node_agent_last_read_timestamp_seconds",
+    "gauge",
+    "Cluster role: when the node's agent last answered (200 or 304 Not Modified), as a Unix time; absent once "
+    "its last answer is dropped.",
+    ("node",),
+)
+NODE_AGENT_TARGETS = MetricName(
+    "lbdoctor_node_agent_targets",
+    "gauge",
+    "Cluster role: the targets the node's agent probes, by the state the load balancer is predicted to see "
+    "(healthy, unhealthy, initial), while its answer is shown.",
+    ("node", "state"),
+)
+NODE_AGENT_FAMILIES = (NODE_AGENT_UP, NODE_AGENT_LAST_READ, NODE_AGENT_TARGETS)
+
 ELB_TARGET_LABELS = ("target_group", "namespace", "service", "target", "port")
 
 ELB_TARGET_STATE = MetricName(

@@ -68,7 +68,25 @@ class SelfMetrics:
             registry=self.registry,
         )
 
+        cluster_only = self.registry if role == "cluster" else None
+        self.agent_reads = Counter(
+            "lbdoctor_node_agent_reads",
+            "Cluster role: reads of the node agents' /api/v1/probes, by outcome (changed: a new answer; "
+            "not_modified: 304, nothing changed; failed).",
+            ["outcome"],
+            registry=cluster_only,
+        )
+        self.agent_read_bytes = Counter(
+            "lbdoctor_node_agent_read_bytes",
+            "Cluster role: bytes the node agents' answers took on the wire (status line, headers, compressed body).",
+            registry=cluster_only,
+        )
+
     # WatchTelemetry / SchedulerTelemetry ------------------------------------------------------
+    def agent_read(self, outcome: str, wire_bytes: int) -> None:
+        self.agent_reads.labels(outcome).inc()
+        self.agent_read_bytes.inc(wire_bytes)
+
     def watch_started(self, resource: str) -> None:
         # Present at 0 from the start, so increase() sees the first restart.
         self.watch_restarts.labels(resource)

@@ -88,6 +88,7 @@ class Reason(enum.StrEnum):
     CONNECTION_ERROR = "ConnectionError"
     FLAPPING = "Flapping"
     NOT_PROBED_YET = "NotProbedYet"
+    NODE_AGENT_UNREACHABLE = "NodeAgentUnreachable"  # the cluster role (or diagnose) cannot read a node's agent
     # kube_proxy
     SERVICE_RULES_MISSING = "ServiceRulesMissing"
     ENDPOINT_RULES_MISSING = "EndpointRulesMissing"

@@ -11,15 +11,18 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import aiohttp
 import structlog
 
-from exporter.agents import Agent, PeerClient, PeerError, ProbeFeed, agent_base, fetch_targetgroups
+from exporter.agents import Agent, PeerClient, PeerError, ProbeFeed, agent_base
 from exporter.backoff import Backoff
 from exporter.checks.causes import link_round
 from exporter.checks.controller import RECONCILE_FAILURES, ControllerLocation, denial, find_deployment
+from exporter.exchange import AgentView, agent_findings, cluster_document
 from exporter.kube import controller_logs, resources
 from exporter.kube.client import ApiError, KubeClient
 from exporter.kube.snapshots import build_snapshot
@@ -113,6 +116,7 @@ class ClusterAgent:
                 errors=metrics,
             )
         board.targetgroups = self.targetgroups
+        board.probes = self.probes
         self._leader: tuple[float, str, str | None] | None = None  # (looked up at, holder, its base URL)
         self._session: aiohttp.ClientSession | None = None
         self._logs: dict[str, str] = {}
@@ -124,7 +128,13 @@ class ClusterAgent:
         self._snapshot: ClusterSnapshot | None = None  # the last evaluated one, for the AWS round
         self._aws: AwsRound | None = None
         self._peer = PeerClient.from_settings(settings)  # how this role reads the other replicas and the node agents
-        self._feed = ProbeFeed(metrics, self._peer)
+        self._feed = ProbeFeed(
+            metrics,
+            self._peer,
+            keep_for=settings.node_agent_keep_seconds,
+            concurrency=settings.node_agent_concurrency,
+            telemetry=metrics,
+        )
         # The node agents: pods of the DaemonSet in its namespace, watched on their own (not through the
         # sharded, cluster-wide pod cache), so only its own agents can answer for a node.
         self._agents = Store(resources.NODE_AGENTS.name, asyncio.Event())
@@ -142,7 +152,7 @@ class ClusterAgent:
                 watch_timeout=settings.watch_timeout_seconds,
             )
         self._gates = GateTracker()  # pods waiting on the load balancer's readiness gate
-        self._imported: tuple[CheckResult, ...] = ()  # the node agents' failing results, for the causal rules
+        self._imported: tuple[CheckResult, ...] = ()  # the node agents' findings, for the causal rules
         self._linked: tuple[tuple[CheckResult, ...], tuple[CheckResult, ...], list[CheckResult]] = ((), (), [])
         self._doctor: Any = None
         if settings.cluster_name:
@@ -183,8 +193,10 @@ class ClusterAgent:
             jobs["controller logs"] = self.read_controller_logs_forever
         if self._doctor is not None:
             jobs["aws"] = self.aws_forever
-            if self._agents_reflector is not None:
-                jobs["watch node agents"] = self._agents_reflector.run
+        if self._agents_reflector is not None:
+            jobs["watch node agents"] = self._agents_reflector.run
+        if self._agents_reflector is not None or self._settings.node_agent_urls.strip():
+            jobs["node agents"] = self.read_agents_forever
         if self._elector is not None:
             jobs[LEADER_ELECTION] = self._elector.run
         return jobs
@@ -303,6 +315,43 @@ class ClusterAgent:
         ]
         return agents
 
+    async def read_agents_forever(self) -> None:
+        """Forever, while leading: read every node agent (conditional requests, a bounded number at a time);
+        their states and ages go to the board at once, and a change in what they say publishes a round (the
+        causal rules link it with this role's findings)."""
+        while True:
+            if self.leading:
+                started = time.perf_counter()
+                changed = await self._feed.read(self.node_agents())
+                views = self._feed.views()
+                if self._settings.total_shards > 1:
+                    views = tuple(self._shard_view(view) for view in views)
+                self._board.agents = views
+                if changed:
+                    found = tuple(r for view in views if view.shows for r in view.results)
+                    unseen = agent_findings(views) if self._primary_shard else ()  # about nodes: shard 0's
+                    self._imported = (*unseen, *found)
+                    self._cache_changed.set()
+                self._metrics.cycle_duration.labels("node_agents").set(time.perf_counter() - started)
+            elif self._board.agents or self._imported:
+                self._board.agents, self._imported = (), ()
+            await asyncio.sleep(self._settings.node_agent_interval_seconds)
+
+    def _namespace_in_shard(self, namespace: str) -> bool:
+        if not namespace:
+            return self._primary_shard  # cluster-scoped findings (a node's kube-proxy) once, on shard 0
+        if namespace == self._settings.controller_namespace and self._primary_shard:
+            return True
+        return shard_of(namespace, self._settings.total_shards) == self._settings.shard
+
+    def _shard_view(self, view: AgentView) -> AgentView:
+        """An agent's targets and findings in this shard's namespaces only."""
+        return replace(
+            view,
+            targets=tuple(s for s in view.targets if self._namespace_in_shard(s.target.namespace)),
+            results=tuple(r for r in view.results if self._namespace_in_shard(r.object.namespace)),
+        )
+
     async def aws_forever(self) -> None:
         """Forever, while leading: ask AWS what is due, correlate with the node agents' probes, republish."""
         doctor = self._doctor
@@ -310,15 +359,13 @@ class ClusterAgent:
         while True:
             snapshot = self._snapshot
             if self.leading and snapshot is not None:
-                probes = await self._feed.fetch(self.node_agents())
-                self._imported = self._feed.results()
+                probes = self._feed.statuses()
                 plan = combine(self._evaluator.plans)
                 waiting = self._gates.waiting(snapshot.target_group_bindings)
                 self._aws = await doctor.refresh(snapshot, plan=plan, probes=probes, waiting=waiting)
                 self._cache_changed.set()  # publish the round with the next evaluation
             elif not self.leading:
                 self._aws = None
-                self._imported = ()
             await asyncio.sleep(self._settings.aws_refresh_interval_seconds)
 
     async def release(self, timeout: float) -> None:
@@ -336,7 +383,7 @@ class ClusterAgent:
     async def keep_readiness(self) -> None:
         await keep_readiness(self.stores, self._metrics, self._board, self._settings.kube_stale_after_seconds)
 
-    # /api/v1/targetgroups ---------------------------------------------------------------------
+    # /api/v1/targetgroups, /api/v1/probes ---------------------------------------------------------
     async def targetgroups(self, proxied: bool) -> TargetGroupsAnswer:
         """The leader answers from its AWS round. A standby asks the leader and relays its answer: the
         chart's Service balances over both replicas, and a node agent sent to the standby must get the
@@ -348,6 +395,17 @@ class ClusterAgent:
             if self._doctor is None:  # no AWS configured: no real settings, and none will come
                 return 200, to_document((), cluster="", generated_at=iso(time.time())), {}
             return 503, {"error": "the first AWS round has not finished yet"}, {"Retry-After": "15"}
+        return await self._relay("/api/v1/targetgroups", proxied, "the target-group settings")
+
+    async def probes(self, proxied: bool, namespace: str | None) -> TargetGroupsAnswer:
+        """Every node agent's probe states and findings with each agent's state and age (``lbdoctor diagnose``
+        reads it through the API server's service proxy, which may pick the standby: it relays the leader's)."""
+        if self.leading:
+            return 200, cluster_document(self._board.agents, time.time(), namespace=namespace), {}
+        query = f"?{urlencode({'namespace': namespace})}" if namespace else ""
+        return await self._relay(f"/api/v1/probes{query}", proxied, "the node agents' probes")
+
+    async def _relay(self, path: str, proxied: bool, what: str) -> TargetGroupsAnswer:
         if proxied:
             return 503, {"error": f"{self._identity} is not the leader either"}, {"Retry-After": "5"}
         holder, base = await self._leader_base()
@@ -356,13 +414,13 @@ class ClusterAgent:
         if self._session is None:
             self._session = aiohttp.ClientSession(headers={"X-Lbdoctor-Proxied": self._identity})
         try:
-            document = await fetch_targetgroups(self._session, base, self._peer)
+            document = await self._peer.get_json(self._session, f"{base}{path}")
         except PeerError as error:
             return 503, {"error": f"the leader {holder} answered: {error}"}, {"Retry-After": "5"}
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             self._leader = None  # look the leader up again next time
             self._metrics.error("agents", "leader_unreachable")
-            log.warning("could not reach the leader for the target-group settings", leader=holder, error=str(error))
+            log.warning(f"could not reach the leader for {what}", leader=holder, error=str(error))
             return 503, {"error": f"the leader {holder} at {base} did not answer"}, {"Retry-After": "5"}
         return 200, document, {"X-Lbdoctor-Leader": holder}
 

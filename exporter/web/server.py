@@ -34,6 +34,8 @@ from exporter import __version__
 from exporter.aws.metrics import render_aws
 from exporter.checks.causes import order
 from exporter.checks.registry import Role
+from exporter.exchange import Answer, NodeAnswer, agents_json, matches
+from exporter.metrics.agents import agent_steps
 from exporter.metrics.bindings import binding_steps
 from exporter.metrics.collectors import ProbeRenderer, check_steps, kube_proxy_steps
 from exporter.metrics.exposition import CONTENT_TYPE
@@ -85,6 +87,7 @@ def exposition_steps(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer
         kube_proxy_steps(published.node, published.dataplane, published.results, text),
         _aws_steps(published, text),
         _binding_steps(published, text),
+        agent_steps(board.agents, text),
     ):
         spent += time.perf_counter() - resumed
         yield
@@ -219,10 +222,15 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.Response(status=503, text=f"not ready: {board.not_ready_because}\n")
 
 
-def results_document(board: Board) -> dict[str, Any]:
+def results_document(board: Board, namespace: str | None = None) -> dict[str, Any]:
+    """``lbdoctor.results/v1``. On the cluster role, ``targets`` are every node agent's (compact rows: no
+    per-probe times) and ``agents`` says how old each agent's answer is. ``namespace`` narrows the results and
+    targets (cluster-scoped results stay)."""
     published = board.current
     results = order(published.results.results)
-    return {
+    if namespace is not None:
+        results = tuple(r for r in results if r.object.namespace in ("", namespace))
+    document: dict[str, Any] = {
         "schema": "lbdoctor.results/v1",
         "version": __version__,
         "role": board.role,
@@ -233,18 +241,70 @@ def results_document(board: Board) -> dict[str, Any]:
         "generated_at": iso(published.results.produced_at) if published.results.produced_at else None,
         "summary": summary(results),
         "results": results_json(results),
-        "targets": targets_json(published.probes),
     }
+    if board.role == "cluster":
+        now = time.time()
+        agents = board.agents
+        statuses = [s for a in agents if a.shows for s in a.targets if namespace in (None, s.target.namespace)]
+        document["targets"] = targets_json(statuses, compact=True)
+        document["agents"] = agents_json(agents, now)
+    else:
+        document["targets"] = targets_json([s for s in published.probes if namespace in (None, s.target.namespace)])
+    return document
+
+
+def _namespace(request: web.Request) -> str | None:
+    value = request.query.get("namespace")
+    return value[:253] if value else None
 
 
 async def _results(request: web.Request) -> web.StreamResponse:
     board = request.app[BOARD]
+    namespace = _namespace(request)
 
     def produce() -> bytes:
-        return json.dumps(results_document(board)).encode()
+        return json.dumps(results_document(board, namespace)).encode()
 
-    body = await shared(request.app, "results", lambda: asyncio.get_running_loop().run_in_executor(None, produce))
+    key = f"results {namespace}"
+    body = await shared(request.app, key, lambda: asyncio.get_running_loop().run_in_executor(None, produce))
     return await send(request, body, "application/json; charset=utf-8")
+
+
+async def _probes(request: web.Request) -> web.StreamResponse:
+    """``lbdoctor.probes/v1``: a node agent's compact answer for the cluster role (conditional: 304 while
+    nothing changed; gzip when asked), or the cluster role's view of every node agent (for diagnose)."""
+    board = request.app[BOARD]
+    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    if board.role == "cluster":
+        source = board.probes
+        if source is None:
+            return web.json_response({"error": "no node agents here"}, status=404)
+        status, document, headers = await source(PROXIED in request.headers, _namespace(request))
+        if status != 200:
+            return web.json_response(document, status=status, headers=headers)
+
+        def pack() -> bytes:
+            body = json.dumps(document, separators=(",", ":")).encode()
+            return gzip.compress(body, compresslevel=6) if gzipped else body
+
+        body = await asyncio.get_running_loop().run_in_executor(None, pack)
+        encoding = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {}
+        return await send(request, body, "application/json", {**headers, **encoding})
+    answers = request.app[NODE_ANSWER]
+    published = board.current
+
+    def produce() -> Answer:
+        return answers.current(
+            published, published.node, board.ready, published.probes, published.results.results, time.time()
+        )
+
+    answer = await asyncio.get_running_loop().run_in_executor(None, produce)
+    headers = {"ETag": answer.etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
+    if matches(request.headers.get("If-None-Match"), answer.etag):
+        return web.Response(status=304, headers=headers)
+    if gzipped and answer.gzipped is not None:
+        return await send(request, answer.gzipped, "application/json", {**headers, "Content-Encoding": "gzip"})
+    return await send(request, answer.body, "application/json", headers)
 
 
 async def _status_page(request: web.Request) -> web.StreamResponse:
@@ -257,6 +317,7 @@ async def _status_page(request: web.Request) -> web.StreamResponse:
             ready=board.ready,
             not_ready_because=board.not_ready_because,
             standby=board.standby,
+            agents=board.agents,
         ).encode()
 
     body = await shared(request.app, "page", lambda: asyncio.get_running_loop().run_in_executor(None, produce))
@@ -367,6 +428,9 @@ def _headers(watched: Watched) -> Callable[[web.Request, web.StreamResponse], Aw
     return add
 
 
+NODE_ANSWER = web.AppKey("node_answer", NodeAnswer)
+
+
 def build_app(board: Board, metrics: SelfMetrics, options: WebOptions | None = None) -> web.Application:
     options = options or WebOptions()
     middlewares = [_guard(options.config, metrics)] if options.config is not None else []
@@ -378,11 +442,13 @@ def build_app(board: Board, metrics: SelfMetrics, options: WebOptions | None = N
     app[RENDERER] = ProbeRenderer()
     app[OPTIONS] = options
     app[SHARED] = {}
+    app[NODE_ANSWER] = NodeAnswer()
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/api/v1/results", _results)
     app.router.add_get("/api/v1/targetgroups", _targetgroups)
+    app.router.add_get("/api/v1/probes", _probes)
     app.router.add_get("/", _status_page)
     return app
 

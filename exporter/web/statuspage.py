@@ -6,8 +6,8 @@ Rendered on the server from the published results (no JavaScript); it refreshes 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from html import escape
 
 from exporter import __version__
@@ -15,7 +15,9 @@ from exporter.checks.causes import order
 from exporter.checks.context import pods_of
 from exporter.checks.health_probe import describe
 from exporter.checks.registry import title
+from exporter.exchange import AgentState, AgentView
 from exporter.lb.targets import TargetStatus
+from exporter.lb.thresholds import LbState
 from exporter.model.results import CheckResult, ObjectRef, ResultKey, Status, TargetRef
 from exporter.report import iso, summary
 from exporter.state import Published
@@ -125,28 +127,108 @@ def _problems(results: Sequence[CheckResult]) -> str:
     return "\n".join(cards)
 
 
-def _target_rows(statuses: Iterable[TargetStatus], verdicts: dict[tuple[ObjectRef, TargetRef], CheckResult]) -> str:
+Verdicts = dict[tuple[ObjectRef, TargetRef, str], CheckResult]
+
+
+def _imported_verdict(status: TargetStatus, agent: AgentView | None, now: float) -> tuple[Status, str]:
+    """A node agent's target without a failing finding, as the cluster role shows it: what the agent
+    predicts, unless the agent is not answering (then it is shown as stale, never as healthy)."""
+    if agent is not None and agent.state is not AgentState.OK:
+        age = agent.age(now)
+        return Status.UNKNOWN, f"agent {agent.state.value}" + (f", {age:.0f} s old" if age is not None else "")
+    if status.outcome is None or status.health.state is LbState.INITIAL:
+        return Status.UNKNOWN, "not probed yet" if status.outcome is None else "registering"
+    if status.health.state is LbState.HEALTHY and status.outcome.success:
+        return Status.OK, Status.OK.value
+    return Status.WARN, "failing"  # the agent's finding comes with its next answer
+
+
+def _target_rows(
+    statuses: Sequence[TargetStatus],
+    verdicts: Verdicts,
+    agents: dict[str, AgentView] | None = None,
+    limit: int | None = None,
+) -> str:
+    """``agents`` (the cluster role): the node column, and each target's node agent for its age and state."""
+    now = time.time()
     rows = []
-    for status in sorted(statuses, key=lambda s: (s.target.pod, s.target.request.port)):
+    ordered = sorted(statuses, key=lambda s: (s.target.pod, s.target.node, s.target.request.port))
+    if limit is not None and len(ordered) > limit:  # failing targets first, then the rest up to the limit
+        ordered.sort(
+            key=lambda s: (
+                s.health.state is LbState.HEALTHY,
+                (s.target.owner, s.target.ref, s.target.node) not in verdicts,
+            )
+        )
+    for status in ordered[:limit]:
         target, outcome = status.target, status.outcome
-        verdict = verdicts.get((target.owner, target.ref))
+        verdict = verdicts.get((target.owner, target.ref, target.node))
         if outcome is None:
             last = '<span class="empty">not probed yet</span>'
-        elif outcome.success:
+        elif outcome.success and status.probed_at is not None:
             last = escape(f"{outcome.detail} in {outcome.duration * 1000:.0f} ms")
         else:
             last = escape(outcome.detail)
         state = status.health.state.value
-        verdict_status = verdict.status if verdict else Status.UNKNOWN
+        if verdict is not None:
+            verdict_status, label = verdict.status, verdict.reason.value if verdict.reason else verdict.status.value
+        elif agents is not None:
+            verdict_status, label = _imported_verdict(status, agents.get(target.node), now)
+        else:
+            verdict_status, label = Status.UNKNOWN, Status.UNKNOWN.value
         reason = verdict.reason.value if verdict and verdict.reason else ""
         fix = escape(verdict.remedy) if verdict and verdict.remedy else ""  # an effect's: its cause's
+        node = f"<td><code>{escape(target.node)}</code></td>" if agents is not None else ""
         rows.append(
-            f'<tr data-pod="{escape(target.pod)}" data-reason="{escape(reason)}">'
-            f"<td><code>{escape(target.pod)}</code></td><td><code>{escape(describe(target))}</code></td>"
+            f'<tr data-pod="{escape(target.pod)}" data-node="{escape(target.node)}" data-reason="{escape(reason)}">'
+            f"<td><code>{escape(target.pod)}</code></td>{node}<td><code>{escape(describe(target))}</code></td>"
             f"<td>{last}</td><td>{escape(state)} ({status.health.transitions} flips)</td>"
-            f'<td class="badge">{_badge(verdict_status, reason or verdict_status.value)}</td><td>{fix}</td></tr>'
+            f'<td class="badge">{_badge(verdict_status, label)}</td><td>{fix}</td></tr>'
         )
+    if limit is not None and len(ordered) > limit:
+        more = len(ordered) - limit
+        rows.append(f'<tr><td colspan="7" class="meta">… and {more} more targets (see the API)</td></tr>')
     return "\n".join(rows)
+
+
+_MAX_AGENT_ROWS = 300
+_MAX_TARGET_ROWS = 100  # per load balancer, on the cluster role's page
+
+
+def _agents(agents: Sequence[AgentView]) -> str:
+    """The cluster role's node agents: which answer, how old their answer is, what they see."""
+    if not agents:
+        return ""
+    now = time.time()
+    rank = {AgentState.UNREACHABLE: 0, AgentState.STALE: 1, AgentState.GONE: 2, AgentState.OK: 3}
+    ordered = sorted(agents, key=lambda a: (rank[a.state], a.node, a.url))
+    counts = Counter(agent.state for agent in agents)
+    summary_text = ", ".join(f"{counts[state]} {state.value}" for state in AgentState if counts[state])
+    rows = []
+    for agent in ordered[:_MAX_AGENT_ROWS]:
+        age = agent.age(now)
+        status = {AgentState.OK: Status.OK, AgentState.GONE: Status.WARN}.get(agent.state, Status.FAIL)
+        if agent.state is AgentState.STALE:
+            status = Status.WARN
+        states = Counter(s.health.state.value for s in agent.targets)
+        seen = ", ".join(f"{states[state.value]} {state.value}" for state in LbState if states[state.value])
+        failing = sum(1 for r in agent.results if r.status in (Status.FAIL, Status.WARN))
+        why = agent.error or ("" if agent.ready else "not ready: its caches are not synced")
+        rows.append(
+            f'<tr data-node="{escape(agent.node)}" data-state="{agent.state.value}">'
+            f"<td><code>{escape(agent.node or agent.url)}</code></td>"
+            f'<td class="badge">{_badge(status, agent.state.value)}</td>'
+            f"<td>{'never' if age is None else f'{age:.0f} s ago'}</td>"
+            f"<td>{len(agent.targets)}{f' ({escape(seen)})' if seen else ''}</td><td>{failing}</td>"
+            f"<td>{escape(why)}</td></tr>"
+        )
+    more = len(ordered) - _MAX_AGENT_ROWS
+    return (
+        f'<h2>Node agents <span class="meta">{escape(summary_text)}</span></h2>'
+        "<table><tr><th>Node</th><th>State</th><th>Last answer</th><th>Targets (predicted state)</th>"
+        f"<th>Failing findings</th><th>Why</th></tr>{''.join(rows)}</table>"
+        + (f'<p class="meta">{more} more node agents answer; see the API.</p>' if more > 0 else "")
+    )
 
 
 _MAX_SECTIONS = 300  # a page for people: a cluster of thousands of LBs shows its failing ones first
@@ -167,16 +249,24 @@ def _step_rows(results: Sequence[CheckResult]) -> str:
     return "\n".join(rows)
 
 
-def _load_balancers(published: Published) -> str:
-    """One section per load balancer: its object, its Services, their pods, and (node role) its targets."""
+def _load_balancers(published: Published, agents: Sequence[AgentView] = ()) -> str:
+    """One section per load balancer: its object, its Services, their pods, and its targets (the node role's
+    own; on the cluster role, every node agent's, with the node and how old the agent's answer is)."""
     results = published.results.results
     by_object: dict[ObjectRef, list[CheckResult]] = defaultdict(list)
     for result in results:
         by_object[result.object].append(result)
     targets: dict[ObjectRef, list[TargetStatus]] = defaultdict(list)
-    for status in published.probes:
+    listed = [s for agent in agents if agent.shows for s in agent.targets] if agents else published.probes
+    for status in listed:
         targets[status.target.owner].append(status)
-    verdicts = {(r.object, r.target): r for r in results if r.check.value == "health_probe" and r.target is not None}
+    by_node = {agent.node: agent for agent in agents if agent.node} if agents else None
+    limit = _MAX_TARGET_ROWS if agents else None
+    verdicts: Verdicts = {
+        (r.object, r.target, r.node or ""): r
+        for r in results
+        if r.check.value == "health_probe" and r.target is not None
+    }
     snapshot = published.snapshot
     sections: list[tuple[int, str, str]] = []
     healthy: list[str] = []
@@ -193,7 +283,7 @@ def _load_balancers(published: Published) -> str:
             members.extend(ObjectRef("Pod", p.meta.namespace, p.meta.name) for p in pods)
         mine = [r for ref in dict.fromkeys(members) for r in by_object.get(ref, ())]
         probes = targets.get(plan.owner, [])
-        mine += [verdicts[key] for s in probes if (key := (s.target.owner, s.target.ref)) in verdicts]
+        mine += [verdicts[key] for s in probes if (key := (s.target.owner, s.target.ref, s.target.node)) in verdicts]
         worst = max((r.status for r in mine), key=lambda status: status.severity, default=Status.OK)
         lb = plan.backends[0].lb.upper() if plan.backends else ""
         title = f"{escape(lb)} · {_object(plan.owner)}"
@@ -213,10 +303,11 @@ def _load_balancers(published: Published) -> str:
                 f"<th>What to do</th></tr>{_step_rows(steps)}</table>"
             )
         if probes:
+            node = "<th>Node</th>" if by_node is not None else ""
             body += (
-                "<table><tr><th>Pod</th><th>Health check as the LB sends it</th><th>Last probe</th>"
+                f"<table><tr><th>Pod</th>{node}<th>Health check as the LB sends it</th><th>Last probe</th>"
                 "<th>LB verdict (predicted)</th><th>Result</th><th>Fix</th></tr>"
-                f"{_target_rows(probes, verdicts)}</table>"
+                f"{_target_rows(probes, verdicts, by_node, limit)}</table>"
             )
         body += f'<p class="meta">{passing} other checks pass.</p>' if passing else ""
         section = f'<section data-owner="{escape(str(plan.owner))}">{header}{body}</section>'
@@ -238,7 +329,16 @@ def _load_balancers(published: Published) -> str:
     return "\n".join(shown)
 
 
-def render(published: Published, *, role: str, ready: bool, not_ready_because: str, standby: bool = False) -> str:
+def render(
+    published: Published,
+    *,
+    role: str,
+    ready: bool,
+    not_ready_because: str,
+    standby: bool = False,
+    agents: Sequence[AgentView] = (),
+) -> str:
+    """``agents``: the cluster role's node agents, whose targets it shows under each load balancer."""
     results = order(published.results.results)
     counts = summary(results)
     chips = "".join(
@@ -257,7 +357,8 @@ def render(published: Published, *, role: str, ready: bool, not_ready_because: s
 <main>{readiness}
 <h2>What fails, root causes first</h2>
 {_problems(results)}
-{_load_balancers(published)}
+{_agents(agents)}
+{_load_balancers(published, agents)}
 <p class="meta"><a href="/metrics">/metrics</a> · <a href="/api/v1/results">/api/v1/results</a></p>
 </main></body></html>
 """

@@ -1,69 +1,40 @@
 """Trust between the roles, against the real cluster role (in this process, and as its own process for
 peak memory): pods that carry the node agents' labels but are not its DaemonSet's are never read, an
-agent speaks only for its own node, malformed rows are refused and counted, and a huge answer is cut off
-at the cap while it streams. The node role reads the cluster role's target-group settings the same way."""
+agent speaks only for its own node and only for the checks only node agents run, malformed rows are refused
+and counted, and a huge answer (a gzip bomb too) is cut off at the cap while it streams. The cluster role
+reads its node agents whether or not AWS is configured. The node role reads the cluster role's
+target-group settings the same way."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import os
 import re
+import resource
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import zlib
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from moto.server import ThreadedMotoServer
 
 from exporter import agents as peers
 from exporter.fakeapi import FakeApiServer
 from exporter.settings import Settings
 from tests.conftest import next_ip, require_tool
-from tests.faults.running import eventually, get, metric, running
+from tests.faults.running import eventually, get, metric, results, running
 
 pytestmark = pytest.mark.faults
 
 NAMESPACE = "lbdoctor"
 DAEMONSET = "lbdoctor-node"
 MiB = 1024 * 1024
-
-
-@pytest.fixture(name="moto_url", scope="module")
-def _moto_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-}
-
-
-@pytest.fixture(name="aws")
-def _aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """AWS (moto on loopback): the cluster role reads its node agents only in its AWS rounds."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
-        monkeypatch.delenv(name, raising=False)
-    environment = {**AWS_ENV, "AWS_ENDPOINT_URL": moto_url}
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    return environment
 
 
 def agent_pod(name: str, namespace: str, ip: str, node: str, owner: str | None) -> dict[str, Any]:
@@ -110,12 +81,23 @@ def row(node: str, **changes: Any) -> dict[str, Any]:
     return {**base, **changes}
 
 
-class Agent:
-    """A node agent's API on one loopback address: answers ``document``, or ``huge`` bytes of a JSON
-    array that never ends; records how often it was asked and how much it sent."""
+def probes(node: str, targets: list[dict[str, Any]], results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A node agent's answer at /api/v1/probes (what a forger would send too)."""
+    return {"schema": "lbdoctor.probes/v1", "role": "node", "node": node, "ready": True, "targets": targets,
+            "results": results or []}  # fmt: skip
 
-    def __init__(self, ip: str, port: int, document: dict[str, Any] | None = None, huge: int = 0) -> None:
-        self.ip, self.port, self.document, self.huge = ip, port, document or {}, huge
+
+class Agent:
+    """A node agent's API on one loopback address: answers ``document`` at /api/v1/probes (or, ``legacy``,
+    at /api/v1/results only, as an agent older than the compact exchange), or ``huge`` bytes of a JSON array
+    that never ends (``gzip``: a gzip bomb of that many bytes); records how often it was asked and how much it
+    sent."""
+
+    def __init__(
+        self, ip: str, port: int, document: dict[str, Any] | None = None, huge: int = 0, legacy: bool = False,
+        gzip: bool = False,
+    ) -> None:  # fmt: skip
+        self.ip, self.port, self.document, self.huge, self.legacy, self.gzip = ip, port, document or {}, huge, legacy, gzip
         self.requests = 0
         self.sent = 0
         self._runner: web.AppRunner | None = None
@@ -124,10 +106,12 @@ class Agent:
         self.requests += 1
         if not self.huge:
             return web.json_response(self.document)
+        if self.gzip:
+            return await self._bomb(request)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         chunk = b'{"x": "' + b"a" * (MiB - 16) + b'"},'
-        await response.write(b'{"schema": "lbdoctor.results/v1", "role": "node", "targets": [')
+        await response.write(b'{"schema": "lbdoctor.probes/v1", "role": "node", "targets": [')
         try:
             while self.sent < self.huge:
                 await response.write(chunk)
@@ -136,9 +120,25 @@ class Agent:
             pass  # the reader hung up: what a cap does
         return response
 
+    async def _bomb(self, request: web.Request) -> web.StreamResponse:
+        """``huge`` bytes of JSON once decompressed, a few hundred KiB on the wire."""
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip
+        head = packer.compress(b'{"schema": "lbdoctor.probes/v1", "role": "node", "targets": ["')
+        block = packer.compress(b"a" * MiB)
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        await response.prepare(request)
+        try:
+            await response.write(head + block)
+            while self.sent < self.huge:
+                await response.write(packer.compress(b"a" * MiB) + packer.flush(zlib.Z_SYNC_FLUSH))
+                self.sent += MiB
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
     async def __aenter__(self) -> Agent:
         app = web.Application()
-        app.router.add_get("/api/v1/results", self._results)
+        app.router.add_get("/api/v1/results" if self.legacy else "/api/v1/probes", self._results)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.ip, self.port)
@@ -168,12 +168,11 @@ async def agents(*specs: dict[str, Any]) -> AsyncIterator[list[Agent]]:
 
 
 def cluster_settings(port: int, **more: Any) -> dict[str, Any]:
+    """A cluster role without AWS: it reads its node agents all the same."""
     return {
         "role": "cluster",
         "leader_election": False,
-        "cluster_name": "trust-test",
-        "aws_region": "us-east-1",
-        "aws_refresh_interval_seconds": 1,
+        "node_agent_interval_seconds": 1,
         "node_agent_daemonset": DAEMONSET,
         "node_agent_namespace": NAMESPACE,
         "node_agent_port": port,
@@ -182,18 +181,13 @@ def cluster_settings(port: int, **more: Any) -> dict[str, Any]:
 
 
 async def test_only_the_daemonsets_own_agents_are_read_each_for_its_own_node(
-    api: FakeApiServer, tmp_path: Path, aws: dict[str, str]
+    api: FakeApiServer, tmp_path: Path
 ) -> None:
     """Before: any pod in any namespace carrying the agents' labels was read and believed. Now only pods
     of the node agents' DaemonSet in lbdoctor's namespace; and an agent's rows about other nodes, or rows
     that are not valid probe states, are refused and counted."""
-    forged = {"schema": "lbdoctor.results/v1", "role": "node", "node": "node-a", "targets": [row("node-a")]}
-    real = {
-        "schema": "lbdoctor.results/v1",
-        "role": "node",
-        "node": "node-a",
-        "targets": [row("node-a"), row("node-b", pod="web-2"), row("node-a", pod="web-3", port=99999)],
-    }
+    forged = probes("node-a", [row("node-a")])
+    real = probes("node-a", [row("node-a"), row("node-b", pod="web-2"), row("node-a", pod="web-3", port=99999)])
     async with agents({"document": real}, {"document": forged}, {"document": forged}, {"document": forged}) as found:
         own, tenant, unowned, other = found
         api.state.apply(agent_pod("lbdoctor-node-abcde", NAMESPACE, own.ip, "node-a", DAEMONSET))
@@ -207,19 +201,24 @@ async def test_only_the_daemonsets_own_agents_are_read_each_for_its_own_node(
 
             await eventually(rounds, 30)
             _, exposition = await get(f"{base}/metrics")
+            document = await results(base)
     print(
         f"FIGURE forged-agents: own agent read {own.requests}x, forged {tenant.requests + unowned.requests + other.requests}x"
     )
     assert (tenant.requests, unowned.requests, other.requests) == (0, 0, 0)
     assert metric(exposition, "lbdoctor_errors_total", component="agents", kind="foreign_node") == own.requests
     assert metric(exposition, "lbdoctor_errors_total", component="agents", kind="invalid_rows") == own.requests
+    # What the cluster role shows of node-a is its own agent's one valid row, nothing forged.
+    assert [(t["node"], t["pod"]) for t in document["targets"]] == [("node-a", "web-1")]
+    assert [(a["node"], a["state"]) for a in document["agents"]] == [("node-a", "ok")]
 
 
-async def test_an_agent_speaking_for_another_node_is_refused(
-    api: FakeApiServer, tmp_path: Path, aws: dict[str, str]
-) -> None:
-    liar = {"schema": "lbdoctor.results/v1", "role": "node", "node": "node-b", "targets": [row("node-b")]}
-    async with agents({"document": liar}) as [agent]:
+@pytest.mark.parametrize("legacy", [False, True], ids=["probes", "legacy-results"])
+async def test_an_agent_speaking_for_another_node_is_refused(api: FakeApiServer, tmp_path: Path, legacy: bool) -> None:
+    liar = probes("node-b", [row("node-b")])
+    if legacy:  # an agent older than /api/v1/probes: read at /api/v1/results, under the same rules
+        liar = {**liar, "schema": "lbdoctor.results/v1"}
+    async with agents({"document": liar, "legacy": legacy}) as [agent]:
         api.state.apply(agent_pod("lbdoctor-node-abcde", NAMESPACE, agent.ip, "node-a", DAEMONSET))
         async with running(api, tmp_path, **cluster_settings(agent.port)) as base:
 
@@ -228,13 +227,72 @@ async def test_an_agent_speaking_for_another_node_is_refused(
 
             await eventually(asked, 30)
             _, exposition = await get(f"{base}/metrics")
+            document = await results(base)
     assert metric(exposition, "lbdoctor_errors_total", component="agents", kind="foreign_node") == agent.requests
+    # Shown as an agent that does not answer (its answer refused), never as node-b's probes.
+    assert document["targets"] == []
+    [shown] = document["agents"]
+    assert shown["node"] == "node-a" and shown["state"] in ("stale", "unreachable") and "foreign_node" in shown["error"]
+    unseen = [r for r in document["results"] if r["reason"] == "NodeAgentUnreachable"]
+    assert [r["object"]["name"] for r in unseen] == ["node-a"]
 
 
-async def test_a_huge_answer_is_cut_off_at_the_cap(api: FakeApiServer, tmp_path: Path, aws: dict[str, str]) -> None:
+def finding(check: str, node: str, name: str, reason: str, **more: Any) -> dict[str, Any]:
+    return {
+        "check": check,
+        "status": "fail",
+        "reason": reason,
+        "object": {"kind": "Service", "namespace": "shop", "name": name},
+        "target": {"pod": f"{name}-1", "ip": "10.0.10.7", "port": 8080},
+        "message": "forged",
+        "remedy": "",
+        "caused_by": None,
+        "node": node,
+        "about": [f"pod:shop/{name}-1"],
+        **more,
+    }
+
+
+async def test_an_agent_speaks_only_for_its_node_and_the_checks_only_agents_run(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    """A compromised agent's answer may claim anything: findings about another node, or of a check the cluster
+    role runs itself (a failing selector on someone's Service), are refused; its own node's probe is shown."""
+    answer = probes(
+        "node-a",
+        [row("node-a")],
+        [
+            finding("health_probe", "node-a", "web", "Timeout"),
+            finding("health_probe", "node-b", "other", "ConnectionRefused"),
+            finding("selector", "node-a", "victim", "NoPodsMatchSelector"),
+            finding("health_probe", None, "nowhere", "Timeout"),  # type: ignore[arg-type]
+        ],
+    )
+    async with agents({"document": answer}) as [agent]:
+        api.state.apply(agent_pod("lbdoctor-node-abcde", NAMESPACE, agent.ip, "node-a", DAEMONSET))
+        async with running(api, tmp_path, **cluster_settings(agent.port)) as base:
+
+            async def shown() -> bool:
+                document = await results(base)
+                return any(r["object"]["name"] == "web" for r in document["results"])
+
+            await eventually(shown, 30)
+            document = await results(base)
+            _, exposition = await get(f"{base}/metrics")
+    names = {r["object"]["name"] for r in document["results"] if r["message"] == "forged"}
+    assert names == {"web"}
+    assert metric(exposition, "lbdoctor_errors_total", component="agents", kind="foreign_node")
+    assert 'name="victim"' not in exposition and 'name="other"' not in exposition
+
+
+@pytest.mark.parametrize("bomb", [False, True], ids=["plain", "gzip-bomb"])
+async def test_a_huge_answer_is_cut_off_at_the_cap(api: FakeApiServer, tmp_path: Path, bomb: bool) -> None:
     """Before: the whole answer was read (a 600 MiB one took the cluster role to 1.26 GB). Now reading stops
-    at peer_max_response_bytes: the agent gets to send little more than the cap (plus socket buffers)."""
-    async with agents({"huge": 600 * MiB}) as [agent]:
+    at peer_max_response_bytes: the agent gets to send little more than the cap (plus socket buffers). The
+    cap counts decompressed bytes: a gzip bomb (600 MiB in well under 1 MiB on the wire) stops there too, so
+    this process (the cluster role runs in it) never holds it."""
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
+    async with agents({"huge": 600 * MiB, "gzip": bomb}) as [agent]:
         api.state.apply(agent_pod("lbdoctor-node-abcde", NAMESPACE, agent.ip, "node-a", DAEMONSET))
         async with running(api, tmp_path, **cluster_settings(agent.port, peer_max_response_bytes=4 * MiB)) as base:
 
@@ -244,25 +302,23 @@ async def test_a_huge_answer_is_cut_off_at_the_cap(api: FakeApiServer, tmp_path:
 
             await eventually(refused, 30)
             await asyncio.sleep(0.5)
-    print(f"FIGURE huge-cap: the agent sent {agent.sent / MiB:.0f} MiB of its 600 MiB answer (cap 4 MiB)")
-    assert agent.sent < 4 * MiB + 16 * MiB  # the cap and what loopback's socket buffers held, not 600 MiB
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - peak_before
+    print(f"FIGURE huge-cap: the agent sent {agent.sent / MiB:.0f} MiB of its 600 MiB answer (cap 4 MiB, gzip {bomb}); peak RSS +{grew:.0f} MiB")
+    assert grew < 200  # not the 600 MiB answer (nor twice it, as a bytearray and its JSON)
+    if not bomb:
+        assert agent.sent < 4 * MiB + 16 * MiB  # the cap and what loopback's socket buffers held, not 600 MiB
 
 
 @pytest.mark.slow
-async def test_a_huge_answer_keeps_the_cluster_roles_memory_bounded(
-    api: FakeApiServer, tmp_path: Path, aws: dict[str, str]
-) -> None:
+async def test_a_huge_answer_keeps_the_cluster_roles_memory_bounded(api: FakeApiServer, tmp_path: Path) -> None:
     """The figure: peak RSS of a real cluster-role process reading a node agent that answers 600 MiB."""
     async with agents({"huge": 600 * MiB}) as [agent]:
         api.state.apply(agent_pod("lbdoctor-node-abcde", NAMESPACE, agent.ip, "node-a", DAEMONSET))
         environment = {
             **os.environ,
-            **aws,
             "POD_NAMESPACE": NAMESPACE,
             "LBDOCTOR_LEADER_ELECTION": "false",
-            "LBDOCTOR_CLUSTER_NAME": "trust-test",
-            "LBDOCTOR_AWS_REGION": "us-east-1",
-            "LBDOCTOR_AWS_REFRESH_INTERVAL_SECONDS": "1",
+            "LBDOCTOR_NODE_AGENT_INTERVAL_SECONDS": "1",
             "LBDOCTOR_NODE_AGENT_DAEMONSET": DAEMONSET,
             "LBDOCTOR_NODE_AGENT_PORT": str(agent.port),
         }
@@ -381,16 +437,16 @@ async def test_tls_and_basic_auth_between_the_roles(tmp_path: Path) -> None:
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(files["ca.pem"]))
     server_tls.load_cert_chain(files["server.pem"], files["server.key"])
     server_tls.verify_mode = ssl.CERT_REQUIRED
-    document = {"schema": "lbdoctor.results/v1", "role": "node", "node": "node-a", "targets": [row("node-a")]}
+    document = probes("node-a", [row("node-a")])
     expected = "Basic " + base64.b64encode(b"prometheus:s3cret").decode()
 
-    async def results(request: web.Request) -> web.Response:
+    async def answer(request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != expected:
             return web.Response(status=401, headers={"WWW-Authenticate": "Basic"})
         return web.json_response(document)
 
     app = web.Application()
-    app.router.add_get("/api/v1/results", results)
+    app.router.add_get("/api/v1/probes", answer)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     ip = next_ip()
