@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.kube_proxy_rules [--services 10000] [--endpoints 10] [--repeat 3] [--nft-services 2000]
 
-Measures, for N Services with M endpoints each (10,000 x 10 gives the ~430,000-line dump of reference
-kube-proxy.md §7):
+Measures, for N Services with M endpoints each (10,000 x 10 gives the ~430,000-line dump of
+docs/kube-proxy.md §11):
 - parse + expected state + compare of the ``iptables-save`` text (the work the node agent does off the
   event loop each round): wall time (median of --repeat), lines per second, peak traced memory;
 - the event loop's worst lateness while that work runs in a worker thread, as the agent runs it;

@@ -46,7 +46,7 @@ def test_nlb_defaults_ip_targets() -> None:
 
 
 def test_nlb_instance_local_checks_the_health_check_node_port() -> None:
-    """Column B of the reference: instance + externalTrafficPolicy Local → HTTP /healthz on healthCheckNodePort."""
+    """docs/health-check-defaults.md §3, Local: instance + externalTrafficPolicy Local → HTTP /healthz, hc port."""
     svc = nlb(
         annotations={ann.NLB_TARGET_TYPE: "instance"},
         external_traffic_policy="Local",

@@ -22,7 +22,7 @@ from exporter.model.snapshot import ClusterSnapshot
 if TYPE_CHECKING:
     from exporter.settings import Settings
 
-# Events the controller emits when it cannot reconcile an object (reference §1.9).
+# Events the controller emits when it cannot reconcile an object (docs/health-check-defaults.md §6).
 RECONCILE_FAILURES = frozenset(
     {"FailedBuildModel", "FailedDeployModel", "BackendNotFound", "FailedReconcile", "FailedNetworkReconcile"}
 )

@@ -22,7 +22,7 @@ _EXCLUDED = (
 
 
 def _eligible(node: Node) -> bool:
-    """Nodes the controller registers as instance targets (reference §1.4)."""
+    """Nodes the controller registers as instance targets (docs/health-check-defaults.md §5)."""
     labels = node.meta.labels
     return (
         node.ready

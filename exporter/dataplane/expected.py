@@ -1,6 +1,6 @@
 """What kube-proxy should have programmed on one node, computed from the API as kube-proxy computes it.
 
-Reference kube-proxy.md §1.6 (which Services are proxied) and §5 (which endpoints: ready ones, else
+docs/kube-proxy.md §5.1 (which Services are proxied) and §5.2 (which endpoints: ready ones, else
 serving-and-terminating ones; Local policies keep this node's; topology hints may narrow the set).
 Pure: a snapshot and a node in, an ``ExpectedState`` out.
 
@@ -24,7 +24,7 @@ IPV4, IPV6 = "IPv4", "IPv6"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 # Services (and their slices) with these labels are programmed by another proxy, or not at all.
 NOT_PROXIED_LABELS = ("service.kubernetes.io/service-proxy-name", "service.kubernetes.io/headless")
-# kube-proxy drops rule comments above this many endpoints (reference §1.6, "large-cluster mode").
+# kube-proxy drops rule comments above this many endpoints (docs/kube-proxy.md §5.3, "large-cluster mode").
 LARGE_CLUSTER_ENDPOINTS = 1000
 PROTOCOLS = ("tcp", "udp", "sctp")
 

@@ -1,6 +1,6 @@
 """Ask kube-proxy how it is: ``/healthz`` (port 10256), its sync metrics and ``/proxyMode`` (port 10249).
 
-Adapter (reference kube-proxy.md §4). Never raises: an unreachable endpoint is a field of the
+Adapter (docs/kube-proxy.md §9). Never raises: an unreachable endpoint is a field of the
 answer. Only the two sync timestamps are taken from the metrics text, through prometheus_client's
 parser, so a large /metrics page costs little.
 """

@@ -1,4 +1,4 @@
-"""Parse ``iptables-save`` output as it is really printed (reference kube-proxy.md §1.5). Pure, tolerant.
+"""Parse ``iptables-save`` output as it is really printed (docs/kube-proxy.md §4). Pure, tolerant.
 
 The dump is split into tables, declared chains and raw rule texts in one cheap pass; a rule is
 tokenised only when the comparison asks for it (``parse_rule``), so a 430,000-line dump never

@@ -21,7 +21,7 @@ from exporter.dataplane.iptables_save import (
 from exporter.dataplane.lookups import DispatchLookups
 
 _POLICY_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-")
-# Chains only kube-proxy's IPVS mode creates (reference §3): such rules must not be read as iptables mode.
+# Chains only kube-proxy's IPVS mode creates (docs/kube-proxy.md §7): such rules must not be read as iptables mode.
 IPVS_CHAINS = ("KUBE-NODE-PORT", "KUBE-LOAD-BALANCER", "KUBE-IPVS-FILTER", "KUBE-IPVS-OUT-FILTER")
 
 
@@ -140,7 +140,7 @@ def looks_like_ipvs(dump: IptablesSave) -> bool:
 
 
 def snat_sources(dump: IptablesSave) -> set[str]:
-    """Addresses the AWS VPC CNI SNATs pod traffic to: this node's primary IP (reference §6)."""
+    """Addresses the AWS VPC CNI SNATs pod traffic to: this node's primary IP (docs/kube-proxy.md §10)."""
     nat = dump.table("nat")
     if nat is None:
         return set()

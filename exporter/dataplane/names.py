@@ -1,4 +1,4 @@
-"""The names kube-proxy gives its chains, recomputed from API data (reference kube-proxy.md §1.2, §2.2).
+"""The names kube-proxy gives its chains, recomputed from API data (docs/kube-proxy.md §2).
 
 Names are deterministic, so the comparison never depends on rule comments (which kube-proxy drops
 in large clusters) nor on the order ``iptables-save`` prints rules in.

@@ -1,4 +1,4 @@
-"""Parse ``nft -j list table {ip,ip6} kube-proxy`` (libnftables-json(5), reference kube-proxy.md §2.5). Pure.
+"""Parse ``nft -j list table {ip,ip6} kube-proxy`` (libnftables-json(5), docs/kube-proxy.md §6). Pure.
 
 Keeps what the comparison needs: chain names, the elements of sets and verdict maps, and from each
 rule the chains it leads to and any DNAT address. The document is decoded one object at a time, so

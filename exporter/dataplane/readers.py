@@ -5,7 +5,7 @@ worker thread parses it. Nothing here raises into callers: a missing binary, a p
 a non-zero exit or a timeout becomes a ``ReadFailure`` with a kind and a one-line reason.
 
 Which backend kube-proxy writes to is found the way the kube-proxy image's iptables wrapper finds
-it (reference kube-proxy.md §8): the backend holding kubelet's ``KUBE-IPTABLES-HINT`` /
+it (docs/kube-proxy.md §8): the backend holding kubelet's ``KUBE-IPTABLES-HINT`` /
 ``KUBE-KUBELET-CANARY`` chains; without a hint, whichever backend holds kube-proxy's
 ``KUBE-SERVICES`` chain (nft first).
 """

@@ -46,7 +46,7 @@ class RulesReport:
 
 @dataclass(frozen=True)
 class KubeProxyHealth:
-    """kube-proxy's own view: /healthz on 10256 and its sync metrics on 10249 (reference §4)."""
+    """kube-proxy's own view: /healthz on 10256 and its sync metrics on 10249 (docs/kube-proxy.md §9)."""
 
     checked_at: float
     healthz_url: str | None

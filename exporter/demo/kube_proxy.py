@@ -3,7 +3,7 @@ the real ``iptables-restore``, and its ``/healthz``, ``/metrics`` and ``/proxyMo
 
 The rules are what kube-proxy in iptables mode programs for the demo's Services on the demo's node
 (computed with lbdoctor's ``expected_state``, written in kube-proxy's own format: the chains, comments,
-``statistic`` probabilities and DNATs of reference kube-proxy.md §1), with two faults seeded: kube-proxy
+``statistic`` probabilities and DNATs of docs/kube-proxy.md §3), with two faults seeded: kube-proxy
 stopped syncing ten minutes before the demo started, so it never programmed Service ``inventory``
 (created since) and it still sends Service ``checkout``'s traffic to the pod that has been crash-looping
 since. Its ``/healthz`` says so (503), and its metrics show a sync queued after the last one that ran.

@@ -76,7 +76,7 @@ def quoted(value: str, limit: int = QUOTE_LIMIT) -> str:
     return f"{value[:limit]!r}… ({len(value)} characters)"
 
 
-# Spellings people reach for that the controller silently ignores (pain point 7 of the reference).
+# Spellings people reach for that the controller silently ignores (docs/health-check-defaults.md §4).
 MISSPELLINGS = {
     ALB_PREFIX + "health-check-path": ALB_HC_PATH,
     ALB_PREFIX + "healthcheck-interval": ALB_HC_INTERVAL,

@@ -1,7 +1,7 @@
 """Derive the health check a target group really has, from annotations and the controller's defaults.
 
 Mirrors the AWS Load Balancer Controller (``pkg/ingress`` and ``pkg/service`` model builders; see
-``shared/reference/aws-lb.md`` §1.2-1.4). An invalid annotation makes the controller fail to build
+docs/health-check-defaults.md §1-§5). An invalid annotation makes the controller fail to build
 its model; lbdoctor reports it and keeps probing with the default for that one field, so the rest
 of the runbook still runs.
 """
@@ -247,7 +247,7 @@ def resolve_nlb(service: Service, controller: ControllerConfig) -> Resolution:
     if reader.has(ann.NLB_TARGET_TYPE):
         reader.choice(ann.NLB_TARGET_TYPE, (IP, INSTANCE), controller.default_target_type)
     target_type = nlb_target_type(service, controller)
-    # Column B of the reference table: instance targets with externalTrafficPolicy Local are
+    # The Local column of docs/health-check-defaults.md §3: instance targets with externalTrafficPolicy Local are
     # checked through kube-proxy's healthCheckNodePort.
     local_instance = (
         target_type == INSTANCE and service.external_traffic_policy == "Local" and service.type == "LoadBalancer"

@@ -53,7 +53,7 @@ class LbPlan:
 
 
 def is_nlb_service(service: Service, controller: ControllerConfig) -> bool:
-    """The controller's Service scope (reference §1.1)."""
+    """The controller's Service scope (docs/health-check-defaults.md §1)."""
     if service.type != "LoadBalancer":
         return False
     if service.load_balancer_class is not None:

@@ -101,7 +101,7 @@ class Reason(enum.StrEnum):
     KUBE_PROXY_MODE_UNSUPPORTED = "KubeProxyModeUnsupported"
     KUBE_PROXY_RULES_FROM_ANOTHER_NODE = "KubeProxyRulesFromAnotherNode"
     # ---- AWS checks (elb_target_health, security_groups, network) --------------------------------
-    # elb_target_health: ELBv2 TargetHealth reason codes, verbatim (reference aws-lb.md §2)
+    # elb_target_health: ELBv2 TargetHealth reason codes, verbatim (docs/aws.md, "Target health reason codes")
     ELB_REGISTRATION_IN_PROGRESS = "Elb.RegistrationInProgress"
     ELB_INITIAL_HEALTH_CHECKING = "Elb.InitialHealthChecking"
     TARGET_RESPONSE_CODE_MISMATCH = "Target.ResponseCodeMismatch"

@@ -1,4 +1,4 @@
-"""elb_target_health against moto: every state and reason code of the reference table, verbatim, mapped
+"""elb_target_health against moto: every row of docs/aws.md "Target health reason codes", verbatim, mapped
 to the pod (ip targets) or the node (instance targets)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tests.aws.faults import patch_target_health
 from tests.aws.helpers import diagnose, one, results, settings
 from tests.aws.world import POD_IPS, World
 
-# reference aws-lb.md §2: reason, state, description AWS sends, the status lbdoctor reports
+# docs/aws.md, "Target health reason codes": reason, state, description AWS sends, the status lbdoctor reports
 REFERENCE_TABLE = [
     ("Elb.RegistrationInProgress", "initial", "Target registration is in progress", Status.OK),
     ("Elb.InitialHealthChecking", "initial", "Initial health checks in progress", Status.OK),

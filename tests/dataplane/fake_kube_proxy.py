@@ -1,6 +1,6 @@
 """A stand-in for kube-proxy's HTTP endpoints on loopback: /healthz (10256) and /metrics, /proxyMode (10249).
 
-Answers are shaped as reference kube-proxy.md §4 describes them; a test changes them between rounds.
+Answers are shaped as docs/kube-proxy.md §9 describes them; a test changes them between rounds.
 """
 
 from __future__ import annotations

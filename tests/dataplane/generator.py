@@ -1,6 +1,6 @@
 """Rule sets as kube-proxy writes them for one node, from a small description of Services and endpoints.
 
-Written from the documented formats (shared/reference/kube-proxy.md §1.3-1.5, §2), not from upstream
+Written from the documented formats (docs/kube-proxy.md §2-§4, §6), not from upstream
 dumps. It is deliberately simpler than kube-proxy and than lbdoctor's expected-state code: programmed
 endpoints are "ready ones" (this node's only, for Local policies), and each fault is stated explicitly
 on the Service, so a test reads as "kube-proxy programmed X while the API says Y".
@@ -368,7 +368,7 @@ def _fixed(tables: Tables, ipv6: bool, aws: bool, node_ip: str) -> None:
             )
         )
     if aws and not ipv6:
-        # The VPC CNI's own chains (reference §6): the comparison must leave them alone.
+        # The VPC CNI's own chains (docs/kube-proxy.md §10): the comparison must leave them alone.
         tables.nat_chains += ["AWS-SNAT-CHAIN-0", "AWS-CONNMARK-CHAIN-0"]
         tables.nat += [
             Rule("PREROUTING", "AWS, outbound connections", target="AWS-CONNMARK-CHAIN-0"),
@@ -622,7 +622,7 @@ def nft_name(base: str) -> str:
 
 
 def nft_script(services: Sequence[Svc], node: str = NODE, *, family: str = "ip") -> str:
-    """``nft -f`` input for kube-proxy's nftables mode (reference §2), one address family."""
+    """``nft -f`` input for kube-proxy's nftables mode (docs/kube-proxy.md §6), one address family."""
     t = f"{family} kube-proxy"
     addr = "ipv6_addr" if family == "ip6" else "ipv4_addr"
     daddr = "ip6 daddr" if family == "ip6" else "ip daddr"

@@ -1,4 +1,4 @@
-"""Chain and object names recomputed from API data match kube-proxy's (reference test vectors)."""
+"""Chain and object names recomputed from API data match kube-proxy's (docs/kube-proxy.md §2's examples)."""
 
 from __future__ import annotations
 
