@@ -12,6 +12,7 @@ from exporter.lb.plan import OwnerPlan
 from exporter.lb.readiness_gates import GateRow
 from exporter.lb.targets import TargetStatus
 from exporter.metrics.bindings import BindingRow
+from exporter.metrics.collectors import MAX_OBJECT_SERIES
 from exporter.model.results import ResultSet
 from exporter.model.snapshot import ClusterSnapshot
 
@@ -47,6 +48,7 @@ class Board:
         self.standby = False  # cluster role: another replica leads
         self.not_ready_because = "caches not synced yet"
         self.targetgroups: TargetGroupsSource | None = None  # cluster role: leader's or proxied to the leader
+        self.max_object_series = MAX_OBJECT_SERIES  # per-object series a scrape writes (metrics_max_object_series)
 
     def publish(self, published: Published) -> None:
         self.current = published

@@ -9,7 +9,7 @@ from exporter.lb import annotations as ann
 from exporter.lb.aws_settings import RealHealthCheck
 from exporter.lb.aws_settings import apply as apply_real_checks
 from exporter.lb.healthcheck import ControllerConfig, resolve_alb, resolve_nlb
-from exporter.lb.plan import build_plan
+from exporter.lb.plan import build_plan, owner_plans
 from exporter.lb.targets import TargetStatus, node_targets
 from exporter.metrics.collectors import ProbeRenderer
 from exporter.metrics.exposition import MAX_LABEL_VALUE, join_labels
@@ -172,7 +172,9 @@ def test_one_object_makes_at_most_a_bounded_number_of_target_groups() -> None:
     snapshot = ClusterSnapshot.of(services=[svc], pods=[pod()])
     plan = build_plan(snapshot, CONTROLLER)
     assert len(plan.backends) == ann.MAX_TARGET_GROUPS_PER_OWNER
-    problems = plan.owners(Check.SERVICE_ANNOTATIONS)[ObjectRef("Service", "shop", "web")]
+    [owner] = owner_plans(plan)
+    assert owner.owner == ObjectRef("Service", "shop", "web")
+    problems = owner.problems
     assert [p.reason for p in problems] == [Reason.TOO_MANY_TARGET_GROUPS]
     assert "150 target groups" in problems[0].message
     alb = ingress(annotations={ann.ALB_HC_PATH: "/x"})
