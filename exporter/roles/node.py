@@ -40,6 +40,10 @@ WATCHED = (
     resources.TARGET_GROUP_BINDINGS,
     resources.NODES,  # only this node's own object: its address (NodePort probes) and zone (topology hints)
 )
+# Objects per list page. Every node agent lists every Service and EndpointSlice of the cluster: a page of 1,000
+# slices is ~2 MB of JSON and ~10 MB decoded, and the next page is fetched while one is converted, so a
+# smaller page keeps the agent's peak memory down (docs/performance.md, "At cluster scale").
+PAGE_SIZE = 250
 
 
 async def wait_any(*events: asyncio.Event) -> None:
@@ -69,6 +73,7 @@ class NodeAgent:
                 field_selector=self._field_selector(resource),
                 inactivity_timeout=settings.watch_inactivity_timeout_seconds,
                 watch_timeout=settings.watch_timeout_seconds,
+                page_size=PAGE_SIZE,
             )
             for resource in WATCHED
         ]
