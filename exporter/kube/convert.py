@@ -45,7 +45,7 @@ _NONE: dict[str, Any] = {}
 _EMPTY: Mapping[str, str] = {}  # shared by every object without labels or annotations; never written to
 
 # The annotation families lbdoctor reads (the AWS Load Balancer Controller's, the legacy ingress class, the
-# default IngressClass); tests/test_kube_access.py keeps exporter/lb/annotations.py inside them.
+# default IngressClass); tests/test_compact_model.py keeps exporter/lb/annotations.py inside them.
 READ_ANNOTATIONS = (
     "alb.ingress.kubernetes.io/",
     "service.beta.kubernetes.io/",

@@ -18,7 +18,6 @@ EMPTY: Mapping[str, str] = {}
 class ObjectMeta:
     namespace: str
     name: str
-    uid: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     deleting: bool = False
