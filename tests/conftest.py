@@ -16,6 +16,18 @@ from exporter.kube.client import KubeClient
 _addresses = itertools.count(1)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The tests start lbdoctor as a subprocess with this environment: a variable named like a setting
+    that is none (a tool's own ``LBDOCTOR_*`` variable, a typo) would make every such start exit 2 and
+    the failures look unrelated. Stop the run at once with lbdoctor's own one-line answer."""
+    from exporter.settings import SettingsError, _from_env
+
+    try:
+        _from_env(os.environ)
+    except SettingsError as error:
+        pytest.exit(f"the test environment would stop lbdoctor at start-up: {error}", returncode=4)
+
+
 def next_ip() -> str:
     """A loopback address no other test in this run uses (each is its own "pod IP")."""
     n = next(_addresses) + 256 * (os.getpid() % 200)
@@ -25,11 +37,11 @@ def next_ip() -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The integration suite against a real API server (tests/realkube) runs last. scripts/test waits for
     its build of kube-apiserver and etcd before pytest starts; when a build is still running anyway (the
-    folder LBDOCTOR_KUBE_BUILD names has no ``rc`` yet), the first realkube test waits for it, so it gets
+    folder KUBE_BUILD_STATE names has no ``rc`` yet), the first realkube test waits for it, so it gets
     the build's time limit instead of a test's."""
     realkube = Path(__file__).resolve().parent / "realkube"
     items.sort(key=lambda item: realkube in Path(str(item.path)).parents)
-    build = os.environ.get("LBDOCTOR_KUBE_BUILD")
+    build = os.environ.get("KUBE_BUILD_STATE")
     first = next((item for item in items if realkube in Path(str(item.path)).parents), None)
     if first is not None and build and not (Path(build) / "rc").exists():
         first.add_marker(pytest.mark.timeout(3600))

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -16,40 +13,11 @@ import pytest
 
 from exporter.demo import cluster
 from exporter.fakeapi import FakeApiServer
+from tests.faults.running import eventually, start_replica
 
 pytestmark = pytest.mark.slow
 
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/lbdoctor-cluster"
-
-
-async def start_replica(kubeconfig: Path, identity: str) -> tuple[asyncio.subprocess.Process, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "run",
-        "--role",
-        "cluster",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        env={
-            **os.environ,
-            "POD_NAMESPACE": "kube-system",
-            "POD_NAME": identity,
-            "LBDOCTOR_LEASE_DURATION_SECONDS": "3",
-        },
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    while True:
-        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-        found = re.search(r'"listen": "([^"]+)"', line)
-        if found:
-            return process, f"http://{found.group(1)}"
 
 
 async def results(base: str) -> dict[str, Any]:
@@ -60,20 +28,11 @@ async def results(base: str) -> dict[str, Any]:
     return await asyncio.to_thread(fetch)
 
 
-async def eventually(condition: Any, timeout: float) -> float:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    while not await condition():
-        assert loop.time() - started < timeout, "condition not met in time"
-        await asyncio.sleep(0.2)
-    return loop.time() - started
-
-
 async def test_standby_takes_over_within_the_lease_duration(api: FakeApiServer, tmp_path: Path) -> None:
     cluster.seed(api.state, "127.78")
     kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
-    first, first_url = await start_replica(kubeconfig, "replica-a")
-    second, second_url = await start_replica(kubeconfig, "replica-b")
+    first, first_url = await start_replica(kubeconfig, "replica-a", LBDOCTOR_LEASE_DURATION_SECONDS="3")
+    second, second_url = await start_replica(kubeconfig, "replica-b", LBDOCTOR_LEASE_DURATION_SECONDS="3")
     try:
 
         async def one_leads() -> bool:
@@ -116,7 +75,7 @@ async def api_get(api: FakeApiServer, path: str) -> dict[str, Any]:
 async def test_leader_releases_the_lease_on_sigterm(api: FakeApiServer, tmp_path: Path) -> None:
     cluster.seed(api.state, "127.79")
     kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
-    process, url = await start_replica(kubeconfig, "replica-a")
+    process, url = await start_replica(kubeconfig, "replica-a", LBDOCTOR_LEASE_DURATION_SECONDS="3")
 
     async def leads() -> bool:
         return not (await results(url))["standby"]

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,50 @@ async def results(base: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session, session.get(f"{base}/api/v1/results") as response:
         document: dict[str, Any] = await response.json()
         return document
+
+
+async def start_replica(kubeconfig: Path, identity: str, **env: str) -> tuple[asyncio.subprocess.Process, str]:
+    """``lbdoctor run --role cluster`` as its own process (a replica named ``identity``) with extra
+    environment ``env``; returns it and its base URL once it listens. A replica that exits first fails
+    the test with what it printed, at once, instead of waiting out a timeout."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        "run",
+        "--role",
+        "cluster",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        env={**os.environ, "POD_NAMESPACE": "kube-system", "POD_NAME": identity, **env},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    printed: list[str] = []
+    while True:
+        line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
+        if not line:
+            code = await process.wait()
+            raise AssertionError(f"replica {identity} exited {code} before listening: {''.join(printed)[-2000:]}")
+        printed.append(line)
+        found = re.search(r'"listen": "([^"]+)"', line)
+        if found:
+            task = asyncio.create_task(_drain(process.stderr))
+            _DRAINS.add(task)
+            task.add_done_callback(_DRAINS.discard)
+            return process, f"http://{found.group(1)}"
+
+
+_DRAINS: set[asyncio.Task[None]] = set()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float, every: float = 0.2) -> float:

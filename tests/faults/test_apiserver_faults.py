@@ -6,10 +6,8 @@ an honest /readyz and status page, or the time a standby needs to take over."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from exporter.kube.client import KubeClient
 from exporter.kube.store import Store
 from exporter.kube.watch import Reflector
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
-from tests.faults.running import eventually, get, metric, results, running, serving
+from tests.faults.running import eventually, get, metric, results, running, serving, start_replica
 
 pytestmark = pytest.mark.faults
 
@@ -243,42 +241,6 @@ async def test_an_evaluator_that_raises_evaluates_again_cluster_role(
 
 
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/lbdoctor-cluster"
-
-
-async def start_replica(kubeconfig: Path, identity: str) -> tuple[asyncio.subprocess.Process, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "run",
-        "--role",
-        "cluster",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        env={**os.environ, "POD_NAMESPACE": "kube-system", "POD_NAME": identity},
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    while True:
-        line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
-        found = re.search(r'"listen": "([^"]+)"', line)
-        if found:
-            task = asyncio.create_task(_drain(process.stderr))
-            _DRAINS.add(task)
-            task.add_done_callback(_DRAINS.discard)
-            return process, f"http://{found.group(1)}"
-
-
-_DRAINS: set[asyncio.Task[None]] = set()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 @pytest.mark.slow
