@@ -26,7 +26,8 @@ from dashboards.grafana import (
 
 UID = "lbdoctor-overview"
 
-# One object is reported by every node agent that has one of its pods: count objects, not series.
+# One load balancer is reported by every node agent that has one of its pods (and the cluster role): count load
+# balancers, not series. lbdoctor_check_status has one series per load balancer (or controller, node) and step.
 FAILING_OBJECTS = "max by (cluster, check, namespace, kind, name) ({} == 1)"
 
 
@@ -35,13 +36,14 @@ def build() -> Dashboard:
     warning = FAILING_OBJECTS.format(sel("lbdoctor_check_status", 'status="warn"'))
     stats = [
         stat(
-            "Objects failing a runbook step",
-            "Services, Ingresses, pods and other objects for which at least one runbook step fails now.",
+            "Load balancers failing a runbook step",
+            "Ingresses, NLB Services and TargetGroupBindings (and the controller, a node's kube-proxy) for which "
+            "at least one runbook step fails now, anywhere behind them: a pod, a Service, a target.",
             f"count({failing})",
         ),
         stat(
-            "Objects with warnings",
-            "Objects for which a runbook step warns (for example a health-check path ignored by a TCP check).",
+            "Load balancers with warnings",
+            "Load balancers for which a runbook step warns (for example a health-check path ignored by a TCP check).",
             f"count({warning})",
         ),
         stat(
@@ -70,8 +72,9 @@ def build() -> Dashboard:
     ]
     now = table(
         "Failing runbook steps now",
-        "Every object with a failing or warning runbook step and the reason. Click a step for its runbook, "
-        "a name for the service drill-down.",
+        "Every object (pod, Service, Ingress, …) with a failing or warning runbook step and the reason, worst "
+        "first up to metrics_max_object_series per instance. Click a step for its runbook, a name for the "
+        "service drill-down.",
         [Query(f"max by (check, namespace, kind, name, reason) ({sel('lbdoctor_check_failure_reason')})")],
         columns={"check": "Runbook step", "namespace": "Namespace", "kind": "Kind", "name": "Name", "reason": "Reason"},
         height=9,
@@ -135,13 +138,13 @@ def build() -> Dashboard:
     )
     over_time = [
         timeseries(
-            "Failing objects by runbook step",
-            "How many objects fail each runbook step.",
+            "Failing load balancers by runbook step",
+            "How many load balancers fail each runbook step.",
             [Query(f"count by (check) ({failing})", "{{check}}")],
             stack=True,
         ),
         timeseries(
-            "Failing objects by namespace",
+            "Failing load balancers by namespace",
             "Where the failures are.",
             [Query(f"count by (namespace) ({failing})", "{{namespace}}")],
             stack=True,

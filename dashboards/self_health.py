@@ -161,7 +161,17 @@ def build() -> Dashboard:
             stack=True,
         ),
     ]
+    omitted = [
+        timeseries(
+            "Failing objects left out of /metrics",
+            "Objects failing a runbook step whose own series an instance leaves out, past "
+            "metrics_max_object_series (their load balancers' status is complete).",
+            [Query(f"max by (instance, check) ({own('lbdoctor_check_objects_omitted')})", "{{instance}} {{check}}")],
+            stack=True,
+        )
+    ]
     failures[1].links = [Link("Runbook: AWS API errors", runbook("LbDoctorAwsApiErrors.md"))]
+    omitted[0].links = [Link("Runbook: series left out", runbook("LbDoctorObjectSeriesOmitted.md"))]
     job = query_variable("job", "Job", 'label_values(lbdoctor_build_info{cluster=~"$cluster"}, job)')
     instance = query_variable(
         "instance", "Instance", 'label_values(lbdoctor_build_info{cluster=~"$cluster", job=~"$job"}, instance)'
@@ -171,6 +181,6 @@ def build() -> Dashboard:
         "lbdoctor / lbdoctor health",
         "lbdoctor's own health: scrapes, its view of the Kubernetes API, its AWS calls, its loops.",
         [datasource_variable(), cluster_variable(), job, instance],
-        [stats, [versions, up], loops, probes, kube, failures],
+        [stats, [versions, up], loops, probes, kube, failures, omitted],
         links=[runbooks_link()],
     )

@@ -40,6 +40,7 @@ async def run(
     """Run the daemon until ``stop`` is set (or SIGTERM/SIGINT). Returns the exit code."""
     metrics = SelfMetrics(settings.role)
     board = Board(settings.role)
+    board.max_object_series = settings.metrics_max_object_series
     # Descriptors: the soft limit up to the hard one, and the HTTP face kept below what probes need.
     soft, hard = raise_descriptor_limit()
     limits = Limits(

@@ -119,6 +119,10 @@ class Settings(BaseModel):
     reconnection (watch_inactivity_timeout_seconds) plus the longest backoff."""
     publish_interval_seconds: float = Field(default=1.0, ge=0.05, le=60)
     """Most often a new result set is published after changes (debounces watch bursts)."""
+    metrics_max_object_series: int = Field(default=5000, ge=0, le=1_000_000)
+    """Most series a scrape writes for objects that do not pass a check (lbdoctor_check_failure_reason,
+    _root_cause, _caused_by, a node's per-Service kube-proxy counts), worst first; the objects left out are
+    counted in lbdoctor_check_objects_omitted. Status per load balancer is always complete."""
     shutdown_timeout_seconds: float = Field(default=5.0, ge=0.5, le=60)
 
     probe_node_path: bool = True

@@ -13,6 +13,7 @@ from exporter.lb.plan import OwnerPlan
 from exporter.lb.readiness_gates import GateRow
 from exporter.lb.targets import TargetStatus
 from exporter.metrics.bindings import BindingRow
+from exporter.metrics.collectors import MAX_OBJECT_SERIES
 from exporter.model.results import ResultSet
 from exporter.model.snapshot import ClusterSnapshot
 
@@ -55,6 +56,7 @@ class Board:
         # Cluster role: each node agent's state, age and what it said, replaced after every read of them (a
         # read that changes nothing but the age publishes no round).
         self.agents: tuple[AgentView, ...] = ()
+        self.max_object_series = MAX_OBJECT_SERIES  # per-object series a scrape writes (metrics_max_object_series)
 
     def publish(self, published: Published) -> None:
         self.current = published

@@ -13,17 +13,20 @@ from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import build_plan
 from exporter.lb.targets import TargetStatus, node_targets
 from exporter.lb.thresholds import LbState, PredictedHealth
-from exporter.metrics.collectors import ProbeRenderer, render_checks
+from exporter.metrics.collectors import ProbeRenderer, render_checks, select
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.model.objects import Endpoint, EndpointSlice, ObjectMeta
 from exporter.model.probe import ProbeOutcome
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, ResultSet, Status
 from exporter.model.snapshot import ClusterSnapshot
-from tests.builders import NODE, nlb, pod
+from exporter.roles.cluster_evaluator import IncrementalEvaluator
+from tests.builders import ALB_CLASS, NODE, ingress, nlb, pod, service
 from tests.conftest import require_tool
 from tests.test_scheduler import target
 
 
-def test_check_status_has_one_series_per_status_and_worst_wins() -> None:
+def test_check_status_has_one_series_per_object_and_the_worst_status() -> None:
+    """Without a rollup (a report of its own) each result is its object's row: one series, the worst status."""
     web = ObjectRef("Service", "shop", "web")
     results = ResultSet(
         1,
@@ -37,10 +40,78 @@ def test_check_status_has_one_series_per_status_and_worst_wins() -> None:
     text = "".join(render_checks(results))
     base = 'check="health_probe",namespace="shop",kind="Service",name="web"'
     assert f'lbdoctor_check_status{{{base},status="fail"}} 1' in text
-    for other in ("ok", "warn", "unknown"):
-        assert f'lbdoctor_check_status{{{base},status="{other}"}} 0' in text
+    assert text.count("lbdoctor_check_status{") == 1
     assert f'lbdoctor_check_failure_reason{{{base},reason="Timeout"}} 1' in text
     assert f'lbdoctor_check_failure_reason{{{base},reason="ConnectionRefused"}} 1' in text
+
+
+def test_a_healthy_pod_costs_no_series() -> None:
+    """The cluster role's round of a Service behind an Ingress: status per load balancer and check; the pods
+    and the Service itself have series only while they do not pass."""
+    pods = [pod(f"web-{index}", ip=f"10.0.0.{index}") for index in range(1, 50)]
+    crashing = pod("web-50", ip="10.0.0.50", waiting="CrashLoopBackOff", ready=False)
+    endpoints = tuple(Endpoint((p.pod_ip or "",), ready=p is not crashing, pod_name=p.meta.name) for p in pods)
+    eps = EndpointSlice(
+        ObjectMeta("shop", "web-x", labels={"kubernetes.io/service-name": "web"}), "web", "IPv4", endpoints
+    )
+    snapshot = ClusterSnapshot.of(
+        services=[service()],
+        pods=[*pods, crashing],
+        endpoint_slices=[eps],
+        ingresses=[ingress()],
+        ingress_classes=[ALB_CLASS],
+    )
+    evaluator = IncrementalEvaluator(ControllerConfig(), ControllerLocation(), include_controller=False)
+    results = evaluator.evaluate(snapshot, None)
+    text = "".join(render_checks(ResultSet(1, 1.0, results, evaluator.rollup()), Role.CLUSTER))
+    owner = 'namespace="shop",kind="Ingress",name="web"'
+    assert f'lbdoctor_check_status{{check="pod_status",{owner},status="fail"}} 1' in text  # the worst pod
+    assert f'lbdoctor_check_status{{check="selector",{owner},status="ok"}} 1' in text  # the Service's steps
+    assert f'lbdoctor_check_status{{check="ingress_annotations",{owner},status="ok"}} 1' in text
+    assert 'kind="Pod"' not in text.split("# HELP lbdoctor_check_failure_reason")[0]  # no status series per pod
+    assert 'kind="Service"' not in text
+    crash = 'check="pod_status",namespace="shop",kind="Pod",name="web-50"'
+    assert f'lbdoctor_check_failure_reason{{{crash},reason="CrashLoopBackOff"}} 1' in text
+    assert f'lbdoctor_check_root_cause{{{crash},reason="CrashLoopBackOff"}} 1' in text
+    assert 'name="web-1"' not in text
+    series = [line for line in text.splitlines() if line and not line.startswith("#")]
+    # 49 healthy pods more cost nothing: the rows of one owner, the crash loop's own series, the omitted counts.
+    assert len(series) < 30, series
+
+
+def test_per_object_series_stay_within_the_budget_worst_first() -> None:
+    refs = [ObjectRef("Pod", "shop", f"p{index:02d}") for index in range(40)]
+    root = CheckResult(
+        Check.CONTROLLER, Status.FAIL, Reason.CONTROLLER_ACCESS_DENIED, ObjectRef("Deployment", "kube-system", "c"), "x"
+    )
+    warnings = [CheckResult(Check.POD_STATUS, Status.WARN, Reason.POD_NOT_RUNNING, ref, "w") for ref in refs[:20]]
+    failures = [CheckResult(Check.POD_STATUS, Status.FAIL, Reason.CRASH_LOOP_BACK_OFF, ref, "f") for ref in refs[20:]]
+    effect = CheckResult(
+        Check.INGRESS_ANNOTATIONS, Status.FAIL, Reason.INVALID_ANNOTATION, ObjectRef("Ingress", "shop", "i"), "e",
+        caused_by=root.key,
+    )  # fmt: skip
+    results = ResultSet(1, 0.0, (*warnings, *failures, effect, root))
+    selection = select(results, Role.CLUSTER, budget=25)
+    # The controller's root cause (2 series) first, then failing pods (2 each) before warning ones (2 each);
+    # the effect (failure reason and caused_by) comes after every root that fails.
+    assert ("controller", "kube-system", "Deployment", "c") in selection.shown
+    shown_pods = sorted(key[3] for key in selection.shown if key[2] == "Pod")
+    assert shown_pods == [f"p{index:02d}" for index in range(20, 31)]  # 11 failing pods fit in 25 - 2
+    assert selection.omitted["pod_status"] == 29 and selection.omitted["ingress_annotations"] == 1
+    text = "".join(render_checks(results, Role.CLUSTER, budget=25))
+    own = [
+        line
+        for line in text.splitlines()
+        if line.startswith(
+            ("lbdoctor_check_failure_reason{", "lbdoctor_check_root_cause{", "lbdoctor_check_caused_by{")
+        )
+    ]
+    assert len(own) == 24
+    assert 'lbdoctor_check_objects_omitted{check="pod_status"} 29' in text
+    assert 'lbdoctor_check_objects_omitted{check="controller"} 0' in text
+    assert sum('kind="Pod",name="p' in line for line in own) == 22  # 11 pods x (failure reason, root cause)
+    everything = "".join(render_checks(results, Role.CLUSTER))
+    assert 'lbdoctor_check_objects_omitted{check="pod_status"} 0' in everything
 
 
 def test_probe_series_follow_the_targets_and_escape_labels() -> None:

@@ -20,7 +20,8 @@ from exporter.checks.context import Scope
 from exporter.lb.aws_settings import RealHealthCheck, to_document
 from exporter.lb.plan import LbPlan
 from exporter.lb.targets import TargetStatus
-from exporter.model.results import Check, CheckResult, Status
+from exporter.model.results import Check, CheckResult, ObjectRef, Status
+from exporter.model.rollup import contribution
 from exporter.model.snapshot import ClusterSnapshot
 
 
@@ -56,6 +57,11 @@ class AwsRound:
     @cached_property
     def steady(self) -> tuple[CheckResult, ...]:
         return tuple(r for r in self.results if r.status not in (Status.FAIL, Status.WARN))
+
+    @cached_property
+    def rollup(self) -> dict[tuple[Check, ObjectRef], Status]:
+        """Status per check and load balancer: the AWS checks report on the owners already."""
+        return contribution(self.results)
 
     def targetgroups_document(self, generated_at: str) -> dict[str, Any]:
         """The ``lbdoctor.targetgroups/v1`` document the cluster role serves to the node agents."""

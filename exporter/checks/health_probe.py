@@ -76,8 +76,11 @@ def _result(status: TargetStatus, verdict_: Status, reason: Reason | None, messa
 
 
 def verdict(status: TargetStatus, now: float) -> CheckResult:
+    """The LB's verdict on one target. The flapping window ends at the target's last probe (``now`` only before
+    the first): a verdict changes when a probe finishes, so the node role re-evaluates a target only then."""
     result = _state_verdict(status)
-    flips = status.flips_since(now - FLAP_WINDOW_SECONDS)
+    moment = status.probed_at if status.probed_at is not None else now
+    flips = status.flips_since(moment - FLAP_WINDOW_SECONDS)
     if flips < FLAP_MIN_TRANSITIONS or result.status is Status.UNKNOWN:
         return result
     target = status.target

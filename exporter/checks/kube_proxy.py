@@ -47,7 +47,9 @@ def evaluate(scope: Scope) -> Iterable[CheckResult]:
     context = scope.node
     if context is None or context.dataplane is None:
         return ()
-    return verdicts(context.node, context.dataplane, context.snapshot, load_balanced(context.plan), context.now)
+    report = context.dataplane
+    # As of the report's own time: the verdicts change when a new report comes (every interval), not each round.
+    return verdicts(context.node, report, context.snapshot, load_balanced(context.plan), report.at or context.now)
 
 
 def load_balanced(plan: LbPlan) -> set[ObjectRef]:

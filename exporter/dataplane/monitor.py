@@ -193,7 +193,7 @@ class DataplaneMonitor:
                 self._telemetry.error("dataplane", "internal")
                 analysis = Analysis(RulesState.UNREADABLE, "internal error while analysing the rules (see logs)")
             rules = self._track(analysis, raw, raw.taken_at or now, time.perf_counter() - started)
-        self.report = DataplaneReport(rules, health, config.grace, self._sync_pending_since(health, now))
+        self.report = DataplaneReport(rules, health, config.grace, self._sync_pending_since(health, now), now)
         self._log(self.report, now)
         self.changed.set()
         return self.report

@@ -70,6 +70,9 @@ class DataplaneReport:
     grace: float = 30.0  # findings younger than this are kube-proxy's normal lag, not reported
     # When lbdoctor first saw kube-proxy with queued changes and no sync since (None: caught up).
     sync_pending_since: float | None = None
+    # When the round that made this report ran (wall clock; 0: unknown). The kube_proxy check judges the report
+    # as of then, so its verdicts change with the report, not with the clock.
+    at: float = 0.0
 
     def due(self, now: float) -> tuple[TrackedFinding, ...]:
         """Findings that outlived the grace period: kube-proxy had time to fix them and did not."""

@@ -1,7 +1,16 @@
-"""Kubernetes API JSON → model objects. Tolerant: a missing field becomes a default, never an exception."""
+"""Kubernetes API JSON → model objects. Tolerant: a missing field becomes a default, never an exception.
+
+Compact: only what the checks read is kept, since both roles hold whole clusters (every node agent every
+Service and EndpointSlice; the cluster role every pod too). Annotations only of the families lbdoctor reads
+(``READ_ANNOTATIONS``: a ``kubectl.kubernetes.io/last-applied-configuration`` alone can weigh kilobytes),
+Service and EndpointSlice labels only those kube-proxy reads, no uid; strings that repeat across objects
+(namespaces, node names, label keys and values, enum-like fields) are interned, so 100,000 pods of 100
+namespaces hold 100 namespace strings, not 100,000.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,12 +42,43 @@ Json = Mapping[str, Any]
 # JSON decoding yields plain dicts and lists: test with isinstance(…, dict), which is several times
 # cheaper than an ABC check, on a path that runs for every object of a 100,000-pod cluster.
 _NONE: dict[str, Any] = {}
+_EMPTY: Mapping[str, str] = {}  # shared by every object without labels or annotations; never written to
+
+# The annotation families lbdoctor reads (the AWS Load Balancer Controller's, the legacy ingress class, the
+# default IngressClass); tests/test_compact_model.py keeps exporter/lb/annotations.py inside them.
+READ_ANNOTATIONS = (
+    "alb.ingress.kubernetes.io/",
+    "service.beta.kubernetes.io/",
+    "kubernetes.io/ingress.class",
+    "ingressclass.kubernetes.io/",
+)
+# Labels read on Services and EndpointSlices: kube-proxy's (service-proxy-name, headless) and the slice's
+# Service. Pods keep every label (selectors), Nodes and Deployments too (few of them).
+SERVICE_LABELS = ("service.kubernetes.io/",)
+SLICE_LABELS = ("service.kubernetes.io/", "kubernetes.io/service-name")
+BINDING_LABELS = ("service.k8s.aws/", "ingress.k8s.aws/")  # the stack of the controller's own bindings
+
+_intern = sys.intern
 
 
-def _map(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        return {}
-    return {str(k): str(v) for k, v in value.items()}
+def _text(value: Any) -> str:
+    """A short string that repeats across objects (a namespace, a node, a phase), interned."""
+    return _intern(value) if isinstance(value, str) else _intern(str(value))
+
+
+def _opt_text(value: Any) -> str | None:
+    return _text(value) if value else None
+
+
+def _map(value: Any, keep: tuple[str, ...] | None = None) -> Mapping[str, str]:
+    """A string map; with ``keep``, only the keys starting with one of those prefixes. Keys and values
+    interned (label values repeat across a workload's pods)."""
+    if not isinstance(value, dict) or not value:
+        return _EMPTY
+    found = {
+        _text(k): _text(v) for k, v in value.items() if keep is None or (isinstance(k, str) and k.startswith(keep))
+    }
+    return found or _EMPTY
 
 
 def _list(value: Any) -> list[Any]:
@@ -72,14 +112,21 @@ def _opt_bool(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def meta(raw: Json, *, annotations: bool = True) -> ObjectMeta:
+def meta(
+    raw: Json,
+    *,
+    annotations: bool = True,
+    labels: tuple[str, ...] | None = None,
+    no_labels: bool = False,
+) -> ObjectMeta:
+    """``annotations``: keep those lbdoctor reads (``READ_ANNOTATIONS``); ``labels``: keep only these prefixes
+    (None: all); ``no_labels``: none."""
     m = _obj(raw.get("metadata"))
     return ObjectMeta(
-        namespace=str(m.get("namespace") or ""),
+        namespace=_text(m.get("namespace") or ""),
         name=str(m.get("name") or ""),
-        uid=str(m.get("uid") or ""),
-        labels=_map(m.get("labels")),
-        annotations=_map(m.get("annotations")) if annotations else {},
+        labels=_EMPTY if no_labels else _map(m.get("labels"), labels),
+        annotations=_map(m.get("annotations"), READ_ANNOTATIONS) if annotations else _EMPTY,
         deleting=bool(m.get("deletionTimestamp")),
     )
 
@@ -92,8 +139,8 @@ def agent_pod(raw: Json) -> AgentPod:
     )
     return AgentPod(
         meta=meta(raw, annotations=False),
-        node_name=spec.get("nodeName") or None,
-        pod_ip=status.get("podIP") or None,
+        node_name=_opt_text(spec.get("nodeName")),
+        pod_ip=str(status.get("podIP")) if status.get("podIP") else None,
         controller_kind=str(owner["kind"]) if owner.get("kind") else None,
         controller_name=str(owner["name"]) if owner.get("name") else None,
     )
@@ -106,7 +153,8 @@ def pod(raw: Json) -> Pod:
         for port in _list(_obj(container).get("ports")):
             number = _int(_obj(port).get("containerPort"))
             if number is not None:
-                ports.append(ContainerPort(_obj(port).get("name"), number, str(_obj(port).get("protocol") or "TCP")))
+                name = _obj(port).get("name")
+                ports.append(ContainerPort(_opt_text(name), number, _text(_obj(port).get("protocol") or "TCP")))
     statuses = []
     for cs in _list(status.get("containerStatuses")):
         cs = _obj(cs)
@@ -114,13 +162,13 @@ def pod(raw: Json) -> Pod:
         waiting, terminated = _obj(state.get("waiting")), _obj(state.get("terminated"))
         statuses.append(
             ContainerStatus(
-                name=str(cs.get("name") or ""),
+                name=_text(cs.get("name") or ""),
                 ready=bool(cs.get("ready")),
                 restart_count=_int(cs.get("restartCount")) or 0,
-                waiting_reason=waiting.get("reason"),
+                waiting_reason=_opt_text(waiting.get("reason")),
                 waiting_message=waiting.get("message"),
-                terminated_reason=terminated.get("reason"),
-                last_terminated_reason=_obj(last.get("terminated")).get("reason"),
+                terminated_reason=_opt_text(terminated.get("reason")),
+                last_terminated_reason=_opt_text(_obj(last.get("terminated")).get("reason")),
             )
         )
     gates = tuple(
@@ -143,9 +191,9 @@ def pod(raw: Json) -> Pod:
     )
     return Pod(
         meta=meta(raw, annotations=False),  # pod annotations are never read
-        node_name=spec.get("nodeName"),
-        phase=str(status.get("phase") or "Unknown"),
-        pod_ip=status.get("podIP") or None,
+        node_name=_opt_text(spec.get("nodeName")),
+        phase=_text(status.get("phase") or "Unknown"),
+        pod_ip=str(status.get("podIP")) if status.get("podIP") else None,
         ports=tuple(ports),
         container_statuses=tuple(statuses),
         conditions=conditions,
@@ -165,31 +213,35 @@ def service(raw: Json) -> Service:
             continue
         ports.append(
             ServicePort(
-                name=p.get("name") or None,
+                name=_opt_text(p.get("name")),
                 port=number,
                 target_port=_int_or_str(p.get("targetPort"), number),
-                protocol=str(p.get("protocol") or "TCP"),
+                protocol=_text(p.get("protocol") or "TCP"),
                 node_port=_int(p.get("nodePort")),
             )
         )
     selector = spec.get("selector")
+    cluster_ip = spec.get("clusterIP")
+    cluster_ips = tuple(str(ip) for ip in _list(spec.get("clusterIPs")) if ip)
+    if cluster_ips == (cluster_ip,):
+        cluster_ips = ()  # the usual single-stack Service: one copy of its address, not two
     return Service(
-        meta=meta(raw),
-        type=str(spec.get("type") or "ClusterIP"),
+        meta=meta(raw, labels=SERVICE_LABELS),
+        type=_text(spec.get("type") or "ClusterIP"),
         selector=_map(selector) if isinstance(selector, Mapping) and selector else None,
         ports=tuple(ports),
-        cluster_ip=spec.get("clusterIP"),
-        external_traffic_policy=str(spec.get("externalTrafficPolicy") or "Cluster"),
+        cluster_ip=str(cluster_ip) if cluster_ip else None,
+        external_traffic_policy=_text(spec.get("externalTrafficPolicy") or "Cluster"),
         health_check_node_port=_int(spec.get("healthCheckNodePort")),
-        load_balancer_class=spec.get("loadBalancerClass"),
+        load_balancer_class=_opt_text(spec.get("loadBalancerClass")),
         allocate_node_ports=spec.get("allocateLoadBalancerNodePorts") is not False,
-        cluster_ips=tuple(str(ip) for ip in _list(spec.get("clusterIPs")) if ip),
-        internal_traffic_policy=str(spec.get("internalTrafficPolicy") or "Cluster"),
+        cluster_ips=cluster_ips,
+        internal_traffic_policy=_text(spec.get("internalTrafficPolicy") or "Cluster"),
     )
 
 
 def endpoint_slice(raw: Json) -> EndpointSlice:
-    m = meta(raw)
+    m = meta(raw, annotations=False, labels=SLICE_LABELS)
     endpoints = []
     for e in _list(raw.get("endpoints")):
         e = _obj(e)
@@ -202,21 +254,21 @@ def endpoint_slice(raw: Json) -> EndpointSlice:
                 ready=_opt_bool(cond.get("ready")),
                 serving=_opt_bool(cond.get("serving")),
                 terminating=_opt_bool(cond.get("terminating")),
-                node_name=e.get("nodeName"),
-                pod_name=ref.get("name") if ref.get("kind") in (None, "Pod") else None,
-                zone=e.get("zone"),
+                node_name=_opt_text(e.get("nodeName")),
+                pod_name=str(ref["name"]) if ref.get("name") and ref.get("kind") in (None, "Pod") else None,
+                zone=_opt_text(e.get("zone")),
                 hint_zones=_hint_names(hints, "forZones"),
                 hint_nodes=_hint_names(hints, "forNodes"),
             )
         )
     ports = tuple(
-        EndpointPort(_obj(p).get("name") or None, _int(_obj(p).get("port")), str(_obj(p).get("protocol") or "TCP"))
+        EndpointPort(_opt_text(_obj(p).get("name")), _int(_obj(p).get("port")), _text(_obj(p).get("protocol") or "TCP"))
         for p in _list(raw.get("ports"))
     )
     return EndpointSlice(
         meta=m,
         service_name=m.labels.get("kubernetes.io/service-name"),
-        address_type=str(raw.get("addressType") or "IPv4"),
+        address_type=_text(raw.get("addressType") or "IPv4"),
         endpoints=tuple(endpoints),
         ports=ports,
     )
@@ -227,7 +279,7 @@ def _hint_names(hints: Any, key: str) -> tuple[str, ...] | None:
     entries = _obj(hints).get(key)
     if not isinstance(entries, list):
         return None
-    return tuple(str(_obj(entry).get("name")) for entry in entries if _obj(entry).get("name"))
+    return tuple(_text(_obj(entry).get("name")) for entry in entries if _obj(entry).get("name"))
 
 
 def _backend(raw: Any, host: str | None, path: str | None) -> IngressBackend | None:
@@ -252,11 +304,13 @@ def ingress(raw: Json) -> Ingress:
             found = _backend(path.get("backend"), rule.get("host"), path.get("path"))
             if found:
                 backends.append(found)
-    return Ingress(meta=meta(raw), class_name=spec.get("ingressClassName"), backends=tuple(backends))
+    return Ingress(
+        meta=meta(raw, no_labels=True), class_name=_opt_text(spec.get("ingressClassName")), backends=tuple(backends)
+    )
 
 
 def ingress_class(raw: Json) -> IngressClass:
-    m = meta(raw)
+    m = meta(raw, no_labels=True)
     return IngressClass(
         meta=m,
         controller=str(_obj(raw.get("spec")).get("controller") or ""),
@@ -268,7 +322,7 @@ def target_group_binding(raw: Json) -> TargetGroupBinding:
     spec = _obj(raw.get("spec"))
     ref = _obj(spec.get("serviceRef"))
     return TargetGroupBinding(
-        meta=meta(raw),
+        meta=meta(raw, labels=BINDING_LABELS),
         target_group_arn=spec.get("targetGroupARN"),
         target_type=spec.get("targetType"),
         service_name=str(ref.get("name") or ""),

@@ -240,3 +240,82 @@ def _binding_backend(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> 
         port = service.port_numbered(ref) if isinstance(ref, int) else service.port_named(ref)
     spec = resolve_unmanaged(binding.target_type or IP)
     return Backend(TGB, owner, service, port, Resolution(spec))
+
+
+class PlanIndex:
+    """Every owner's plan, and which owners' target groups use each Service, kept up to date change by change.
+
+    Both roles evaluate incrementally from it: a changed Service re-plans the owners that use it or name it
+    (it may just have appeared), a changed Ingress or TargetGroupBinding re-plans itself."""
+
+    def __init__(self, controller: ControllerConfig) -> None:
+        self._controller = controller
+        self.plans: dict[ObjectRef, OwnerPlan] = {}
+        self.users: dict[str, set[ObjectRef]] = {}  # Service key → owners whose target groups use it
+
+    def rebuild(self, snapshot: ClusterSnapshot) -> None:
+        self.plans = {plan.owner: plan for plan in plan_all(snapshot, self._controller)}
+        self.users = {}
+        for plan in self.plans.values():
+            for key in plan.services:
+                self.users.setdefault(key, set()).add(plan.owner)
+
+    def update(
+        self, snapshot: ClusterSnapshot, services: Iterable[str], ingresses: Iterable[str], bindings: Iterable[str]
+    ) -> tuple[set[ObjectRef], set[str]]:
+        """Re-plan what changed Services, Ingresses and TargetGroupBindings (keys ``namespace/name``) reach.
+        Returns the owners re-planned (a plan may have gone) and the Services whose users or backends may
+        differ, before and after."""
+        replan: set[ObjectRef] = set()
+        touched: set[str] = set()
+        for key in services:
+            namespace, _, name = key.partition("/")
+            touched.add(key)
+            replan.add(ObjectRef("Service", namespace, name))
+            replan.update(self.users.get(key, ()))
+            replan.update(self._referrers(snapshot, namespace, name))
+        replan.update(ObjectRef("Ingress", *key.split("/", 1)) for key in ingresses)
+        replan.update(ObjectRef("TargetGroupBinding", *key.split("/", 1)) for key in bindings)
+        for owner in replan:
+            touched |= self._replan(snapshot, owner)
+        return replan, touched
+
+    @staticmethod
+    def _referrers(snapshot: ClusterSnapshot, namespace: str, service: str) -> set[ObjectRef]:
+        """Ingresses and TargetGroupBindings that name a Service (it may just have appeared)."""
+        found = {
+            ObjectRef("Ingress", namespace, ingress.meta.name)
+            for ingress in snapshot.ingresses.in_namespace(namespace).values()
+            if any(backend.service_name == service for backend in ingress.backends)
+        }
+        found |= {
+            ObjectRef("TargetGroupBinding", namespace, binding.meta.name)
+            for binding in snapshot.target_group_bindings.in_namespace(namespace).values()
+            if binding.service_name == service
+        }
+        return found
+
+    def _replan(self, snapshot: ClusterSnapshot, owner: ObjectRef) -> set[str]:
+        """Re-derive one owner's target groups; returns the Services affected before and after."""
+        old = self.plans.pop(owner, None)
+        key = f"{owner.namespace}/{owner.name}"
+        new: OwnerPlan | None = None
+        if owner.kind == "Service" and (service := snapshot.services.get(key)) is not None:
+            new = plan_service(service, self._controller)
+        elif owner.kind == "Ingress" and (ingress := snapshot.ingresses.get(key)) is not None:
+            new = plan_ingress(ingress, snapshot, self._controller)
+        elif owner.kind == "TargetGroupBinding" and (binding := snapshot.target_group_bindings.get(key)) is not None:
+            new = plan_binding(binding, snapshot)
+        touched = set(old.services) if old else set()
+        for service_key in touched:
+            users = self.users.get(service_key)
+            if users is not None:
+                users.discard(owner)
+                if not users:
+                    del self.users[service_key]
+        if new is not None:
+            self.plans[owner] = new
+            for service_key in new.services:
+                self.users.setdefault(service_key, set()).add(owner)
+            touched |= new.services
+        return touched

@@ -1,7 +1,11 @@
 """Render the published results as Prometheus families. No I/O, no awaiting: only the latest publication.
 
-``lbdoctor_check_status`` has one series per status per object (never vanishing while the object
-exists); per-target families vanish with their target at the next scrape.
+Series grow with load balancers and failures, not with pods: ``lbdoctor_check_status`` has one series per
+load balancer (owner) and check, from the rollup the role keeps (exporter/model/rollup.py); objects that do
+not pass get series of their own (``lbdoctor_check_failure_reason``, ``_root_cause``, ``_caused_by``, and a
+node's per-Service kube-proxy counts), at most ``max_object_series`` of them, the worst first, with
+``lbdoctor_check_objects_omitted`` counting the objects left out. Per-target families vanish with their
+target at the next scrape.
 
 Rendering is written as *steps*: generators that do a slice of the work, yield, and leave the text
 in a list the caller passes. ``render_checks`` and ``ProbeRenderer.render`` run the steps to the
@@ -14,15 +18,17 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from exporter.checks.registry import Role, runs_in
+from exporter.checks.registry import Role, position, runs_in
 from exporter.dataplane.report import DataplaneReport, RulesState
 from exporter.lb.targets import ProbeTarget, TargetStatus
 from exporter.lb.thresholds import LbState
 from exporter.metrics import names
 from exporter.metrics.exposition import FamilyWriter, header, join_labels, number
 from exporter.model.results import Check, ResultKey, ResultSet, Status
+from exporter.model.rollup import contribution
 
 # Work between two yields: a quarter of a millisecond or so of rendering (~7 µs a target with its
 # eleven series, ~1 µs a check result). Each slice costs one more pass through the event loop;
@@ -31,106 +37,187 @@ from exporter.model.results import Check, ResultKey, ResultSet, Status
 TARGETS_PER_STEP = 32
 RESULTS_PER_STEP = 256
 
-_STATUSES = tuple(Status)
+# Most series of objects that do not pass, per scrape (setting ``metrics_max_object_series``).
+MAX_OBJECT_SERIES = 5000
+
+ObjectKey = tuple[str, str, str, str]  # check, namespace, kind, name
+# A caused_by series past the effect's own labels: reason, then the cause's check, namespace, kind, name, reason.
+CauseLabels = tuple[str, str, str, str, str, str]
+
+_RANK = {status: status.severity for status in Status}
+_KUBE_PROXY_SERVICE_SERIES = 2  # a Service's lbdoctor_kube_proxy_rules_missing and _stale on a node agent
 
 
-def render_checks(results: ResultSet, role: Role | None = None) -> Iterable[str]:
+@dataclass(slots=True)
+class _NotPassing:
+    """What one object that does not pass a check has: its worst status, and the lines of its series."""
+
+    severity: int = 0
+    root: bool = False
+    reasons: set[str] = field(default_factory=set)  # lbdoctor_check_failure_reason
+    roots: set[str] = field(default_factory=set)  # lbdoctor_check_root_cause
+    causes: set[CauseLabels] = field(default_factory=set)  # lbdoctor_check_caused_by
+
+    def series(self, key: ObjectKey, kube_proxy_services: bool) -> int:
+        extra = _KUBE_PROXY_SERVICE_SERIES if kube_proxy_services and _kube_proxy_service(key) else 0
+        return len(self.reasons) + len(self.roots) + len(self.causes) + extra
+
+
+def _kube_proxy_service(key: ObjectKey) -> bool:
+    return key[0] == "kube_proxy" and key[2] == "Service"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The objects that do not pass whose series this scrape writes, within the budget, and what was left out.
+
+    Objects are taken worst first: failing before warning before unknown, root causes before their effects,
+    then in runbook order and by name, so the same round always shows the same objects."""
+
+    checks: tuple[Check, ...]  # the checks the role renders status rows and per-object series for
+    shown: Mapping[ObjectKey, _NotPassing]
+    omitted: Mapping[str, int]  # check → objects left out
+
+    @property
+    def kube_proxy_services(self) -> frozenset[tuple[str, str]]:
+        """(namespace, name) of the Services whose kube-proxy counts a node agent writes."""
+        return frozenset((key[1], key[3]) for key in self.shown if _kube_proxy_service(key))
+
+
+def select(
+    results: ResultSet, role: Role | None = None, budget: int = MAX_OBJECT_SERIES, *, kube_proxy: bool = False
+) -> Selection:
+    """Which objects that do not pass get series of their own. ``kube_proxy``: a node agent whose kube-proxy
+    rules were compared also writes two counts per such Service (``lbdoctor_kube_proxy_rules_*``)."""
+    found: list[Selection] = []
+    for _ in select_steps(results, found, role, budget, kube_proxy=kube_proxy):
+        pass
+    return found[0]
+
+
+def select_steps(
+    results: ResultSet,
+    out: list[Selection],
+    role: Role | None = None,
+    budget: int = MAX_OBJECT_SERIES,
+    *,
+    kube_proxy: bool = False,
+) -> Iterator[None]:
+    """``select`` in slices (a round holds a result per pod: 100,000 of them in a big cluster's cluster role);
+    appends the selection to ``out``."""
+    mine = tuple(check for check in Check if role is None or runs_in(check, role))
+    ok, bad = Status.OK, (Status.FAIL, Status.WARN)
+    rank = _RANK
+    objects: dict[ObjectKey, _NotPassing] = {}
+    by_key: dict[ResultKey, tuple[str, str, str, str, str]] = {}
+    effects = []
+    items = results.results
+    for start in range(0, len(items), RESULTS_PER_STEP * 16):  # passing results cost one comparison each
+        for result in items[start : start + RESULTS_PER_STEP * 16]:
+            status = result.status
+            if status is ok or result.reason is None:
+                continue
+            ref = result.object
+            if status in bad:
+                by_key.setdefault(result.key, (result.check, ref.namespace, ref.kind, ref.name, result.reason))
+                if result.caused_by is not None:
+                    effects.append(result)
+            key: ObjectKey = (result.check, ref.namespace, ref.kind, ref.name)
+            found = objects.get(key)
+            if found is None:
+                found = objects[key] = _NotPassing()
+            found.severity = max(found.severity, rank[status])
+            found.reasons.add(result.reason)
+            if status in bad and result.caused_by is None:
+                found.roots.add(result.reason)
+                found.root = True
+        yield
+    for result in effects:  # the cluster role's effects include the node agents' findings it imported
+        assert result.caused_by is not None
+        assert result.reason is not None
+        cause = by_key.get(result.caused_by)
+        if cause is None:
+            continue
+        ref = result.object
+        key = (result.check, ref.namespace, ref.kind, ref.name)
+        found = objects.get(key)
+        if found is None:
+            found = objects[key] = _NotPassing(severity=rank[result.status])
+        found.causes.add((result.reason, *cause))
+    yield
+    order = sorted(objects.items(), key=lambda kv: (-kv[1].severity, not kv[1].root, position(Check(kv[0][0])), kv[0]))
+    shown: dict[ObjectKey, _NotPassing] = {}
+    omitted: Counter[str] = Counter({check.value: 0 for check in mine})
+    left = budget
+    for key, found in order:
+        cost = found.series(key, kube_proxy)
+        if cost <= left:
+            shown[key] = found
+            left -= cost
+        else:
+            omitted[key[0]] += 1
+    out.append(Selection(mine, shown, omitted))
+
+
+def render_checks(results: ResultSet, role: Role | None = None, budget: int = MAX_OBJECT_SERIES) -> Iterable[str]:
     """
-    lbdoctor_check_status{check="health_probe",namespace="shop",kind="Service",name="web",status="fail"} 1
-    lbdoctor_check_failure_reason{check="health_probe",namespace="shop",kind="Service",name="web",reason="Timeout"} 1
+    lbdoctor_check_status{check="health_probe",namespace="shop",kind="Ingress",name="web",status="fail"} 1
+    lbdoctor_check_failure_reason{check="health_probe",namespace="shop",kind="Ingress",name="web",reason="Timeout"} 1
     """
     parts: list[str] = []
-    for _ in check_steps(results, parts, role):
+    for _ in check_steps(results, parts, select(results, role, budget)):
         pass
     return parts
 
 
-def check_steps(results: ResultSet, out: list[str], role: Role | None = None) -> Iterator[None]:
+def check_steps(results: ResultSet, out: list[str], selection: Selection) -> Iterator[None]:
     """``render_checks`` in slices: yields between slices, appends the families to ``out``.
 
-    With a ``role``, only the checks it runs have status series: the cluster role's report also holds the
-    node agents' findings (their failing probes, their kube-proxy rules), of which it sees only the failing
-    ones. Those show in the failure-reason and causal families, beside the agents' own series of them."""
-    # A node with thousands of targets has two results per pod, so this loop runs ~10^4 times a
-    # scrape: statuses are compared by a precomputed rank instead of the enum's severity property.
-    worst: dict[tuple[str, str, str, str], Status] = {}
-    reasons: dict[tuple[str, str, str, str], set[str]] = {}
-    rank = _RANK
-    ok = Status.OK
-    items = results.results
-    mine = None if role is None else {check for check in Check if runs_in(check, role)}
-    roots: set[tuple[str, str, str, str, str]] = set()
-    caused: set[tuple[str, ...]] = set()
-    by_key: dict[ResultKey, tuple[str, str, str, str, str]] = {}
-    bad = (Status.FAIL, Status.WARN)
-    for start in range(0, len(items), RESULTS_PER_STEP):
-        for result in items[start : start + RESULTS_PER_STEP]:
-            ref = result.object
-            if result.status in bad and result.reason is not None:
-                by_key.setdefault(result.key, (result.check, ref.namespace, ref.kind, ref.name, result.reason))
-            key: tuple[str, str, str, str] = (result.check, ref.namespace, ref.kind, ref.name)
-            status = result.status
-            if mine is None or result.check in mine:
-                current = worst.get(key)
-                if current is None or rank[status] > rank[current]:
-                    worst[key] = status
-            if status is not ok and result.reason is not None:
-                reasons.setdefault(key, set()).add(result.reason)
-                if status in bad and result.caused_by is None:
-                    roots.add((*key, result.reason))
-        yield
-    for result in items:
-        if result.caused_by is not None and result.reason is not None and result.status in bad:
-            cause = by_key.get(result.caused_by)
-            if cause is not None:
-                ref = result.object
-                caused.add((result.check, ref.namespace, ref.kind, ref.name, result.reason, *cause))
-    # Lines are joined slice by slice: one join of a whole family would be a single long pause.
-    status_chunks: list[str] = [header(names.CHECK_STATUS)]
-    reason_chunks: list[str] = [header(names.CHECK_FAILURE_REASON)]
-    head, reason_name = names.CHECK_STATUS.name + "{", names.CHECK_FAILURE_REASON.name
-    keys = sorted(worst.keys() | reasons.keys())
+    Status rows exist only for the checks the role runs (``selection.checks``): the cluster role's report also
+    holds the node agents' findings (their failing probes, their kube-proxy rules), of which it sees only the
+    failing ones. Those show in the failure-reason and causal families, beside the agents' own series."""
+    rows = results.rollup if results.rollup is not None else contribution(results.results)
+    wanted = frozenset(selection.checks)
+    keys = sorted(
+        (row for row in rows if row[0] in wanted), key=lambda row: (row[0], row[1].namespace, row[1].kind, row[1].name)
+    )
     yield
+    head = names.CHECK_STATUS.name + "{"
+    chunks: list[str] = [header(names.CHECK_STATUS)]
     for start in range(0, len(keys), RESULTS_PER_STEP):
-        status_lines: list[str] = []
-        reason_lines: list[str] = []
-        for key in keys[start : start + RESULTS_PER_STEP]:
-            base = _check_labels(key)
-            if key in worst:  # not for another role's findings, whose passing objects this one never sees
-                # The object's four status series in one string, from the precomputed endings for its status.
-                s0, s1, s2, s3 = _STATUS_ENDINGS[worst[key]]
-                status_lines.append(f"{head}{base}{s0}{head}{base}{s1}{head}{base}{s2}{head}{base}{s3}")
-            for reason in sorted(reasons.get(key, ())):
-                reason_lines.append(f'{reason_name}{{{base},reason="{reason}"}} 1\n')
-        status_chunks.append("".join(status_lines))
-        reason_chunks.append("".join(reason_lines))
+        chunk = []
+        for row in keys[start : start + RESULTS_PER_STEP]:
+            check, ref = row
+            chunk.append(f"{head}{_check_labels((check, ref.namespace, ref.kind, ref.name))}{_ENDINGS[rows[row]]}")
+        chunks.append("".join(chunk))
         yield
-    out.extend(status_chunks)
-    out.extend(reason_chunks)
-    root_lines = [header(names.CHECK_ROOT_CAUSE)]
-    root_lines += [
-        f"{names.CHECK_ROOT_CAUSE.name}{{{join_labels(names.CHECK_ROOT_CAUSE.labels, labels)}}} 1\n"
-        for labels in sorted(roots)
-    ]
-    out.append("".join(root_lines))
-    caused_lines = [header(names.CHECK_CAUSED_BY)]
-    caused_lines += [
-        f"{names.CHECK_CAUSED_BY.name}{{{join_labels(names.CHECK_CAUSED_BY.labels, labels)}}} 1\n"
-        for labels in sorted(caused)
-    ]
-    out.append("".join(caused_lines))
+    out.extend(chunks)
+    shown = sorted(selection.shown.items())
+    reason_name, root_name = names.CHECK_FAILURE_REASON.name, names.CHECK_ROOT_CAUSE.name
+    reasons: list[str] = [header(names.CHECK_FAILURE_REASON)]
+    roots: list[str] = [header(names.CHECK_ROOT_CAUSE)]
+    caused: list[str] = [header(names.CHECK_CAUSED_BY)]
+    for start in range(0, len(shown), RESULTS_PER_STEP):
+        for key, found in shown[start : start + RESULTS_PER_STEP]:
+            base = _check_labels(key)
+            reasons += [f'{reason_name}{{{base},reason="{reason}"}} 1\n' for reason in sorted(found.reasons)]
+            roots += [f'{root_name}{{{base},reason="{reason}"}} 1\n' for reason in sorted(found.roots)]
+            caused += [
+                f"{names.CHECK_CAUSED_BY.name}{{{base},{join_labels(_CAUSE_LABELS, labels)}}} 1\n"
+                for labels in sorted(found.causes)
+            ]
+        yield
+    out.append("".join(reasons))
+    out.append("".join(roots))
+    out.append("".join(caused))
+    omitted = FamilyWriter(names.CHECK_OBJECTS_OMITTED)
+    for check in selection.checks:
+        omitted.add(join_labels(("check",), (check.value,)), selection.omitted.get(check.value, 0))
+    out.extend(omitted.render())
 
 
-_RANK = {status: status.severity for status in Status}
-
-
-def _endings(current: Status) -> tuple[str, str, str, str]:
-    """What follows an object's labels in its four status series when its status is ``current``."""
-    first, second, third, fourth = (f',status="{status}"}} {1 if current is status else 0}\n' for status in _STATUSES)
-    return first, second, third, fourth
-
-
-_STATUS_ENDINGS = {current: _endings(current) for current in Status}
+_CAUSE_LABELS = ("reason", *names.CAUSE_LABELS)
+_ENDINGS = {status: f',status="{status}"}} 1\n' for status in Status}
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -239,17 +326,22 @@ class ProbeRenderer:
             out.extend(family)
 
 
-def render_kube_proxy(node: str | None, report: DataplaneReport | None, results: ResultSet) -> Iterable[str]:
+def render_kube_proxy(
+    node: str | None,
+    report: DataplaneReport | None,
+    results: ResultSet,
+    services: Collection[tuple[str, str]] | None = None,
+) -> Iterable[str]:
     """
     lbdoctor_kube_proxy_rules_missing{node="ip-10-0-1-23.ec2.internal",namespace="shop",service="web"} 2
     lbdoctor_kube_proxy_rules_stale{node="ip-10-0-1-23.ec2.internal",namespace="shop",service="web"} 1
     lbdoctor_kube_proxy_sync_lag_seconds{node="ip-10-0-1-23.ec2.internal"} 0
     lbdoctor_kube_proxy_healthy{node="ip-10-0-1-23.ec2.internal"} 1
 
-    Per-Service series exist while the rules were compared, for every Service with a kube_proxy verdict
-    (load-balanced ones, and any other with problems); the counts are the findings past the grace period,
-    judged at the moment the results were produced. A family with no sample (a node without kube-proxy)
-    is left out entirely.
+    Per-Service series exist while the rules were compared, for the Services with rule problems past the grace
+    period (both families, so ``missing + stale`` matches), judged at the moment the results were produced;
+    ``services`` (namespace, name) narrows them to those the scrape's budget shows (``select``). A family with
+    no sample (a node without kube-proxy, or whose rules all match) is left out entirely.
     """
     missing = FamilyWriter(names.KUBE_PROXY_RULES_MISSING)
     stale = FamilyWriter(names.KUBE_PROXY_RULES_STALE)
@@ -260,15 +352,11 @@ def render_kube_proxy(node: str | None, report: DataplaneReport | None, results:
         node_label = join_labels(("node",), (node,))
         if report.rules.state is RulesState.COMPARED:
             counts: dict[bool, Counter[tuple[str, str]]] = {True: Counter(), False: Counter()}
-            for tracked in report.due(results.produced_at):
+            for tracked in report.due(report.at or results.produced_at):  # as the kube_proxy check judges it
                 finding = tracked.finding
                 counts[finding.problem.missing][(finding.spn.namespace, finding.spn.name)] += 1
-            services = {
-                (r.object.namespace, r.object.name)
-                for r in results.results
-                if r.check is Check.KUBE_PROXY and r.object.kind == "Service"
-            }
-            for namespace, service in sorted(services | set(counts[True]) | set(counts[False])):
+            found = set(counts[True]) | set(counts[False])
+            for namespace, service in sorted(found if services is None else found & set(services)):
                 labels = join_labels(names.KUBE_PROXY_LABELS, (node, namespace, service))
                 missing.add(labels, counts[True][(namespace, service)])
                 stale.add(labels, counts[False][(namespace, service)])
@@ -290,10 +378,10 @@ def render_kube_proxy(node: str | None, report: DataplaneReport | None, results:
 
 
 def kube_proxy_steps(
-    node: str | None, report: DataplaneReport | None, results: ResultSet, out: list[str]
+    node: str | None, report: DataplaneReport | None, results: ResultSet, out: list[str], selection: Selection
 ) -> Iterator[None]:
     """``render_kube_proxy`` for the sliced exposition: appends to ``out``, yields every few hundred lines."""
-    for index, line in enumerate(render_kube_proxy(node, report, results), 1):
+    for index, line in enumerate(render_kube_proxy(node, report, results, selection.kube_proxy_services), 1):
         out.append(line)
         if index % RESULTS_PER_STEP == 0:
             yield

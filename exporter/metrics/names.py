@@ -19,7 +19,9 @@ PROBE_LABELS = ("namespace", "service", "pod", "node", "lb", "port", "path", "ow
 CHECK_STATUS = MetricName(
     "lbdoctor_check_status",
     "gauge",
-    "Status of a runbook check for an object: 1 for the current status, 0 for the other three.",
+    "Status of a runbook check for a load balancer (the Ingress, NLB Service or TargetGroupBinding owning its "
+    "target groups: the worst over its Services, pods and targets) or an object outside any (the controller, a "
+    "node's kube-proxy): one series, 1, labelled with the current status.",
     (*CHECK_LABELS, "status"),
 )
 CHECK_FAILURE_REASON = MetricName(
@@ -34,6 +36,13 @@ CHECK_ROOT_CAUSE = MetricName(
     "1 while a runbook check fails or warns for an object with this reason and nothing else this lbdoctor "
     "found explains it (a root cause); absent otherwise.",
     (*CHECK_LABELS, "reason"),
+)
+CHECK_OBJECTS_OMITTED = MetricName(
+    "lbdoctor_check_objects_omitted",
+    "gauge",
+    "Objects that do not pass the check whose own series (failure reason, root cause, caused by) this scrape "
+    "leaves out, past metrics_max_object_series; the status page and /api/v1/results list every one.",
+    ("check",),
 )
 CAUSE_LABELS = ("cause_check", "cause_namespace", "cause_kind", "cause_name", "cause_reason")
 CHECK_CAUSED_BY = MetricName(
@@ -131,6 +140,7 @@ FAMILIES = (
     CHECK_FAILURE_REASON,
     CHECK_ROOT_CAUSE,
     CHECK_CAUSED_BY,
+    CHECK_OBJECTS_OMITTED,
     PROBE_SUCCESS,
     PROBE_DURATION,
     PROBE_PHASE_DURATION,

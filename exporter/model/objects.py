@@ -6,7 +6,9 @@ treated as read-only by convention (the builders never share them with a writer)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 EMPTY: Mapping[str, str] = {}
@@ -16,7 +18,6 @@ EMPTY: Mapping[str, str] = {}
 class ObjectMeta:
     namespace: str
     name: str
-    uid: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     deleting: bool = False
@@ -142,13 +143,117 @@ class Endpoint:
     hint_nodes: tuple[str, ...] | None = None  # hints.forNodes
 
 
-@dataclass(frozen=True, slots=True)
 class EndpointSlice:
+    """An EndpointSlice, its endpoints packed: every node agent keeps every slice of the cluster (kube-proxy
+    programs every Service on every node), 100,000 endpoints in a big cluster. As objects they cost ~430
+    bytes each; packed into a few strings and tuples per slice, ~40. ``endpoints`` unpacks them on each
+    access (the checks read a Service's few slices; the kube-proxy comparison reads all of them every
+    ``kube_proxy_interval_seconds``). Immutable, like the other model objects."""
+
+    __slots__ = ("_conditions", "_extra", "_nodes", "_text", "address_type", "meta", "ports", "service_name")
+
     meta: ObjectMeta
     service_name: str | None
     address_type: str
-    endpoints: tuple[Endpoint, ...] = ()
-    ports: tuple[EndpointPort, ...] = ()
+    ports: tuple[EndpointPort, ...]
+    _text: str
+    _nodes: tuple[str | None, ...]
+    _conditions: bytes
+    _extra: tuple[tuple[str | None, tuple[str, ...] | None, tuple[str, ...] | None] | None, ...] | None
+
+    def __init__(
+        self,
+        meta: ObjectMeta,
+        service_name: str | None,
+        address_type: str,
+        endpoints: Iterable[Endpoint] = (),
+        ports: tuple[EndpointPort, ...] = (),
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "meta", meta)
+        set_(self, "service_name", service_name)
+        set_(self, "address_type", address_type)
+        set_(self, "ports", tuple(ports))
+        lines: list[str] = []
+        nodes: list[str | None] = []
+        conditions = bytearray()
+        extra: list[tuple[str | None, tuple[str, ...] | None, tuple[str, ...] | None] | None] = []
+        for endpoint in endpoints:
+            # One line per endpoint: its addresses (space-separated), a tab, its pod's name ("\x00": none). The
+            # API server validates both; whatever a fake or a bug sends, a separator never gets in: an address
+            # holding one is no address, a name's is replaced.
+            addresses = " ".join(a for a in endpoint.addresses if not _SEPARATORS.intersection(a))
+            pod = _NONE if endpoint.pod_name is None else _SEPARATORS_OUT.sub("\ufffd", endpoint.pod_name)
+            lines.append(f"{addresses}\t{pod}")
+            nodes.append(sys.intern(endpoint.node_name) if endpoint.node_name else endpoint.node_name)
+            conditions.append(_TRI[endpoint.ready] | _TRI[endpoint.serving] << 2 | _TRI[endpoint.terminating] << 4)
+            rare = (endpoint.zone, endpoint.hint_zones, endpoint.hint_nodes)
+            extra.append(None if rare == (None, None, None) else rare)
+        set_(self, "_text", "\n".join(lines))
+        set_(self, "_nodes", tuple(nodes))
+        set_(self, "_conditions", bytes(conditions))
+        set_(self, "_extra", tuple(extra) if any(e is not None for e in extra) else None)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"EndpointSlice is immutable: cannot set {name}")
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        if not self._nodes:
+            return ()
+        extra = self._extra
+        found = []
+        for index, (line, node, bits) in enumerate(
+            zip(self._text.split("\n"), self._nodes, self._conditions, strict=True)
+        ):
+            addresses, _, pod = line.partition("\t")
+            rare = extra[index] if extra is not None else None
+            zone, hint_zones, hint_nodes = rare if rare is not None else (None, None, None)
+            found.append(
+                Endpoint(
+                    addresses=tuple(addresses.split(" ")) if addresses else (),
+                    ready=_UNTRI[bits & 3],
+                    serving=_UNTRI[bits >> 2 & 3],
+                    terminating=_UNTRI[bits >> 4 & 3],
+                    node_name=node,
+                    pod_name=None if pod == _NONE else pod,
+                    zone=zone,
+                    hint_zones=hint_zones,
+                    hint_nodes=hint_nodes,
+                )
+            )
+        return tuple(found)
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.meta,
+            self.service_name,
+            self.address_type,
+            self.ports,
+            self._text,
+            self._nodes,
+            self._conditions,
+            self._extra,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EndpointSlice) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((self.meta.key, self._text))
+
+    def __repr__(self) -> str:
+        return (
+            f"EndpointSlice(meta={self.meta!r}, service_name={self.service_name!r}, "
+            f"address_type={self.address_type!r}, endpoints={self.endpoints!r}, ports={self.ports!r})"
+        )
+
+
+_NONE = "\x00"  # no pod named
+_SEPARATORS = frozenset(" \t\n\x00")
+_SEPARATORS_OUT = re.compile("[\t\n\x00]")
+_TRI: dict[bool | None, int] = {None: 0, False: 1, True: 2}
+_UNTRI: tuple[bool | None, ...] = (None, False, True, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -195,11 +196,16 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class ResultSet:
-    """One round of results, published in one swap; readers never see half a round."""
+    """One round of results, published in one swap; readers never see half a round.
+
+    ``rollup`` is the worst status of each check per load balancer (exporter/model/rollup.py), as the role
+    evaluated it unit by unit; None when nobody rolled the results up (a report of its own, a test): then
+    each result is a row of its own object."""
 
     generation: int = 0
     produced_at: float = 0.0
     results: tuple[CheckResult, ...] = field(default_factory=tuple)
+    rollup: Mapping[tuple[Check, ObjectRef], Status] | None = None
 
     def failing(self) -> tuple[CheckResult, ...]:
         return tuple(r for r in self.results if r.status is Status.FAIL)

@@ -265,9 +265,12 @@ class ClusterAgent:
         # rules. Only failing and warning results take part, so this costs the failures, not the round.
         linked = await self._link(failing)
         results = (*steady, *linked)
+        rollup = self._evaluator.rollup()
+        if aws is not None:
+            rollup = {**rollup, **aws.rollup}  # the AWS checks' rows: other checks, same owners
         self._board.publish(
             Published(
-                ResultSet(snapshot.generation, time.time(), results),
+                ResultSet(snapshot.generation, time.time(), results, rollup),
                 plans=self._evaluator.plans,
                 snapshot=snapshot,
                 aws=aws,

@@ -11,22 +11,19 @@ ALB's) falls back to a full evaluation.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-import structlog
 
 from exporter.checks import cluster, controller
 from exporter.kube.store import Changes
 from exporter.lb.healthcheck import ControllerConfig
-from exporter.lb.plan import OwnerPlan, plan_all, plan_binding, plan_ingress, plan_service
+from exporter.lb.plan import OwnerPlan, PlanIndex
 from exporter.model.index import namespace_of
 from exporter.model.results import Check, CheckResult, ObjectRef, Status
+from exporter.model.rollup import Rows
 from exporter.model.snapshot import ClusterSnapshot, matches
+from exporter.roles.units import Units
 from exporter.telemetry import ErrorSink
-
-log = structlog.get_logger("lbdoctor.cluster")
 
 UnitKey = tuple[str, str]
 
@@ -45,47 +42,29 @@ class IncrementalEvaluator:
         include_controller: bool,
         errors: ErrorSink | None = None,
     ) -> None:
-        self._errors = errors
-        self._config = controller_config
         self._where = where
         self._include_controller = include_controller
-        self._plans: dict[ObjectRef, OwnerPlan] = {}
-        self._users: dict[str, set[ObjectRef]] = {}  # Service key → owners whose target groups use it
-        self._units: dict[UnitKey, tuple[CheckResult, ...]] = {}
-        self._previous: dict[UnitKey, tuple[CheckResult, ...]] = {}
-        # Each unit's failing and warning results apart: what the causal rules read after every round, so
-        # linking costs the failures, not the 100,000 passing results.
-        self._failing: dict[UnitKey, tuple[tuple[CheckResult, ...], tuple[CheckResult, ...]]] = {}  # (bad, rest)
+        self._index = PlanIndex(controller_config)
+        # Each unit's results, its failing and warning ones apart (what the causal rules read after every
+        # round, so linking costs the failures, not the 100,000 passing results), and its status rows.
+        self._units = Units(errors)
         self.last_units_evaluated = 0
         self.last_services_evaluated: frozenset[str] = frozenset()
 
     @property
     def plans(self) -> tuple[OwnerPlan, ...]:
-        return tuple(self._plans.values())
+        return tuple(self._index.plans.values())
 
     def results(self) -> tuple[CheckResult, ...]:
-        return tuple(itertools.chain.from_iterable(self._units.values()))
+        return self._units.results()
+
+    def rollup(self) -> Rows:
+        """The worst status of each check per owner of target groups (and per object outside any owner)."""
+        return self._units.rollup()
 
     def split(self) -> tuple[tuple[CheckResult, ...], tuple[CheckResult, ...]]:
         """(every result that is neither failing nor warning, the failing and warning ones)."""
-        failing = tuple(itertools.chain.from_iterable(r for r, _ in self._failing.values()))
-        units = (self._failing[key][1] if key in self._failing else results for key, results in self._units.items())
-        return tuple(itertools.chain.from_iterable(units)), failing
-
-    def _set(self, key: UnitKey, results: list[CheckResult]) -> None:
-        self._units[key] = tuple(results)
-        bad: list[CheckResult] = []
-        rest: list[CheckResult] = []
-        for result in results:
-            (bad if result.status is Status.FAIL or result.status is Status.WARN else rest).append(result)
-        if bad:
-            self._failing[key] = (tuple(bad), tuple(rest))
-        else:
-            self._failing.pop(key, None)
-
-    def _drop(self, key: UnitKey) -> None:
-        self._units.pop(key, None)
-        self._failing.pop(key, None)
+        return self._units.split()
 
     def evaluate(
         self, snapshot: ClusterSnapshot, changes: Mapping[str, Changes] | None, logs_changed: bool = False
@@ -99,19 +78,14 @@ class IncrementalEvaluator:
 
     # full -------------------------------------------------------------------------------------
     def _full(self, snapshot: ClusterSnapshot) -> None:
-        self._plans = {plan.owner: plan for plan in plan_all(snapshot, self._config)}
-        self._users = {}
-        for plan in self._plans.values():
-            for key in plan.services:
-                self._users.setdefault(key, set()).add(plan.owner)
-        self._previous, self._units = self._units, {}  # a unit whose checks raise keeps its results
-        self._failing = {}
-        for key in self._users:
+        self._index.rebuild(snapshot)
+        self._units.start_over()  # a unit whose checks raise keeps its results
+        for key in self._index.users:
             self._redo_service(snapshot, key)
-        for owner in self._plans:
+        for owner in self._index.plans:
             self._redo_owner(snapshot, owner)
         self._redo_controller(snapshot)
-        self._previous = {}
+        self._units.done()
         self.last_units_evaluated = len(self._units)
 
     # incremental ------------------------------------------------------------------------------
@@ -120,24 +94,10 @@ class IncrementalEvaluator:
             found = changes.get(resource)
             return found.items if found is not None else {}
 
-        replan: set[ObjectRef] = set()
-        services: set[str] = set()
-        owners: set[ObjectRef] = set()
-        for key in items("services"):
-            namespace, _, name = key.partition("/")
-            services.add(key)
-            replan.add(ObjectRef("Service", namespace, name))
-            replan.update(self._users.get(key, ()))
-            replan.update(self._referrers(snapshot, namespace, name))
-        for key in items("ingresses"):
-            namespace, _, name = key.partition("/")
-            replan.add(ObjectRef("Ingress", namespace, name))
-        for key in items("targetgroupbindings"):
-            namespace, _, name = key.partition("/")
-            replan.add(ObjectRef("TargetGroupBinding", namespace, name))
-        for owner in replan:
-            services |= self._replan(snapshot, owner)
-            owners.add(owner)
+        owners, services = self._index.update(
+            snapshot, items("services"), items("ingresses"), items("targetgroupbindings")
+        )
+        replanned = bool(owners)
         for before, after in items("pods").values():
             services |= self._services_selecting(snapshot, before, after)
         for pair in items("endpointslices").values():
@@ -147,66 +107,25 @@ class IncrementalEvaluator:
         if items("nodes"):
             services |= {
                 key
-                for key in self._users
+                for key in self._index.users
                 if (svc := snapshot.services.get(key)) is not None and svc.external_traffic_policy == "Local"
             }
         for pair in items("events").values():
             for event in pair:  # the object an Event is about may change between versions
                 if event is not None:
                     owner = ObjectRef(event.object_kind, event.object_namespace, event.object_name)
-                    if owner in self._plans:
+                    if owner in self._index.plans:
                         owners.add(owner)
         controller_namespace_pods = any(namespace_of(key) == self._where.namespace for key in items("pods"))
         for key in services:
             self._redo_service(snapshot, key)
         for owner in owners:
             self._redo_owner(snapshot, owner)
-        redo_controller = bool(replan) or logs_changed or bool(items("deployments")) or controller_namespace_pods
+        redo_controller = replanned or logs_changed or bool(items("deployments")) or controller_namespace_pods
         if redo_controller:
             self._redo_controller(snapshot)
         self.last_units_evaluated = len(services) + len(owners) + (1 if redo_controller else 0)
         self.last_services_evaluated = frozenset(services)
-
-    def _referrers(self, snapshot: ClusterSnapshot, namespace: str, service: str) -> set[ObjectRef]:
-        """Ingresses and TargetGroupBindings that name a Service (it may just have appeared)."""
-        found = {
-            ObjectRef("Ingress", namespace, ingress.meta.name)
-            for ingress in snapshot.ingresses.in_namespace(namespace).values()
-            if any(backend.service_name == service for backend in ingress.backends)
-        }
-        found |= {
-            ObjectRef("TargetGroupBinding", namespace, binding.meta.name)
-            for binding in snapshot.target_group_bindings.in_namespace(namespace).values()
-            if binding.service_name == service
-        }
-        return found
-
-    def _replan(self, snapshot: ClusterSnapshot, owner: ObjectRef) -> set[str]:
-        """Re-derive one owner's target groups; returns the Services affected before and after."""
-        old = self._plans.pop(owner, None)
-        key = f"{owner.namespace}/{owner.name}"
-        new: OwnerPlan | None = None
-        if owner.kind == "Service" and (service := snapshot.services.get(key)) is not None:
-            new = plan_service(service, self._config)
-        elif owner.kind == "Ingress" and (ingress := snapshot.ingresses.get(key)) is not None:
-            new = plan_ingress(ingress, snapshot, self._config)
-        elif owner.kind == "TargetGroupBinding" and (binding := snapshot.target_group_bindings.get(key)) is not None:
-            new = plan_binding(binding, snapshot)
-        touched = set(old.services) if old else set()
-        for service_key in touched:
-            users = self._users.get(service_key)
-            if users is not None:
-                users.discard(owner)
-                if not users:
-                    del self._users[service_key]
-        if new is not None:
-            self._plans[owner] = new
-            for service_key in new.services:
-                self._users.setdefault(service_key, set()).add(owner)
-            touched |= new.services
-        else:
-            self._drop(("owner", str(owner)))
-        return touched
 
     def _services_selecting(self, snapshot: ClusterSnapshot, before: Any, after: Any) -> set[str]:
         """Load-balanced Services a pod change can affect: those whose selector matched it before or after,
@@ -215,8 +134,9 @@ class IncrementalEvaluator:
         pod = after or before
         label_sets = [p.meta.labels for p in (before, after) if p is not None]
         found = set()
+        users = self._index.users
         for key, service in snapshot.services.in_namespace(pod.meta.namespace).items():
-            if key not in self._users or not service.selector:
+            if key not in users or not service.selector:
                 continue
             selected = any(matches(service.selector, labels) for labels in label_sets)
             near_miss = self._selector_fails(key) and any(
@@ -227,42 +147,38 @@ class IncrementalEvaluator:
         return found
 
     def _selector_fails(self, service_key: str) -> bool:
-        results = self._units.get(("service", service_key), ())
+        results = self._units.get(("service", service_key))
         return any(r.check is Check.SELECTOR and r.status is Status.FAIL for r in results)
 
     # units ------------------------------------------------------------------------------------
     def _redo_service(self, snapshot: ClusterSnapshot, key: str) -> None:
         service = snapshot.services.get(key)
-        owners = self._users.get(key)
+        owners = self._index.users.get(key)
         if service is None or not owners:
-            self._drop(("service", key))
+            self._units.drop(("service", key))
             return
+        plans = self._index.plans
         backends = [
             backend
             for owner in owners
-            for backend in self._plans[owner].backends
+            for backend in plans[owner].backends
             if backend.service is not None and backend.service.meta.key == key
         ]
-        self._unit(("service", key), lambda: cluster.service_unit(snapshot, service, backends))
+        self._units.run(
+            ("service", key), lambda: cluster.service_unit(snapshot, service, backends), frozenset(owners), key
+        )
 
     def _redo_owner(self, snapshot: ClusterSnapshot, owner: ObjectRef) -> None:
-        plan = self._plans.get(owner)
+        plan = self._index.plans.get(owner)
         if plan is None:
-            self._drop(("owner", str(owner)))
+            self._units.drop(("owner", str(owner)))
             return
-        self._unit(("owner", str(owner)), lambda: cluster.owner_unit(snapshot, plan))
+        self._units.run(("owner", str(owner)), lambda: cluster.owner_unit(snapshot, plan), (owner,), str(owner))
 
     def _redo_controller(self, snapshot: ClusterSnapshot) -> None:
         if self._include_controller:
-            self._unit(_CONTROLLER, lambda: cluster.controller_unit(snapshot, self._where, len(self._plans)))
-
-    def _unit(self, key: UnitKey, evaluate: Callable[[], Iterable[CheckResult]]) -> None:
-        try:
-            self._set(key, list(evaluate()))
-        except Exception:
-            if self._errors is not None:
-                self._errors.error("checks", "internal")
-            log.exception("a check failed; its unit keeps its last results", unit=f"{key[0]} {key[1]}".strip())
-            kept = self._units.get(key, self._previous.get(key))
-            if kept is not None:
-                self._set(key, list(kept))
+            self._units.run(
+                _CONTROLLER,
+                lambda: cluster.controller_unit(snapshot, self._where, len(self._index.plans)),
+                describe="controller",
+            )

@@ -5,28 +5,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple
 
 import aiohttp
 import structlog
 
 from exporter.agents import PeerClient, PeerError, fetch_targetgroups
-from exporter.checks import NodeContext, NodeRounds
 from exporter.dataplane.monitor import DataplaneMonitor, MonitorConfig
 from exporter.kube import resources
 from exporter.kube.client import KubeClient
 from exporter.kube.snapshots import build_snapshot
-from exporter.kube.store import Store
+from exporter.kube.store import Changes, Store
 from exporter.kube.watch import Reflector
 from exporter.lb.aws_settings import DocumentError, RealHealthCheck, from_document
-from exporter.lb.aws_settings import apply as apply_real_checks
 from exporter.lb.healthcheck import ControllerConfig
-from exporter.lb.plan import LbPlan, OwnerPlan, combine, plan_all
-from exporter.lb.targets import NodeTargets, ProbeDefaults, node_targets
+from exporter.lb.targets import ProbeDefaults
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.model.results import ResultSet
 from exporter.model.snapshot import ClusterSnapshot
 from exporter.probes import PROBERS
+from exporter.roles.node_evaluator import NodeEvaluator
 from exporter.roles.readiness import keep_readiness, record_caches
 from exporter.scheduler import ProbeScheduler
 from exporter.settings import Settings
@@ -43,13 +40,10 @@ WATCHED = (
     resources.TARGET_GROUP_BINDINGS,
     resources.NODES,  # only this node's own object: its address (NodePort probes) and zone (topology hints)
 )
-
-
-class _Derived(NamedTuple):
-    snapshot: ClusterSnapshot
-    plans: tuple[OwnerPlan, ...]
-    plan: LbPlan
-    targets: NodeTargets
+# Objects per list page. Every node agent lists every Service and EndpointSlice of the cluster: a page of 1,000
+# slices is ~2 MB of JSON and ~10 MB decoded, and the next page is fetched while one is converted, so a
+# smaller page keeps the agent's peak memory down (docs/performance.md, "At cluster scale").
+PAGE_SIZE = 250
 
 
 async def wait_any(*events: asyncio.Event) -> None:
@@ -79,6 +73,7 @@ class NodeAgent:
                 field_selector=self._field_selector(resource),
                 inactivity_timeout=settings.watch_inactivity_timeout_seconds,
                 watch_timeout=settings.watch_timeout_seconds,
+                page_size=PAGE_SIZE,
             )
             for resource in WATCHED
         ]
@@ -88,18 +83,18 @@ class NodeAgent:
             concurrency=settings.probe_concurrency,
             min_interval=settings.min_probe_interval_seconds,
         )
-        self._controller = ControllerConfig.from_settings(settings)
-        self._defaults = ProbeDefaults(
+        defaults = ProbeDefaults(
             user_agent=settings.user_agent,
             body_limit=settings.probe_body_limit_bytes,
             node_path=settings.probe_node_path,
         )
+        # What was derived last lives here, not in the loop: a restarted loop re-derives from the caches at once.
+        self._evaluator = NodeEvaluator(self.node, ControllerConfig.from_settings(settings), defaults, metrics)
+        self._full_next = True  # derive and evaluate everything next round (first round, after a failure)
         self._generation = 0
         self._real_checks: tuple[RealHealthCheck, ...] = ()  # published by the cluster role from AWS
         self._announced = False
         self._latest: ClusterSnapshot | None = None
-        self._derived: _Derived | None = None  # the last snapshot and what was derived from it
-        self._checks = NodeRounds(metrics)
         self.dataplane = DataplaneMonitor(
             MonitorConfig(
                 node=self.node,
@@ -181,27 +176,33 @@ class NodeAgent:
         return build_snapshot(self.stores, self._generation)
 
     async def evaluate_forever(self) -> None:
-        """Forever: after a cache or probe change (debounced), re-derive targets and publish results.
+        """Forever: after a cache, probe or kube-proxy change (debounced), evaluate what it reaches and publish.
 
-        What was derived last lives on the agent, not in this loop: restarted by the supervisor, the
-        loop re-derives from the caches at once instead of publishing an empty picture."""
-        if self._derived is not None:
+        Incremental (exporter/roles/node_evaluator.py): a cache change re-plans the owners it touches, a
+        finished probe re-evaluates its owner. Restarted by the supervisor, the loop derives and evaluates
+        everything from the caches at once rather than waiting for a change or publishing an empty picture."""
+        self._full_next = True  # a restarted loop may have left the evaluator half done
+        if self._latest is not None:
             self._cache_changed.set()
         while True:
             await wait_any(self._cache_changed, self.scheduler.changed, self.dataplane.changed)
             await asyncio.sleep(self._settings.publish_interval_seconds)
             started = time.perf_counter()
-            if self._cache_changed.is_set() or self._derived is None:
+            everything = self._full_next
+            self._full_next = True  # until this round is through: one that raises leaves the evaluator half done
+            if self._cache_changed.is_set() or self._latest is None or everything:
                 self._cache_changed.clear()
                 snapshot = self.snapshot()
-                plans = tuple(plan_all(snapshot, self._controller))
-                plan = apply_real_checks(combine(plans), self._real_checks)
-                targets = node_targets(plan, snapshot, self.node, self._defaults)
-                self.scheduler.set_targets(targets.targets)
-                self._derived = _Derived(snapshot, plans, plan, targets)
+                changes: dict[str, Changes] | None = {name: store.take_changes() for name, store in self.stores.items()}
+                if everything:
+                    changes = None
+                # In a worker thread: a full derivation plans every load balancer of the cluster.
+                moved = await asyncio.to_thread(self._evaluator.derive, snapshot, changes, self._real_checks)
+                if moved or everything:
+                    self.scheduler.set_targets(self._evaluator.targets)
                 self._update_readiness()
                 self._latest = snapshot
-            snapshot, plans, plan, targets = self._derived
+            snapshot = self._latest
             self.scheduler.changed.clear()
             self.dataplane.changed.clear()
             statuses = self.scheduler.statuses()
@@ -209,17 +210,18 @@ class NodeAgent:
             if dataplane.rules.seconds:
                 self._metrics.cycle_duration.labels("kube_proxy").set(dataplane.rules.seconds)
             now = time.time()
-            # In a worker thread: the checks are pure functions of immutable data, and a round costs
-            # about 20 µs a target (0.1 s at 5,000), which on the loop would hold every due probe
-            # back that long (bench/scrape.py, part 2).
-            context = NodeContext(self.node, snapshot, plan, targets, statuses, now, dataplane)
-            results = await asyncio.to_thread(self._checks, context)
+            # In a worker thread: the checks are pure functions of immutable data; a full round costs about
+            # 20 µs a target (0.1 s at 5,000), which on the loop would hold every due probe back that long.
+            found = await asyncio.to_thread(
+                self._evaluator.evaluate, snapshot, statuses, dataplane, now, everything=everything
+            )
+            self._full_next = False
             self._board.publish(
                 Published(
-                    ResultSet(snapshot.generation, now, results),
+                    ResultSet(snapshot.generation, now, found.results, found.rollup),
                     statuses,
                     node=self.node,
-                    plans=plans,
+                    plans=found.plans,
                     snapshot=snapshot,
                     dataplane=dataplane,
                 )

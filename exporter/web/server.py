@@ -34,10 +34,11 @@ from exporter import __version__
 from exporter.aws.metrics import render_aws
 from exporter.checks.causes import order
 from exporter.checks.registry import Role
+from exporter.dataplane.report import RulesState
 from exporter.exchange import Answer, NodeAnswer, agents_json, matches
 from exporter.metrics.agents import agent_steps
 from exporter.metrics.bindings import binding_steps
-from exporter.metrics.collectors import ProbeRenderer, check_steps, kube_proxy_steps
+from exporter.metrics.collectors import ProbeRenderer, Selection, check_steps, kube_proxy_steps, select_steps
 from exporter.metrics.exposition import CONTENT_TYPE
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.report import iso, results_json, summary, targets_json
@@ -81,10 +82,17 @@ def exposition_steps(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer
     text: list[str] = []
     spent = 0.0
     resumed = time.perf_counter()
+    selected: list[Selection] = []
+    compared = published.dataplane is not None and published.dataplane.rules.state is RulesState.COMPARED
+    for _ in select_steps(published.results, selected, Role(board.role), board.max_object_series, kube_proxy=compared):
+        spent += time.perf_counter() - resumed
+        yield
+        resumed = time.perf_counter()
+    selection = selected[0]
     for _ in itertools.chain(
-        check_steps(published.results, text, Role(board.role)),
+        check_steps(published.results, text, selection),
         renderer.steps(published.probes, text),
-        kube_proxy_steps(published.node, published.dataplane, published.results, text),
+        kube_proxy_steps(published.node, published.dataplane, published.results, text, selection),
         _aws_steps(published, text),
         _binding_steps(published, text),
         agent_steps(board.agents, text),
