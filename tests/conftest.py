@@ -31,7 +31,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def next_ip() -> str:
     """A loopback address no other test in this run uses (each is its own "pod IP")."""
     n = next(_addresses) + 256 * (os.getpid() % 200)
-    return f"127.{100 + (n // 65536) % 100}.{(n // 256) % 256}.{n % 256 or 1}"
+    while n % 256 == 0:  # x.y.z.0 is skipped, not mapped onto x.y.z.1, which the next address takes
+        n = next(_addresses) + 256 * (os.getpid() % 200)
+    return f"127.{100 + (n // 65536) % 100}.{(n // 256) % 256}.{n % 256}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
