@@ -105,6 +105,15 @@ async def collect(
         (resources.NODES, None),
         (resources.DEPLOYMENTS, options.controller.namespace),
         (resources.EVENTS, namespace),
+        # Routes of the namespace; Gateways and their configuration wherever they are (a route's Gateway
+        # and its default TargetGroupConfiguration often live in a platform team's namespace).
+        *((route, namespace) for route in resources.ROUTES),
+        (resources.TARGET_GROUP_CONFIGURATIONS, None),
+        *(
+            (r, None)
+            for r in resources.FRONT_ENDS
+            if r not in resources.ROUTES and r is not resources.TARGET_GROUP_CONFIGURATIONS
+        ),
     ]
     changed = asyncio.Event()
     stores = {resource.name: Store(resource.name, changed) for resource, _ in wanted}

@@ -25,6 +25,8 @@ CHECK_TITLES = {
     "network": "Network ACLs and route tables",
     "kube_proxy": "kube-proxy rules",
     "elb_target_health": "Target health reported by the load balancer",
+    "gateway_config": "Gateway API routes and TargetGroupConfigurations",
+    "rollout": "Deregistration delay vs pod termination (rollouts)",
 }
 
 
@@ -76,6 +78,7 @@ def targets_json(statuses: Sequence[TargetStatus]) -> list[dict[str, Any]]:
                 "ip": request.ip,
                 "port": request.port,
                 "protocol": request.protocol,
+                "protocol_version": request.protocol_version,
                 "path": request.path if request.protocol != "TCP" else None,
                 "interval_seconds": target.interval,
                 "timeout_seconds": request.timeout,
@@ -92,6 +95,7 @@ def targets_json(statuses: Sequence[TargetStatus]) -> list[dict[str, Any]]:
                     "success": outcome.success,
                     "reason": outcome.reason.value if outcome.reason else None,
                     "status_code": outcome.status_code,
+                    "grpc_status": outcome.grpc_status,
                     "duration_seconds": round(outcome.duration, 6),
                     "detail": outcome.detail,
                 },
@@ -119,6 +123,7 @@ def _target_from_json(row: dict[str, Any]) -> TargetStatus:
         port=int(row["port"]),
         timeout=float(row["timeout_seconds"]),
         path=str(row.get("path") or "/"),
+        protocol_version=str(row.get("protocol_version") or "HTTP1"),
     )
     owner = row["owner"]
     target = ProbeTarget(
@@ -148,6 +153,7 @@ def _target_from_json(row: dict[str, Any]) -> TargetStatus:
         reason=Reason(reason) if reason in Reason._value2member_map_ else None,
         duration=float(last.get("duration_seconds") or 0.0),
         status_code=last.get("status_code"),
+        grpc_status=last.get("grpc_status") if isinstance(last.get("grpc_status"), int) else None,
         detail=str(last.get("detail") or ""),
     )
     probed_at = datetime.fromisoformat(str(last["at"]).replace("Z", "+00:00")).timestamp()

@@ -119,7 +119,7 @@ def test_denial_lines_name_the_action_when_aws_does() -> None:
 def test_controller_found_ready_denied() -> None:
     logs = {"kube-system/alb-ctrl-1": "\n".join(["ok line", ELB_DENIED, EC2_DENIED])}
     snapshot = ClusterSnapshot.of(deployments=[controller_deployment()], controller_logs=logs)
-    results = controller.evaluate(snapshot, WHERE, lb_objects=3)
+    results = controller.evaluate(snapshot, WHERE, 3)
     assert results[0].status is Status.OK
     denied = [r for r in results if r.reason is Reason.CONTROLLER_ACCESS_DENIED]
     assert {r.message.split(" (pod")[0] for r in denied} == {
@@ -129,7 +129,7 @@ def test_controller_found_ready_denied() -> None:
 
 
 def test_controller_missing_not_ready_and_unreadable_logs() -> None:
-    missing = controller.evaluate(ClusterSnapshot.of(), WHERE, lb_objects=2)[0]
+    missing = controller.evaluate(ClusterSnapshot.of(), WHERE, 2)[0]
     assert (missing.status, missing.reason) == (Status.FAIL, Reason.CONTROLLER_NOT_FOUND)
     down = controller.evaluate(ClusterSnapshot.of(deployments=[controller_deployment(ready=0)]), WHERE, 1)[0]
     assert (down.status, down.reason) == (Status.FAIL, Reason.CONTROLLER_NOT_READY)

@@ -104,5 +104,5 @@ def evaluate_cluster(
     for plan in plans:
         results.extend(owner_unit(snapshot, plan))
     if include_controller:
-        results.extend(controller.evaluate(snapshot, where, len(plans)))
+        results.extend(controller.evaluate(snapshot, where, plans))
     return order(results)

@@ -1,4 +1,5 @@
-"""Runbook steps "Ingress annotations (ALB)" and "Service annotations (NLB)".
+"""Runbook steps "Ingress annotations (ALB)", "Service annotations (NLB)", and their Gateway API counterpart
+(routes, TargetGroupConfigurations, LoadBalancerConfigurations: ``gateway_config``).
 
 The node role speaks for the load balancers that have pods on its node; the cluster role for all.
 """
@@ -8,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from exporter.checks.context import NodeContext
+from exporter.lb.backends import LbPlan, OwnerPlan, config_check
 from exporter.lb.healthcheck import Problem
-from exporter.lb.plan import LbPlan, OwnerPlan
 from exporter.model.results import Check, CheckResult, ObjectRef, Status
 
 
@@ -18,14 +19,14 @@ def evaluate(context: NodeContext) -> Iterable[CheckResult]:
 
 
 def annotation_results(plan: LbPlan, scope: frozenset[ObjectRef] | None = None) -> Iterable[CheckResult]:
-    for check in (Check.INGRESS_ANNOTATIONS, Check.SERVICE_ANNOTATIONS):
+    for check in (Check.INGRESS_ANNOTATIONS, Check.SERVICE_ANNOTATIONS, Check.GATEWAY_CONFIG):
         for owner, problems in plan.owners(check).items():
             if scope is None or owner in scope:
                 yield from owner_results(check, owner, problems)
 
 
 def check_for(owner: ObjectRef) -> Check | None:
-    return {"Ingress": Check.INGRESS_ANNOTATIONS, "Service": Check.SERVICE_ANNOTATIONS}.get(owner.kind)
+    return config_check(owner)
 
 
 def plan_results(plan: OwnerPlan) -> list[CheckResult]:
@@ -43,13 +44,12 @@ def plan_results(plan: OwnerPlan) -> list[CheckResult]:
 
 def owner_results(check: Check, owner: ObjectRef, problems: Sequence[Problem]) -> Iterable[CheckResult]:
     if not problems:
-        family = "alb.ingress.kubernetes.io" if check is Check.INGRESS_ANNOTATIONS else "NLB"
+        what = {
+            Check.INGRESS_ANNOTATIONS: "the alb.ingress.kubernetes.io health-check annotations",
+            Check.SERVICE_ANNOTATIONS: "the NLB health-check annotations",
+        }.get(check, "the Gateway API configuration (parents, backends, TargetGroupConfigurations)")
         yield CheckResult(
-            check,
-            Status.OK,
-            None,
-            owner,
-            f"the {family} health-check annotations of {owner.kind} {owner.namespace}/{owner.name} are valid",
+            check, Status.OK, None, owner, f"{what} of {owner.kind} {owner.namespace}/{owner.name} are valid"
         )
     for problem in problems:
         yield CheckResult(check, problem.status, problem.reason, owner, problem.message, problem.remedy)

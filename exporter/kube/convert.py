@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from exporter.model.objects import (
@@ -21,6 +22,7 @@ from exporter.model.objects import (
     ObjectMeta,
     Pod,
     PodCondition,
+    PreStopHook,
     Service,
     ServicePort,
     TargetGroupBinding,
@@ -80,7 +82,48 @@ def meta(raw: Json, *, annotations: bool = True) -> ObjectMeta:
         labels=_map(m.get("labels")),
         annotations=_map(m.get("annotations")) if annotations else {},
         deleting=bool(m.get("deletionTimestamp")),
+        deletion_deadline=timestamp(m.get("deletionTimestamp")),
     )
+
+
+def timestamp(value: Any) -> float | None:
+    """An RFC 3339 time (``2026-11-27T00:00:00Z``) as Unix time; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _pre_stop(container: Json) -> PreStopHook:
+    name = str(container.get("name") or "")
+    hook = _obj(_obj(container.get("lifecycle")).get("preStop"))
+    if not hook:
+        return PreStopHook(name, "none")
+    sleep = _obj(hook.get("sleep"))
+    if sleep:
+        return PreStopHook(name, "sleep", float(_int(sleep.get("seconds")) or 0))
+    command = _list(_obj(hook.get("exec")).get("command"))
+    if command:
+        return PreStopHook(name, "exec", _sleep_seconds([str(part) for part in command]))
+    for action in ("httpGet", "tcpSocket"):
+        if action in hook:
+            return PreStopHook(name, action)
+    return PreStopHook(name, "none")
+
+
+def _sleep_seconds(command: list[str]) -> float | None:
+    """N of an exec hook that is ``sleep N`` (directly or via ``sh -c "sleep N"``); None otherwise."""
+    words = " ".join(command[-1:] if len(command) >= 3 and command[-2] == "-c" else command).split()
+    for index, word in enumerate(words[:-1]):
+        if word.rsplit("/", 1)[-1] == "sleep":
+            number = words[index + 1].rstrip(";")
+            try:
+                return float(number.removesuffix("s"))
+            except ValueError:
+                return None
+    return None
 
 
 def pod(raw: Json) -> Pod:
@@ -124,6 +167,7 @@ def pod(raw: Json) -> Pod:
         for c in (_list(status.get("conditions")) if gates else ())
         if isinstance(c, dict) and c.get("type") in gates
     )
+    grace = _int(spec.get("terminationGracePeriodSeconds"))
     return Pod(
         meta=meta(raw, annotations=False),  # pod annotations are never read
         node_name=spec.get("nodeName"),
@@ -134,6 +178,9 @@ def pod(raw: Json) -> Pod:
         conditions=conditions,
         readiness_gates=gates,
         host_network=bool(spec.get("hostNetwork")),
+        pod_ips=tuple(str(_obj(a).get("ip")) for a in _list(status.get("podIPs")) if _obj(a).get("ip")),
+        termination_grace=30 if grace is None else grace,
+        pre_stop=tuple(_pre_stop(_obj(c)) for c in _list(spec.get("containers"))),
     )
 
 
@@ -152,6 +199,7 @@ def service(raw: Json) -> Service:
                 target_port=_int_or_str(p.get("targetPort"), number),
                 protocol=str(p.get("protocol") or "TCP"),
                 node_port=_int(p.get("nodePort")),
+                app_protocol=p.get("appProtocol") or None,
             )
         )
     selector = spec.get("selector")
@@ -167,6 +215,18 @@ def service(raw: Json) -> Service:
         allocate_node_ports=spec.get("allocateLoadBalancerNodePorts") is not False,
         cluster_ips=tuple(str(ip) for ip in _list(spec.get("clusterIPs")) if ip),
         internal_traffic_policy=str(spec.get("internalTrafficPolicy") or "Cluster"),
+        ip_families=tuple(str(f) for f in _list(spec.get("ipFamilies")) if f),
+        lb_addresses=lb_addresses(raw),
+    )
+
+
+def lb_addresses(raw: Json) -> tuple[str, ...]:
+    """status.loadBalancer.ingress of a Service or an Ingress: the hostnames (or IPs) its load balancer got."""
+    entries = _list(_obj(_obj(raw.get("status")).get("loadBalancer")).get("ingress"))
+    return tuple(
+        str(_obj(e).get("hostname") or _obj(e).get("ip"))
+        for e in entries
+        if _obj(e).get("hostname") or _obj(e).get("ip")
     )
 
 
@@ -234,15 +294,27 @@ def ingress(raw: Json) -> Ingress:
             found = _backend(path.get("backend"), rule.get("host"), path.get("path"))
             if found:
                 backends.append(found)
-    return Ingress(meta=meta(raw), class_name=spec.get("ingressClassName"), backends=tuple(backends))
+    return Ingress(
+        meta=meta(raw),
+        class_name=spec.get("ingressClassName"),
+        backends=tuple(backends),
+        lb_addresses=lb_addresses(raw),
+    )
 
 
 def ingress_class(raw: Json) -> IngressClass:
     m = meta(raw)
+    spec = _obj(raw.get("spec"))
+    parameters = _obj(spec.get("parameters"))
     return IngressClass(
         meta=m,
-        controller=str(_obj(raw.get("spec")).get("controller") or ""),
+        controller=str(spec.get("controller") or ""),
         is_default=m.annotations.get("ingressclass.kubernetes.io/is-default-class") == "true",
+        parameters=(
+            (str(parameters.get("apiGroup") or ""), str(parameters.get("kind") or ""), str(parameters["name"]))
+            if parameters.get("name")
+            else None
+        ),
     )
 
 

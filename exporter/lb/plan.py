@@ -7,24 +7,48 @@ report its problems, so both read the same answer.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from exporter.lb import annotations as ann
+from exporter.lb.backends import ROUTE_OWNER_KINDS, Backend, LbPlan, OwnerPlan, config_check
+from exporter.lb.gateway import plan_route
 from exporter.lb.healthcheck import (
     ALB,
+    AUTO_MODE,
+    INSTANCE,
     IP,
+    IPV6,
+    LBC,
     NLB,
     TGB,
     ControllerConfig,
     Problem,
     Resolution,
+    is_auto_mode_service,
     resolve_alb,
     resolve_nlb,
     resolve_unmanaged,
 )
-from exporter.model.objects import Ingress, Service, ServicePort, TargetGroupBinding
+from exporter.model.gateway import AUTO_MODE_GROUP, IngressClassParams
+from exporter.model.objects import Ingress, IngressClass, Service, ServicePort, TargetGroupBinding
 from exporter.model.results import Check, ObjectRef, Reason, Status
 from exporter.model.snapshot import ClusterSnapshot
+
+__all__ = [
+    "ROUTE_OWNER_KINDS",
+    "Backend",
+    "LbPlan",
+    "OwnerPlan",
+    "build_plan",
+    "combine",
+    "config_check",
+    "is_alb_ingress",
+    "is_nlb_service",
+    "plan_all",
+    "plan_binding",
+    "plan_ingress",
+    "plan_route",
+    "plan_service",
+]
 
 # Labels the controller puts on the TargetGroupBindings it creates itself.
 _CONTROLLER_STACK_LABELS = (
@@ -34,44 +58,12 @@ _CONTROLLER_STACK_LABELS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """One target group: the object that owns it, the Service port behind it, and its health check."""
-
-    lb: str  # alb | nlb | tgb
-    owner: ObjectRef  # the Service (NLB), Ingress (ALB) or TargetGroupBinding
-    service: Service | None  # None when the backend Service does not exist
-    service_port: ServicePort | None
-    resolution: Resolution | None  # None when there is nothing to resolve (missing Service)
-
-
-@dataclass(frozen=True, slots=True)
-class LbPlan:
-    backends: tuple[Backend, ...]
-    # Problems not tied to one backend (a missing backend Service, say), keyed by owner.
-    problems: tuple[tuple[ObjectRef, Problem], ...] = ()
-
-    def owners(self, check: Check) -> dict[ObjectRef, list[Problem]]:
-        """Every object the check looks at, with its problems (an empty list means it is fine)."""
-        owners: dict[ObjectRef, list[Problem]] = {}
-        for backend in self.backends:
-            if (backend.lb == NLB) != (check is Check.SERVICE_ANNOTATIONS) or backend.lb == TGB:
-                continue
-            found = owners.setdefault(backend.owner, [])
-            if backend.resolution is not None:
-                found.extend(p for p in backend.resolution.problems if p not in found)
-        for owner, problem in self.problems:
-            if problem.check is check:
-                owners.setdefault(owner, []).append(problem)
-        return owners
-
-
 def is_nlb_service(service: Service, controller: ControllerConfig) -> bool:
-    """The controller's Service scope (reference §1.1)."""
+    """The controller's Service scope (reference §1.1), and EKS Auto Mode's (class eks.amazonaws.com/nlb)."""
     if service.type != "LoadBalancer":
         return False
     if service.load_balancer_class is not None:
-        return service.load_balancer_class == controller.load_balancer_class
+        return service.load_balancer_class == controller.load_balancer_class or is_auto_mode_service(service)
     lb_type = service.meta.annotations.get(ann.NLB_TYPE, "").strip()
     if lb_type == "nlb-ip":
         return True
@@ -80,54 +72,105 @@ def is_nlb_service(service: Service, controller: ControllerConfig) -> bool:
 
 
 def is_alb_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: ControllerConfig) -> bool:
+    return ingress_manager(ingress, snapshot, controller) is not None
+
+
+def ingress_class_of(ingress: Ingress, snapshot: ClusterSnapshot) -> IngressClass | None:
+    if ingress.class_name is not None:
+        return snapshot.ingress_classes.get(ingress.class_name)
+    return next((c for c in snapshot.ingress_classes.values() if c.is_default), None)
+
+
+def ingress_manager(ingress: Ingress, snapshot: ClusterSnapshot, controller: ControllerConfig) -> str | None:
+    """Who turns the Ingress into an ALB: lbc (the AWS Load Balancer Controller), eks-auto-mode, or None."""
     legacy = ingress.meta.annotations.get(ann.LEGACY_INGRESS_CLASS)
     if legacy is not None:
-        return legacy.strip() == "alb"
-    if ingress.class_name is not None:
-        ingress_class = snapshot.ingress_classes.get(ingress.class_name)
-        if ingress_class is None:
-            # IngressClasses may be unreadable; "alb" is the name the controller's chart installs.
-            return ingress.class_name == "alb"
-        return ingress_class.controller == controller.ingress_controller
-    return any(
-        c.is_default and c.controller == controller.ingress_controller for c in snapshot.ingress_classes.values()
-    )
+        return LBC if legacy.strip() == "alb" else None  # EKS Auto Mode does not read the legacy annotation
+    ingress_class = ingress_class_of(ingress, snapshot)
+    if ingress_class is None:
+        # IngressClasses may be unreadable; "alb" is the name the controller's chart installs.
+        return LBC if ingress.class_name == "alb" else None
+    if ingress_class.controller == controller.ingress_controller:
+        return LBC
+    if ingress_class.controller == ann.AUTO_MODE_ALB_CONTROLLER:
+        return AUTO_MODE
+    return None
 
 
-@dataclass(frozen=True, slots=True)
-class OwnerPlan:
-    """The target groups one object (NLB Service, ALB Ingress, TargetGroupBinding) owns."""
+def class_params_of(ingress_class: IngressClass | None, snapshot: ClusterSnapshot) -> IngressClassParams | None:
+    """The IngressClassParams an IngressClass names (the controller's or EKS Auto Mode's), when it exists."""
+    if ingress_class is None or ingress_class.parameters is None:
+        return None
+    group, kind, name = ingress_class.parameters
+    if kind != "IngressClassParams":
+        return None
+    front_ends = snapshot.front_ends
+    index = front_ends.auto_mode_ingress_class_params if group == AUTO_MODE_GROUP else front_ends.ingress_class_params
+    return index.get(name)
 
-    owner: ObjectRef
-    backends: tuple[Backend, ...]
-    problems: tuple[Problem, ...] = ()  # problems not tied to one backend (a missing backend Service)
 
-    @property
-    def services(self) -> frozenset[str]:
-        return frozenset(b.service.meta.key for b in self.backends if b.service is not None)
-
-
-def plan_service(service: Service, controller: ControllerConfig) -> OwnerPlan | None:
+def plan_service(
+    service: Service, controller: ControllerConfig, snapshot: ClusterSnapshot | None = None
+) -> OwnerPlan | None:
     if not is_nlb_service(service, controller):
         return None
     resolution = resolve_nlb(service, controller)
     owner = ObjectRef("Service", service.meta.namespace, service.meta.name)
+    manager = AUTO_MODE if is_auto_mode_service(service) else LBC
     backends = tuple(
-        Backend(NLB, owner, service, port, resolution)
+        Backend(NLB, owner, service, port, resolution, manager)
         for port in service.ports
         if port.protocol.upper() in ("TCP", "UDP", "TCP_UDP")
     )
-    return OwnerPlan(owner, backends)
+    problems = ipv6_node_problems(backends, snapshot, Check.SERVICE_ANNOTATIONS) if snapshot is not None else ()
+    return OwnerPlan(owner, backends, problems)
 
 
 def plan_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: ControllerConfig) -> OwnerPlan | None:
-    if not is_alb_ingress(ingress, snapshot, controller):
+    manager = ingress_manager(ingress, snapshot, controller)
+    if manager is None:
         return None
     backends: list[Backend] = []
     problems: list[tuple[ObjectRef, Problem]] = []
-    _ingress_backends(ingress, snapshot, controller, backends, problems)
+    _ingress_backends(ingress, snapshot, controller, manager, backends, problems)
     owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
-    return OwnerPlan(owner, tuple(backends), tuple(problem for _, problem in problems))
+    found = tuple(problem for _, problem in problems)
+    return OwnerPlan(owner, tuple(backends), found + ipv6_node_problems(backends, snapshot, Check.INGRESS_ANNOTATIONS))
+
+
+def ipv6_node_problems(backends: Iterable[Backend], snapshot: ClusterSnapshot, check: Check) -> tuple[Problem, ...]:
+    """Instance targets of an IPv6 target group: a node without an IPv6 address cannot be registered (the
+    instance needs a primary IPv6 address)."""
+    wanted = {
+        backend.service.meta.key
+        for backend in backends
+        if backend.service is not None
+        and backend.resolution is not None
+        and backend.resolution.spec.target_type == INSTANCE
+        and backend.resolution.spec.ip_address_type == IPV6
+    }
+    if not wanted:
+        return ()
+    lacking = sorted(
+        node.meta.name
+        for node in snapshot.nodes.values()
+        if node.ready and not any(a.type == "InternalIP" and ":" in a.address for a in node.addresses)
+    )
+    if not lacking:
+        return ()
+    shown = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
+    return (
+        Problem(
+            check,
+            Reason.NODE_WITHOUT_IPV6_ADDRESS,
+            Status.WARN,
+            f"the IPv6 target group of Service {', '.join(sorted(wanted))} uses instance targets, but node(s) {shown} "
+            f"have no IPv6 InternalIP: an instance without a primary IPv6 address cannot be registered in an IPv6 "
+            f"target group, so those nodes get no traffic",
+            "give the nodes' instances a primary IPv6 address (launch template: PrimaryIpv6 on the network "
+            "interface, in subnets with IPv6 CIDRs), or use ip targets",
+        ),
+    )
 
 
 def plan_binding(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> OwnerPlan | None:
@@ -138,9 +181,10 @@ def plan_binding(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> Owne
 
 
 def plan_all(snapshot: ClusterSnapshot, controller: ControllerConfig) -> list[OwnerPlan]:
-    plans = [plan_service(service, controller) for service in snapshot.services.values()]
+    plans = [plan_service(service, controller, snapshot) for service in snapshot.services.values()]
     plans += [plan_ingress(ingress, snapshot, controller) for ingress in snapshot.ingresses.values()]
     plans += [plan_binding(binding, snapshot) for binding in snapshot.target_group_bindings.values()]
+    plans += [plan_route(route, snapshot, controller) for route in snapshot.front_ends.all_routes()]
     return [plan for plan in plans if plan is not None]
 
 
@@ -160,10 +204,13 @@ def _ingress_backends(
     ingress: Ingress,
     snapshot: ClusterSnapshot,
     controller: ControllerConfig,
+    manager: str,
     backends: list[Backend],
     problems: list[tuple[ObjectRef, Problem]],
 ) -> None:
     owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
+    params = class_params_of(ingress_class_of(ingress, snapshot), snapshot)
+    auto_mode = manager == AUTO_MODE
     seen: set[tuple[str, int | str | None]] = set()
     first = len(backends)
     for ref in ingress.backends:
@@ -207,10 +254,12 @@ def _ingress_backends(
                 )
             )
             continue
-        backends.append(Backend(ALB, owner, service, port, resolve_alb(ingress, service, controller)))
+        resolution = resolve_alb(ingress, service, controller, auto_mode=auto_mode, class_params=params)
+        backends.append(Backend(ALB, owner, service, port, resolution, manager))
     if len(backends) == first:
         # No usable backend: still judge the Ingress's own annotations, so a typo there is not hidden.
-        backends.append(Backend(ALB, owner, None, None, resolve_alb(ingress, None, controller)))
+        resolution = resolve_alb(ingress, None, controller, auto_mode=auto_mode, class_params=params)
+        backends.append(Backend(ALB, owner, None, None, resolution, manager))
 
 
 def _binding_backend(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> Backend:

@@ -44,6 +44,10 @@ log = structlog.get_logger("lbdoctor.cluster")
 _KEEP_LOG_LINE = ("AccessDenied", "UnauthorizedOperation", "AuthFailure", "Reconciler error")
 
 
+def _everything(_item: Any) -> bool:
+    return True
+
+
 def shard_of(namespace: str, total: int) -> int:
     """Stable across processes and restarts (unlike hash())."""
     return int.from_bytes(hashlib.sha256(namespace.encode()).digest()[:8], "big") % total
@@ -73,6 +77,9 @@ class ClusterAgent:
             (resources.NODES, {}),
             (resources.DEPLOYMENTS, {"namespace": settings.controller_namespace}),
             (resources.EVENTS, {"field_selector": "type=Warning", "keep": self._keep_event}),
+            *((route, {}) for route in resources.ROUTES),
+            # Gateways and their configuration may live in any namespace: every shard keeps them all.
+            *((r, {"keep": _everything}) for r in resources.FRONT_ENDS if r not in resources.ROUTES),
         ]
         self.stores = {resource.name: Store(resource.name, self._cache_changed) for resource, _ in watched}
         self._reflectors = {

@@ -16,15 +16,28 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.checks import cluster, controller
+from exporter.kube import resources
 from exporter.kube.store import Changes
-from exporter.lb.healthcheck import ControllerConfig
-from exporter.lb.plan import OwnerPlan, plan_all, plan_binding, plan_ingress, plan_service
+from exporter.lb.healthcheck import INSTANCE, IPV6, ControllerConfig
+from exporter.lb.plan import (
+    ROUTE_OWNER_KINDS,
+    OwnerPlan,
+    plan_all,
+    plan_binding,
+    plan_ingress,
+    plan_route,
+    plan_service,
+)
 from exporter.model.index import namespace_of
 from exporter.model.results import CheckResult, ObjectRef, Status
 from exporter.model.snapshot import ClusterSnapshot, matches
 
 UnitKey = tuple[str, str]
 _CONTROLLER: UnitKey = ("controller", "")
+# Configuration that reaches across many owners (a GatewayClass, a default TargetGroupConfiguration, an
+# IngressClassParams): a change re-evaluates everything, as an IngressClass change does. They change rarely.
+_GLOBAL = frozenset({"ingressclasses"} | {r.name for r in resources.FRONT_ENDS if r not in resources.ROUTES})
+_ROUTE_STORES = {r.name: kind for r, kind in zip(resources.ROUTES, ROUTE_OWNER_KINDS, strict=True)}
 
 
 class IncrementalEvaluator:
@@ -51,7 +64,7 @@ class IncrementalEvaluator:
         self, snapshot: ClusterSnapshot, changes: Mapping[str, Changes] | None, logs_changed: bool = False
     ) -> tuple[CheckResult, ...]:
         """Bring the results up to date with ``snapshot``; ``changes`` None means "everything"."""
-        if changes is None or any(c.full for c in changes.values()) or changes.get("ingressclasses"):
+        if changes is None or any(c.full for c in changes.values()) or any(changes.get(n) for n in _GLOBAL):
             self._full(snapshot)
         else:
             self._incremental(snapshot, changes, logs_changed)
@@ -93,6 +106,13 @@ class IncrementalEvaluator:
         for key in items("targetgroupbindings"):
             namespace, _, name = key.partition("/")
             replan.add(ObjectRef("TargetGroupBinding", namespace, name))
+        for store, kind in _ROUTE_STORES.items():
+            for key in items(store):
+                namespace, _, name = key.partition("/")
+                replan.add(ObjectRef(kind, namespace, name))
+        if items("nodes"):
+            # An IPv6 target group's instance targets need nodes with IPv6 addresses: re-judge those owners.
+            replan.update(owner for owner, plan in self._plans.items() if _ipv6_instances(plan))
         for owner in replan:
             services |= self._replan(snapshot, owner)
             owners.add(owner)
@@ -137,6 +157,11 @@ class IncrementalEvaluator:
             for binding in snapshot.target_group_bindings.in_namespace(namespace).values()
             if binding.service_name == service
         }
+        found |= {
+            ObjectRef(route.kind, route.meta.namespace, route.meta.name)
+            for route in snapshot.front_ends.all_routes()
+            if any(b.namespace == namespace and b.name == service for b in route.backends)
+        }
         return found
 
     def _replan(self, snapshot: ClusterSnapshot, owner: ObjectRef) -> set[str]:
@@ -145,11 +170,16 @@ class IncrementalEvaluator:
         key = f"{owner.namespace}/{owner.name}"
         new: OwnerPlan | None = None
         if owner.kind == "Service" and (service := snapshot.services.get(key)) is not None:
-            new = plan_service(service, self._config)
+            new = plan_service(service, self._config, snapshot)
         elif owner.kind == "Ingress" and (ingress := snapshot.ingresses.get(key)) is not None:
             new = plan_ingress(ingress, snapshot, self._config)
         elif owner.kind == "TargetGroupBinding" and (binding := snapshot.target_group_bindings.get(key)) is not None:
             new = plan_binding(binding, snapshot)
+        elif (
+            owner.kind in ROUTE_OWNER_KINDS
+            and (route := snapshot.front_ends.route(owner.kind, owner.namespace, owner.name)) is not None
+        ):
+            new = plan_route(route, snapshot, self._config)
         touched = set(old.services) if old else set()
         for service_key in touched:
             users = self._users.get(service_key)
@@ -212,4 +242,13 @@ class IncrementalEvaluator:
 
     def _redo_controller(self, snapshot: ClusterSnapshot) -> None:
         if self._include_controller:
-            self._units[_CONTROLLER] = tuple(controller.evaluate(snapshot, self._where, len(self._plans)))
+            self._units[_CONTROLLER] = tuple(controller.evaluate(snapshot, self._where, tuple(self._plans.values())))
+
+
+def _ipv6_instances(plan: OwnerPlan) -> bool:
+    return any(
+        b.resolution is not None
+        and b.resolution.spec.target_type == INSTANCE
+        and b.resolution.spec.ip_address_type == IPV6
+        for b in plan.backends
+    )

@@ -1,0 +1,75 @@
+"""The target groups the front ends produce: plain data shared by the planners, the checks and the roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.lb.healthcheck import LBC, Problem, Resolution
+from exporter.model.objects import Service, ServicePort
+from exporter.model.results import Check, ObjectRef
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One target group: the object that owns it, the Service port behind it, and its health check."""
+
+    lb: str  # alb | nlb | tgb
+    owner: ObjectRef  # the Service (NLB), Ingress (ALB), route (Gateway API) or TargetGroupBinding
+    service: Service | None  # None when the backend Service does not exist
+    service_port: ServicePort | None
+    resolution: Resolution | None  # None when there is nothing to resolve (missing Service)
+    manager: str = LBC  # who reconciles it: lbc (the AWS Load Balancer Controller) or eks-auto-mode
+    gateway: ObjectRef | None = None  # Gateway API: the Gateway whose load balancer the target group serves
+
+
+@dataclass(frozen=True, slots=True)
+class LbPlan:
+    backends: tuple[Backend, ...]
+    # Problems not tied to one backend (a missing backend Service, say), keyed by owner.
+    problems: tuple[tuple[ObjectRef, Problem], ...] = ()
+
+    def owners(self, check: Check) -> dict[ObjectRef, list[Problem]]:
+        """Every object the check looks at, with its problems (an empty list means it is fine)."""
+        owners: dict[ObjectRef, list[Problem]] = {}
+        for backend in self.backends:
+            if config_check(backend.owner) is not check:
+                continue
+            found = owners.setdefault(backend.owner, [])
+            if backend.resolution is not None:
+                found.extend(p for p in backend.resolution.problems if p not in found)
+        for owner, problem in self.problems:
+            if problem.check is check:
+                owners.setdefault(owner, []).append(problem)
+        return owners
+
+
+ROUTE_OWNER_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "UDPRoute", "TLSRoute")
+
+
+def config_check(owner: ObjectRef) -> Check | None:
+    """The object check that reports an owner's configuration: its annotations, or its Gateway API objects."""
+    if owner.kind == "Ingress":
+        return Check.INGRESS_ANNOTATIONS
+    if owner.kind == "Service":
+        return Check.SERVICE_ANNOTATIONS
+    if owner.kind in ROUTE_OWNER_KINDS:
+        return Check.GATEWAY_CONFIG
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerPlan:
+    """The target groups one object (NLB Service, ALB Ingress, TargetGroupBinding) owns."""
+
+    owner: ObjectRef
+    backends: tuple[Backend, ...]
+    problems: tuple[Problem, ...] = ()  # problems not tied to one backend (a missing backend Service)
+
+    @property
+    def manager(self) -> str:
+        """Who reconciles the owner's target groups (lbc unless EKS Auto Mode does)."""
+        return self.backends[0].manager if self.backends else LBC
+
+    @property
+    def services(self) -> frozenset[str]:
+        return frozenset(b.service.meta.key for b in self.backends if b.service is not None)
