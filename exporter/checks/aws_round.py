@@ -12,7 +12,7 @@ from typing import Any
 
 from exporter.aws.model import AwsSnapshot
 from exporter.aws.publish import real_health_checks
-from exporter.checks import elb_correlation, elb_target_health, network, security_groups
+from exporter.checks import elb_correlation, elb_target_health, network, rollout, security_groups
 from exporter.checks.aws_context import AwsContext, merge_same
 from exporter.checks.causes import order
 from exporter.lb.aws_settings import RealHealthCheck, to_document
@@ -63,7 +63,8 @@ def evaluate_aws(
     path_findings = merge_same([*security_groups.evaluate(context), *network.evaluate(context)])
     elb = merge_same(elb_target_health.evaluate(context))
     correlations = elb_correlation.correlate(context.targets, context.probes, path_findings)
-    results = order([*elb_correlation.apply(elb, correlations), *path_findings])
+    windows = list(rollout.evaluate_aws(context))
+    results = order([*elb_correlation.apply(elb, correlations), *path_findings, *windows])
     rows = []
     for view in context.targets:
         owner = view.group.owner

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from exporter.checks import controller, endpoints, lb_annotations, pod_status, selector, target_port, traffic_policy
+from exporter.checks import (
+    controller,
+    endpoints,
+    lb_annotations,
+    pod_status,
+    rollout,
+    selector,
+    target_port,
+    traffic_policy,
+)
 from exporter.checks.causes import order
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import Backend, OwnerPlan, plan_all
@@ -50,6 +59,7 @@ def service_unit(snapshot: ClusterSnapshot, service: Service, backends: Sequence
     policy = traffic_policy.evaluate(snapshot, service, target_types)
     if policy is not None:
         results.append(policy)
+    results.extend(rollout.evaluate_service(service, pods, backends))
     return results
 
 
