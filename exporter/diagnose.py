@@ -29,7 +29,7 @@ from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Store
 from exporter.kube.watch import Reflector
 from exporter.lb.healthcheck import ControllerConfig
-from exporter.lb.plan import build_plan, plan_all
+from exporter.lb.plan import build_plan, ingress_class_of, plan_all
 from exporter.model.results import CheckResult, ObjectRef, Status
 from exporter.model.snapshot import ClusterSnapshot
 from exporter.report import iso, results_json, summary
@@ -194,7 +194,14 @@ def scope(results: Sequence[CheckResult], snapshot: ClusterSnapshot, options: Op
     service = snapshot.service(namespace, name) if kind == "Service" else None
     if service is not None:
         related.update(ObjectRef("Pod", namespace, p.meta.name) for p in pods_of(snapshot, service))
-    return [r for r in results if r.object in related or r.object.kind in ("Deployment", "IngressClass")]
+    # The controller's Deployment, and the IngressClasses of the Ingresses concerned.
+    for ref in list(related):
+        ingress = snapshot.ingresses.get(f"{ref.namespace}/{ref.name}") if ref.kind == "Ingress" else None
+        found = ingress_class_of(ingress, snapshot) if ingress is not None else None
+        class_name = found.meta.name if found is not None else ingress.class_name if ingress is not None else None
+        if class_name:
+            related.add(ObjectRef("IngressClass", "", class_name))
+    return [r for r in results if r.object in related or r.object.kind == "Deployment"]
 
 
 async def aws_steps(snapshot: ClusterSnapshot, options: Options) -> tuple[tuple[CheckResult, ...], str | None]:

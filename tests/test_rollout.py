@@ -82,7 +82,7 @@ def test_message_names_the_pods_and_the_target_group() -> None:
     grace = next(r for r in results if r.reason is Reason.GRACE_PERIOD_SHORTER_THAN_DEREGISTRATION_DELAY)
     assert grace.object.kind == "Service" and grace.object.name == "web"
     assert "(web-0, web-1, web-2 and 2 more)" in grace.message
-    assert "Service shop/web (300 s)" in grace.message and "drain for 300 s" in grace.message
+    assert "target groups: Service shop/web: 300 s" in grace.message and "drain for 300 s" in grace.message
     hook = next(r for r in results if r.reason is Reason.NO_PRE_STOP_HOOK)
     assert hook.message.startswith("5 of 5 pods of Service shop/web")
 

@@ -36,7 +36,7 @@ _SHOWN = 3  # pods named in a message
 @dataclass(frozen=True, slots=True)
 class _Delay:
     seconds: int
-    owners: tuple[str, ...]  # "Ingress shop/web (300 s)"
+    owners: tuple[str, ...]  # "Ingress shop/web: 300 s"
 
 
 def _delay(backends: Sequence[Backend]) -> _Delay | None:
@@ -49,7 +49,7 @@ def _delay(backends: Sequence[Backend]) -> _Delay | None:
     if not found:
         return None
     longest = max(seconds for seconds, _ in found)
-    owners = sorted({f"{who} ({seconds} s)" for seconds, who in found})
+    owners = sorted({f"{who}: {seconds} s" for seconds, who in found})
     return _Delay(longest, tuple(owners))
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exporter.lb.healthcheck import LBC, Problem, Resolution
+from exporter.lb.healthcheck import INSTANCE, IPV6, LBC, Problem, Resolution
 from exporter.model.objects import Service, ServicePort
-from exporter.model.results import Check, ObjectRef
+from exporter.model.results import Check, ObjectRef, Reason, Status
+from exporter.model.snapshot import ClusterSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +75,38 @@ class OwnerPlan:
     @property
     def services(self) -> frozenset[str]:
         return frozenset(b.service.meta.key for b in self.backends if b.service is not None)
+
+
+def ipv6_node_problems(backends: Iterable[Backend], snapshot: ClusterSnapshot, check: Check) -> tuple[Problem, ...]:
+    """Instance targets of an IPv6 target group: a node without an IPv6 address cannot be registered (the
+    instance needs a primary IPv6 address)."""
+    wanted = {
+        backend.service.meta.key
+        for backend in backends
+        if backend.service is not None
+        and backend.resolution is not None
+        and backend.resolution.spec.target_type == INSTANCE
+        and backend.resolution.spec.ip_address_type == IPV6
+    }
+    if not wanted:
+        return ()
+    lacking = sorted(
+        node.meta.name
+        for node in snapshot.nodes.values()
+        if node.ready and not any(a.type == "InternalIP" and ":" in a.address for a in node.addresses)
+    )
+    if not lacking:
+        return ()
+    shown = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
+    return (
+        Problem(
+            check,
+            Reason.NODE_WITHOUT_IPV6_ADDRESS,
+            Status.WARN,
+            f"the IPv6 target group of Service {', '.join(sorted(wanted))} uses instance targets, but node(s) {shown} "
+            f"have no IPv6 InternalIP: an instance without a primary IPv6 address cannot be registered in an IPv6 "
+            f"target group, so those nodes get no traffic",
+            "give the nodes' instances a primary IPv6 address (launch template: PrimaryIpv6 on the network "
+            "interface, in subnets with IPv6 CIDRs), or use ip targets",
+        ),
+    )

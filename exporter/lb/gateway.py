@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from exporter.lb import annotations as ann
-from exporter.lb.backends import Backend, OwnerPlan
+from exporter.lb.backends import Backend, OwnerPlan, ipv6_node_problems
 from exporter.lb.healthcheck import (
     ALB,
     DUALSTACK_TYPES,
@@ -333,6 +333,7 @@ def plan_route(route: Route, snapshot: ClusterSnapshot, controller: ControllerCo
             )
         )
     problems.extend(_status_problems(route))
+    problems.extend(ipv6_node_problems(backends, snapshot, CHECK))
     return OwnerPlan(owner, tuple(backends), tuple(problems))
 
 

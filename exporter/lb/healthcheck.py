@@ -1,7 +1,7 @@
 """Derive the health check a target group really has, from annotations and the controller's defaults.
 
-Mirrors the AWS Load Balancer Controller (``pkg/ingress`` and ``pkg/service`` model builders; see
-``shared/reference/aws-lb.md`` §1.2-1.4). An invalid annotation makes the controller fail to build
+Mirrors the AWS Load Balancer Controller (``pkg/ingress`` and ``pkg/service`` model builders; the defaults
+are written down in docs/front-ends.md). An invalid annotation makes the controller fail to build
 its model; lbdoctor reports it and keeps probing with the default for that one field, so the rest
 of the runbook still runs.
 """

@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from exporter.lb import annotations as ann
-from exporter.lb.backends import ROUTE_OWNER_KINDS, Backend, LbPlan, OwnerPlan, config_check
+from exporter.lb.backends import ROUTE_OWNER_KINDS, Backend, LbPlan, OwnerPlan, config_check, ipv6_node_problems
 from exporter.lb.gateway import plan_route
 from exporter.lb.healthcheck import (
     ALB,
     AUTO_MODE,
-    INSTANCE,
     IP,
-    IPV6,
     LBC,
     NLB,
     TGB,
@@ -59,7 +57,7 @@ _CONTROLLER_STACK_LABELS = (
 
 
 def is_nlb_service(service: Service, controller: ControllerConfig) -> bool:
-    """The controller's Service scope (reference §1.1), and EKS Auto Mode's (class eks.amazonaws.com/nlb)."""
+    """The controller's Service scope (docs/front-ends.md), and EKS Auto Mode's (class eks.amazonaws.com/nlb)."""
     if service.type != "LoadBalancer":
         return False
     if service.load_balancer_class is not None:
@@ -136,41 +134,6 @@ def plan_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: Contro
     owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
     found = tuple(problem for _, problem in problems)
     return OwnerPlan(owner, tuple(backends), found + ipv6_node_problems(backends, snapshot, Check.INGRESS_ANNOTATIONS))
-
-
-def ipv6_node_problems(backends: Iterable[Backend], snapshot: ClusterSnapshot, check: Check) -> tuple[Problem, ...]:
-    """Instance targets of an IPv6 target group: a node without an IPv6 address cannot be registered (the
-    instance needs a primary IPv6 address)."""
-    wanted = {
-        backend.service.meta.key
-        for backend in backends
-        if backend.service is not None
-        and backend.resolution is not None
-        and backend.resolution.spec.target_type == INSTANCE
-        and backend.resolution.spec.ip_address_type == IPV6
-    }
-    if not wanted:
-        return ()
-    lacking = sorted(
-        node.meta.name
-        for node in snapshot.nodes.values()
-        if node.ready and not any(a.type == "InternalIP" and ":" in a.address for a in node.addresses)
-    )
-    if not lacking:
-        return ()
-    shown = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
-    return (
-        Problem(
-            check,
-            Reason.NODE_WITHOUT_IPV6_ADDRESS,
-            Status.WARN,
-            f"the IPv6 target group of Service {', '.join(sorted(wanted))} uses instance targets, but node(s) {shown} "
-            f"have no IPv6 InternalIP: an instance without a primary IPv6 address cannot be registered in an IPv6 "
-            f"target group, so those nodes get no traffic",
-            "give the nodes' instances a primary IPv6 address (launch template: PrimaryIpv6 on the network "
-            "interface, in subnets with IPv6 CIDRs), or use ip targets",
-        ),
-    )
 
 
 def plan_binding(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> OwnerPlan | None:
