@@ -421,7 +421,12 @@ def _controller() -> Iterator[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "namespace": CONTROLLER_NAMESPACE, "labels": labels},
-            "spec": {"nodeName": OTHER_NODES[0], "containers": [{"name": "controller"}]},
+            "spec": {
+                "nodeName": OTHER_NODES[0],
+                "containers": [
+                    {"name": "controller", "image": "public.ecr.aws/eks/aws-load-balancer-controller:v2.14.0"}
+                ],
+            },
             "status": {"phase": "Running", "podIP": "10.0.2.17"},
         }
 
