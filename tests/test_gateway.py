@@ -265,3 +265,16 @@ def test_controller_status_on_the_route_is_reported() -> None:
     plan = plan_of(base(route))
     [problem] = [p for p in plan.problems if p.reason is Reason.ROUTE_NOT_ACCEPTED]
     assert "ResolvedRefs=False (RefNotPermitted)" in problem.message and "no ReferenceGrant" in problem.message
+
+
+def test_bindings_the_controller_made_for_gateways_are_not_probed_twice() -> None:
+    """The controller creates a TargetGroupBinding per Gateway target group, labelled with its Gateway stack; it is
+    not a hand-made target group to probe over TCP."""
+    from exporter.lb.plan import plan_binding
+    from exporter.model.objects import ObjectMeta, TargetGroupBinding
+
+    labels = {"gateway.k8s.aws.alb/stack-namespace": "shop", "gateway.k8s.aws.alb/stack-name": "web"}
+    made = TargetGroupBinding(ObjectMeta("shop", "k8s-shop-web-0a1b2c3d4e", labels=labels), "arn:…", "ip", "web", 80)
+    assert plan_binding(made, base()) is None
+    own = TargetGroupBinding(ObjectMeta("shop", "mine"), "arn:…", "ip", "web", 80)
+    assert plan_binding(own, base()) is not None

@@ -53,6 +53,9 @@ _CONTROLLER_STACK_LABELS = (
     "service.k8s.aws/stack-name",
     "ingress.k8s.aws/stack-name",
     "ingress.k8s.aws/stack",
+    # Gateway API target groups: the stack is the Gateway (tag prefixes gateway.k8s.aws.alb / .nlb).
+    "gateway.k8s.aws.alb/stack-name",
+    "gateway.k8s.aws.nlb/stack-name",
 )
 
 
@@ -138,7 +141,7 @@ def plan_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: Contro
 
 def plan_binding(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> OwnerPlan | None:
     if any(label in binding.meta.labels for label in _CONTROLLER_STACK_LABELS):
-        return None  # the controller made it for a Service or Ingress, which is planned already
+        return None  # the controller made it for a Service, Ingress or route, which is planned already
     backend = _binding_backend(binding, snapshot)
     return OwnerPlan(backend.owner, (backend,))
 
