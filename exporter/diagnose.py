@@ -29,7 +29,7 @@ from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Store
 from exporter.kube.watch import Reflector
 from exporter.lb.healthcheck import ControllerConfig
-from exporter.lb.plan import build_plan, ingress_class_of, plan_all
+from exporter.lb.plan import ROUTE_OWNER_KINDS, build_plan, ingress_class_of, plan_all
 from exporter.model.results import CheckResult, ObjectRef, Status
 from exporter.model.snapshot import ClusterSnapshot
 from exporter.report import iso, results_json, summary
@@ -56,7 +56,7 @@ class Options:
     context: str | None = None
     namespace: str | None = None  # None with all_namespaces False: "default"
     all_namespaces: bool = False
-    target: str | None = None  # "service/NAME" or "ingress/NAME"
+    target: str | None = None  # "service/NAME", "ingress/NAME" or a route, "httproute/NAME"
     output: str = "table"
     show_ok: bool = False
     node: str | None = None  # with a saved dump: compare that node's kube-proxy rules with the cluster
@@ -85,8 +85,9 @@ def parse_target(target: str | None) -> tuple[str, str] | None:
         return None
     kind, sep, name = target.partition("/")
     kinds = {"service": "Service", "svc": "Service", "ingress": "Ingress", "ing": "Ingress"}
+    kinds.update({route.lower(): route for route in ROUTE_OWNER_KINDS})  # httproute/NAME, grpcroute/NAME, …
     if not sep or not name or kind.lower() not in kinds:
-        raise ValueError(f"expected service/NAME or ingress/NAME, got {target!r}")
+        raise ValueError(f"expected service/NAME, ingress/NAME or httproute/NAME (any route kind), got {target!r}")
     return kinds[kind.lower()], name
 
 
@@ -188,13 +189,18 @@ def scope(results: Sequence[CheckResult], snapshot: ClusterSnapshot, options: Op
         if plan.owner == owner or (kind == "Service" and f"{namespace}/{name}" in plan.services):
             related.add(plan.owner)
             for backend in plan.backends:
+                gateway = backend.gateway and snapshot.front_ends.gateway(
+                    backend.gateway.namespace, backend.gateway.name
+                )
+                if gateway:
+                    related.add(ObjectRef("GatewayClass", "", gateway.class_name))
                 if backend.service is not None:
                     related.add(ObjectRef("Service", namespace, backend.service.meta.name))
                     related.update(ObjectRef("Pod", namespace, p.meta.name) for p in pods_of(snapshot, backend.service))
     service = snapshot.service(namespace, name) if kind == "Service" else None
     if service is not None:
         related.update(ObjectRef("Pod", namespace, p.meta.name) for p in pods_of(snapshot, service))
-    # The controller's Deployment, and the IngressClasses of the Ingresses concerned.
+    # The controller's Deployment, the GatewayClasses of the routes and the IngressClasses of the Ingresses concerned.
     for ref in list(related):
         ingress = snapshot.ingresses.get(f"{ref.namespace}/{ref.name}") if ref.kind == "Ingress" else None
         found = ingress_class_of(ingress, snapshot) if ingress is not None else None

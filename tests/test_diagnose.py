@@ -96,6 +96,10 @@ SCENARIOS: dict[str, tuple[Callable[[FakeApiServer], None], diagnose.Options]] =
         lambda api: cluster.seed(api.state, "127.77"),
         diagnose.Options(namespace="shop", target="service/alb-instance", output="json"),
     ),
+    "demo-httproute-reviews": (
+        lambda api: cluster.seed(api.state, "127.77"),
+        diagnose.Options(namespace="shop", target="httproute/reviews", output="json"),
+    ),
     "edge-cases": (seed_edge_cases, diagnose.Options(namespace="edge", output="json")),
     "forbidden-pods-and-logs": (
         lambda api: (cluster.seed(api.state, "127.77"), api.forbidden.update({"pods"})),
