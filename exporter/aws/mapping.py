@@ -74,8 +74,11 @@ class ClusterIndex:
     def pods_by_ip(self) -> Mapping[str, tuple[Pod, ...]]:
         found: dict[str, list[Pod]] = {}
         for pod in self.snapshot.pods.values():
-            if pod.pod_ip and not pod.host_network:
-                found.setdefault(normalise_ip(pod.pod_ip), []).append(pod)
+            if pod.host_network:
+                continue
+            # Every family's address: an IPv6 target group registers the pod's IPv6 one.
+            for ip in pod.pod_ips or ((pod.pod_ip,) if pod.pod_ip else ()):
+                found.setdefault(normalise_ip(ip), []).append(pod)
         return {ip: tuple(pods) for ip, pods in found.items()}
 
     @cached_property
