@@ -137,6 +137,8 @@ def test_demo_shows_every_seeded_fault(demo: tuple[subprocess.Popen[str], str], 
     assert re.search(r'lbdoctor_probe_success\{namespace="shop",service="reviews",pod="reviews-[^"]+",[^}]*path="/"\} 0', metrics)
     assert re.search(r'lbdoctor_probe_success\{namespace="shop",service="wishlist",pod="wishlist-[^"]+",[^}]*\} 1', metrics)
     assert "via Gateway shop/shop" in page and "by EKS Auto Mode" in page
+    lost = next(r for r in results if r["object"]["name"] == "reviews" and r["check"] == "health_probe" and r["status"] != "ok")
+    assert results[lost["caused_by"]]["reason"] == "HealthCheckConfigReplacesDefault"  # the merge is the root cause
 
 
 def test_exposition_passes_promtool(demo: tuple[subprocess.Popen[str], str]) -> None:

@@ -278,3 +278,20 @@ def test_bindings_the_controller_made_for_gateways_are_not_probed_twice() -> Non
     assert plan_binding(made, base()) is None
     own = TargetGroupBinding(ObjectMeta("shop", "mine"), "arn:…", "ip", "web", 80)
     assert plan_binding(own, base()) is not None
+
+
+def test_a_probe_failing_on_what_the_merge_left_names_the_merge() -> None:
+    from exporter.checks.causes import link_causes
+    from exporter.model.results import CheckResult, TargetRef
+
+    route = ObjectRef("HTTPRoute", "shop", "web")
+    merge = CheckResult(Check.GATEWAY_CONFIG, Status.WARN, Reason.HEALTH_CHECK_CONFIG_REPLACES_DEFAULT, route, "lost")
+    probe = CheckResult(
+        Check.HEALTH_PROBE, Status.WARN, Reason.RESPONSE_CODE_MISMATCH, route, "404", target=TargetRef("web-1", "10.0.0.5", 8080)
+    )
+    refused = CheckResult(
+        Check.HEALTH_PROBE, Status.WARN, Reason.CONNECTION_REFUSED, route, "refused", target=TargetRef("web-2", "10.0.0.6", 8080)
+    )
+    linked = {r.target.pod if r.target else None: r for r in link_causes([merge, probe, refused])}
+    assert linked["web-1"].caused_by == merge.key
+    assert linked["web-2"].caused_by is None  # a refused connection is not the health check's settings

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from exporter.model.results import RUNBOOK_ORDER, Check, CheckResult, Status
+from exporter.model.results import RUNBOOK_ORDER, Check, CheckResult, Reason, Status
 
 _BAD = (Status.FAIL, Status.WARN)
+# Probe failures a wrong health check (path, codes, timeout) explains.
+_HEALTH_CHECK_MISMATCH = frozenset({Reason.RESPONSE_CODE_MISMATCH, Reason.TIMEOUT, Reason.FLAPPING})
 _STEP = {check: index for index, check in enumerate(RUNBOOK_ORDER)}
 
 
@@ -35,6 +37,13 @@ def link_causes(results: Iterable[CheckResult]) -> list[CheckResult]:
                 proxy_problems.setdefault((r.object.namespace, r.object.name), r)
             elif r.object.kind == "Node" and r.status is Status.FAIL and proxy_down is None:
                 proxy_down = r
+    # A Gateway route whose TargetGroupConfiguration lost the default's health-check fields (the shallow merge):
+    # its failing probes check what the merge left, not what was meant.
+    merge_problems = {
+        r.object: r
+        for r in results
+        if r.check is Check.GATEWAY_CONFIG and r.reason is Reason.HEALTH_CHECK_CONFIG_REPLACES_DEFAULT
+    }
     linked = []
     for result in results:
         if result.check is Check.HEALTH_PROBE and result.status in _BAD and result.target is not None:
@@ -44,6 +53,8 @@ def link_causes(results: Iterable[CheckResult]) -> list[CheckResult]:
                 cause = pod_problems.get((result.object.namespace, result.target.pod or "")) or port_problems.get(
                     (result.object.namespace, result.object.name, result.target.pod)
                 )
+            if cause is None and result.reason in _HEALTH_CHECK_MISMATCH:
+                cause = merge_problems.get(result.object)
             if cause is not None:
                 result = replace(result, caused_by=cause.key)
         linked.append(result)
