@@ -60,7 +60,7 @@ def _names(pods: Sequence[Pod]) -> str:
 
 def _pre_stop_seconds(pod: Pod) -> float | None:
     """The longest delay a container's preStop gives before SIGTERM; 0 when known to be none, None unknown."""
-    known = [hook.seconds for hook in pod.pre_stop if hook.action != "none"]
+    known = [hook.seconds for hook in pod.pre_stop]
     if not known:
         return 0.0
     if any(seconds is None for seconds in known):

@@ -96,21 +96,22 @@ def timestamp(value: Any) -> float | None:
         return None
 
 
-def _pre_stop(container: Json) -> PreStopHook:
-    name = str(container.get("name") or "")
+def _pre_stop(container: Json) -> PreStopHook | None:
+    """A container's preStop hook; None without one (most pods: nothing is kept for them)."""
     hook = _obj(_obj(container.get("lifecycle")).get("preStop"))
     if not hook:
-        return PreStopHook(name, "none")
+        return None
+    name = str(container.get("name") or "")
     sleep = _obj(hook.get("sleep"))
     if sleep:
         return PreStopHook(name, "sleep", float(_int(sleep.get("seconds")) or 0))
     command = _list(_obj(hook.get("exec")).get("command"))
     if command:
-        return PreStopHook(name, "exec", _sleep_seconds([str(part) for part in command]))
+        return PreStopHook(name, "exec", _sleep_seconds([str(part) for part in command[:16]]))
     for action in ("httpGet", "tcpSocket"):
         if action in hook:
             return PreStopHook(name, action)
-    return PreStopHook(name, "none")
+    return None
 
 
 def _sleep_seconds(command: list[str]) -> float | None:
@@ -168,6 +169,7 @@ def pod(raw: Json) -> Pod:
         if isinstance(c, dict) and c.get("type") in gates
     )
     grace = _int(spec.get("terminationGracePeriodSeconds"))
+    ips = tuple(str(_obj(a).get("ip")) for a in _list(status.get("podIPs"))[:2] if _obj(a).get("ip"))
     return Pod(
         meta=meta(raw, annotations=False),  # pod annotations are never read
         node_name=spec.get("nodeName"),
@@ -178,9 +180,9 @@ def pod(raw: Json) -> Pod:
         conditions=conditions,
         readiness_gates=gates,
         host_network=bool(spec.get("hostNetwork")),
-        pod_ips=tuple(str(_obj(a).get("ip")) for a in _list(status.get("podIPs")) if _obj(a).get("ip")),
+        pod_ips=ips if len(ips) > 1 else (),  # kept only for dual-stack pods; pod_ip is the one address otherwise
         termination_grace=30 if grace is None else grace,
-        pre_stop=tuple(_pre_stop(_obj(c)) for c in _list(spec.get("containers"))),
+        pre_stop=tuple(hook for c in _list(spec.get("containers")) if (hook := _pre_stop(_obj(c))) is not None),
     )
 
 

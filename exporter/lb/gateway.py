@@ -342,8 +342,8 @@ def _not_attached(route: Route, gateway: Gateway, section: str | None, port: int
         f"{listener.name} ({listener.protocol}:{listener.port}, kinds "
         f"{', '.join(listener.allowed_kinds or DEFAULT_KINDS.get(listener.protocol, ())) or 'none'}, "
         f"namespaces {listener.allowed_from})"
-        for listener in gateway.listeners
-    )
+        for listener in gateway.listeners[:8]
+    ) + (f"; and {len(gateway.listeners) - 8} more" if len(gateway.listeners) > 8 else "")
     wanted = f" section {section}" if section else f" port {port}" if port else ""
     return _problem(
         Reason.ROUTE_NOT_ATTACHED,
@@ -455,7 +455,8 @@ def _layers(
                 Reason.CONFLICTING_TARGET_GROUP_CONFIGURATIONS,
                 Status.WARN,
                 f"{len(tgcs)} TargetGroupConfigurations target Service {service.meta.key} "
-                f"({', '.join(t.meta.name for t in tgcs)}): the controller uses the first it lists, "
+                f"({', '.join(t.meta.name for t in tgcs[:5])}{', …' if len(tgcs) > 5 else ''}): the controller uses "
+                f"the first it lists, "
                 f"{tgcs[0].meta.name}, and ignores the others",
                 f"keep one TargetGroupConfiguration per Service; merge the others into {tgcs[0].meta.name}",
             )

@@ -59,7 +59,7 @@ class PreStopHook:
     """A container's lifecycle.preStop, as far as the rollout check needs it."""
 
     container: str
-    action: str  # sleep | exec | httpGet | tcpSocket | none (no hook)
+    action: str  # sleep | exec | httpGet | tcpSocket
     seconds: float | None = None  # how long it delays SIGTERM, when known (a sleep action, or exec `sleep N`)
 
 
@@ -74,9 +74,9 @@ class Pod:
     conditions: tuple[PodCondition, ...] = ()  # the conditions of its readiness gates (the only ones read)
     readiness_gates: tuple[str, ...] = ()
     host_network: bool = False
-    pod_ips: tuple[str, ...] = ()  # status.podIPs: every family's address (dual-stack: IPv4 and IPv6)
+    pod_ips: tuple[str, ...] = ()  # status.podIPs of a dual-stack pod (IPv4 and IPv6); empty: just pod_ip
     termination_grace: int = 30  # spec.terminationGracePeriodSeconds
-    pre_stop: tuple[PreStopHook, ...] = ()  # one per container
+    pre_stop: tuple[PreStopHook, ...] = ()  # the containers' preStop hooks (containers without one: absent)
 
     def ip_of_family(self, ipv6: bool) -> str | None:
         """The pod's address of one family (an IPv6 target group registers the IPv6 one)."""
