@@ -201,10 +201,18 @@ class IncrementalEvaluator:
         and those whose selector matches nothing and shares a label key with it (their message names such
         near misses)."""
         pod = after or before
+        if pod is None:
+            return set()  # created and deleted within one round: nothing to redo
         label_sets = [p.meta.labels for p in (before, after) if p is not None]
         found = set()
         for key, service in snapshot.services.in_namespace(pod.meta.namespace).items():
-            if key not in self._users or not service.selector:
+            if key not in self._users:
+                continue
+            if not service.selector:
+                # A selector-less Service's pods are those its (manual) EndpointSlices name.
+                named = {e.pod_name for eps in snapshot.slices_of(service) for e in eps.endpoints}
+                if pod.meta.name in named:
+                    found.add(key)
                 continue
             selected = any(matches(service.selector, labels) for labels in label_sets)
             near_miss = self._selector_fails(key) and any(
