@@ -170,6 +170,8 @@ def _target_for(
     assert service_port is not None
     # An IPv6 target group registers, and checks, the pod's IPv6 address.
     ip = pod.ip_of_family(spec.ip_address_type == IPV6)
+    if ip is None and not service.ip_families:
+        ip = pod.pod_ip  # a Service object without spec.ipFamilies (an old API server): its one address
     if not ip:
         return None  # nothing to probe; the pod_status check says why (or the pod lacks the family's address)
     port = probe_port(spec, service, service_port, pod)
