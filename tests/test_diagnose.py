@@ -162,7 +162,7 @@ def test_unreachable_cluster_exits_3_with_one_line(tmp_path: Path) -> None:
     [
         (["-A", "-n", "shop"], "either -n/--namespace or -A"),
         (["-A", "service/web"], "use -n, not -A"),
-        (["-n", "shop", "deployment/web"], "expected service/NAME or ingress/NAME"),
+        (["-n", "shop", "deployment/web"], "expected service/NAME, ingress/NAME or httproute/NAME"),
         (["--kubeconfig", "/nonexistent/kubeconfig"], "does not exist"),
     ],
 )

@@ -45,7 +45,7 @@ class ProbeOutcome:
     reason: Reason | None
     duration: float
     status_code: int | None = None  # the HTTP status of the answer
-    grpc_status: int | None = None  # the grpc-status of a gRPC health check's answer
     # Phase timings in seconds: connect, tls, processing (request sent to first byte), transfer.
     phases: tuple[tuple[str, float], ...] = ()
     detail: str = ""  # free text for logs and the status page, never a label
+    grpc_status: int | None = None  # the grpc-status of a gRPC health check's answer
