@@ -56,7 +56,7 @@ async def install(client: KubeClient, manifest: str) -> None:
     for name in names:
         for _ in range(100):
             found = await client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            conditions = {c["type"]: c["status"] for c in found.get("status", {}).get("conditions", [])}
+            conditions = {c["type"]: c["status"] for c in (found.get("status") or {}).get("conditions") or []}
             if conditions.get("Established") == "True":
                 break
             await asyncio.sleep(0.1)

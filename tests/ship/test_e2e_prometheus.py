@@ -91,6 +91,28 @@ EXPECTED: dict[str, list[tuple[str, dict[str, str]]]] = {
             {"check": "ingress_annotations", "name": "coupons", "reason": "InvalidSuccessCodes"},
         ),
     ],
+    # Gateway API: the merge lost the default's path, so / answers 404 and the route's target fails.
+    "reviews": [
+        (
+            "LbDoctorRunbookCheckFailing",
+            {"check": "gateway_config", "kind": "HTTPRoute", "name": "reviews", "reason": "HealthCheckConfigReplacesDefault"},
+        ),
+        ("LbDoctorHealthCheckFailing", {"service": "reviews", "reason": "ResponseCodeMismatch", "path": "/"}),
+        ("LbDoctorNoHealthyTargets", {"service": "reviews", "lb": "alb"}),
+    ],
+    "wishlist": [
+        (
+            "LbDoctorRunbookCheckFailing",
+            {"check": "ingress_annotations", "name": "wishlist", "reason": "NotSupportedByAutoMode"},
+        ),
+    ],
+    # gRPC: status 12 where 0 is expected.
+    "pricing": [
+        ("LbDoctorHealthCheckFailing", {"service": "pricing", "reason": "ResponseCodeMismatch", "path": "/AWS.ALB/healthcheck"}),
+        ("LbDoctorNoHealthyTargets", {"service": "pricing", "lb": "alb"}),
+    ],
+    # The rollout window's configuration findings are shown, not paged: no alert.
+    "notifications": [],
     # Not a service: the AWS Load Balancer Controller, whose logs show AccessDenied.
     CONTROLLER_NAME: [
         ("LbDoctorControllerAccessDenied", {"namespace": CONTROLLER_NAMESPACE, "name": CONTROLLER_NAME}),
