@@ -22,8 +22,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends iptables nftables \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/lbdoctor /opt/lbdoctor
-# A non-root default user. The cluster role runs as it; the Helm chart runs the node role as root
-# with only NET_ADMIN and NET_RAW, which reading iptables/nftables needs.
+# A non-root default user. Both roles run as it; the Helm chart runs only the node agents'
+# kube-proxy-rules sidecar (`lbdoctor dump-rules`) as root with NET_ADMIN and NET_RAW, which reading
+# iptables/nftables needs.
 RUN groupadd --system --gid 65532 lbdoctor \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --shell /usr/sbin/nologin lbdoctor
 ENV PATH=/opt/lbdoctor/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

@@ -9,16 +9,19 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from exporter.backoff import Backoff
 from exporter.metrics.selfmetrics import SelfMetrics
 
 log = structlog.get_logger("lbdoctor")
 
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+HEALTHY_RUN = 60.0  # a job that ran this long before failing starts its backoff short again
 
 
 class Supervisor:
     """Runs long-lived jobs as named tasks. A job that raises is logged, counted and restarted after a
-    delay; a job that returns is a bug (they are meant to run forever) and is restarted the same way."""
+    jittered, growing delay; a job that returns is a bug (they are meant to run forever) and is restarted
+    the same way."""
 
     def __init__(self, metrics: SelfMetrics) -> None:
         self._metrics = metrics
@@ -28,8 +31,10 @@ class Supervisor:
         self._tasks[name] = asyncio.create_task(self._guard(name, job), name=name)
 
     async def _guard(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
-        failures = 0
+        backoff = Backoff(RESTART_DELAYS)
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await job()
                 log.error("task finished unexpectedly; restarting it", task=name)
@@ -39,8 +44,9 @@ class Supervisor:
             except Exception:
                 log.exception("task failed; restarting it", task=name)
                 self._metrics.error("app", "task_failed")
-            await asyncio.sleep(RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)])
-            failures += 1
+            if loop.time() - started >= HEALTHY_RUN:
+                backoff.reset()
+            await asyncio.sleep(backoff.next())
 
     async def stop(self, names: list[str] | None = None, timeout: float = 2.0) -> None:
         chosen = [task for name, task in self._tasks.items() if names is None or name in names]

@@ -1,4 +1,4 @@
-"""Command line: ``lbdoctor run | diagnose | demo | version``."""
+"""Command line: ``lbdoctor run | diagnose | demo | dump-rules | version``."""
 
 from __future__ import annotations
 
@@ -74,6 +74,22 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--iptables-save-file", metavar="FILE", help="that node's `iptables-save` output")
     diagnose.add_argument("--nft-json-file", metavar="FILE", help="that node's `nft -j list ruleset` output")
 
+    dump = commands.add_parser(
+        "dump-rules",
+        help="read this node's kube-proxy rules every interval into a directory (the node agent's privileged sidecar)",
+        description="Runs iptables-save / nft as the node agent asks (request.json) and writes rules.dump there "
+        "atomically; the node agent reads it with kube_proxy_rules_dir and needs no capabilities itself.",
+    )
+    dump.add_argument("--dir", required=True, metavar="DIR", help="the directory shared with the node agent")
+    dump.add_argument("--interval", type=float, default=30.0, metavar="SECONDS", help="seconds between dumps")
+    dump.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="longest wait for one command")
+    dump.add_argument("--command-prefix", default="", metavar="CMD", help="run the readers through this command")
+    dump.add_argument(
+        "--check", action="store_true", help="exit 0 if the last dump is fresh, 1 if not (a liveness probe)"
+    )
+    dump.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
+    dump.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -122,6 +138,49 @@ def _diagnose(args: argparse.Namespace) -> int:
         return 130
 
 
+def _dump_rules(args: argparse.Namespace) -> int:
+    import os
+    import shlex
+    from pathlib import Path
+
+    from exporter.app import install_signal_handlers
+    from exporter.dataplane.dump import check, dump_forever
+    from exporter.dataplane.readers import Runner
+
+    directory = Path(args.dir)
+    if args.check:
+        problem = check(directory, args.timeout)
+        if problem:
+            print(f"lbdoctor: {problem}", file=sys.stderr)
+        return 1 if problem else 0
+    if not directory.is_dir() or not os.access(directory, os.W_OK):
+        print(f"lbdoctor: {directory} is not a writable directory", file=sys.stderr)
+        return 2
+    if not 1 <= args.interval <= 3600 or not 1 <= args.timeout <= 300:
+        print("lbdoctor: --interval must be 1..3600 seconds and --timeout 1..300", file=sys.stderr)
+        return 2
+    try:
+        prefix = shlex.split(args.command_prefix)
+    except ValueError as error:
+        print(f"lbdoctor: --command-prefix is not a command line: {error}", file=sys.stderr)
+        return 2
+    logs.configure(args.log_format, args.log_level)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        work = asyncio.create_task(dump_forever(directory, args.interval, Runner(prefix, timeout=args.timeout)))
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, stopped):
+            task.cancel()
+        if work in done:
+            work.result()  # dump_forever runs forever: it ended only by raising; say why
+        return 0
+
+    return asyncio.run(run())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -129,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "diagnose":
         return _diagnose(args)
+    if args.command == "dump-rules":
+        return _dump_rules(args)
     if args.command == "demo":
         from exporter.demo.run import run_demo
 

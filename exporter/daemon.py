@@ -12,7 +12,7 @@ from exporter import __version__
 from exporter.app import Supervisor, install_signal_handlers, staged_shutdown
 from exporter.kube.client import ConfigError, KubeClient
 from exporter.metrics.selfmetrics import SelfMetrics
-from exporter.roles.cluster import ClusterAgent
+from exporter.roles.cluster import LEADER_ELECTION, ClusterAgent
 from exporter.roles.node import NodeAgent
 from exporter.settings import Settings
 from exporter.state import Board
@@ -68,10 +68,18 @@ async def run(
     if on_ready is not None:
         on_ready(bound)
     await stop.wait()
+    loop = asyncio.get_running_loop()
     budget = settings.shutdown_timeout_seconds
+    deadline = loop.time() + budget
+    if isinstance(agent, ClusterAgent) and LEADER_ELECTION in supervisor.names:
+        # The Lease first, with its own deadline (half the budget): a standby takes over at once only if
+        # it is released, and an API server answering slowly must not eat that time in later stages.
+        await supervisor.stop([LEADER_ELECTION], timeout=budget * 0.1)
+        await agent.release(budget * 0.5)
     watchers = [name for name in supervisor.names if name.startswith("watch ")]
-    others = [name for name in supervisor.names if name not in watchers]
-    await staged_shutdown(supervisor, [("stop watching", watchers), ("stop the role's loops", others)], budget * 0.6)
+    others = [name for name in supervisor.names if name not in watchers and name != LEADER_ELECTION]
+    remaining = max(deadline - loop.time(), 0.2)
+    await staged_shutdown(supervisor, [("stop watching", watchers), ("stop the role's loops", others)], remaining * 0.6)
     await agent.close()
     await runner.cleanup()
     await client.close()

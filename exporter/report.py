@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,13 +109,100 @@ def targets_json(statuses: Sequence[TargetStatus]) -> list[dict[str, Any]]:
 def targets_from_json(rows: Any) -> tuple[TargetStatus, ...]:
     """The inverse of ``targets_json``: a node agent's probe states as the cluster role reads them from
     its ``/api/v1/results``. Rows that do not parse are skipped (a newer or older agent, say)."""
-    found = []
+    return parse_targets(rows).statuses
+
+
+@dataclass(frozen=True)
+class ParsedTargets:
+    statuses: tuple[TargetStatus, ...]
+    rejected: int = 0  # rows that are not a valid probe state
+    foreign: int = 0  # rows about another node than the agent's own
+
+
+_PROTOCOLS = frozenset({"HTTP", "HTTPS", "TCP", "GRPC"})
+_LBS = frozenset({"alb", "nlb", "tgb"})
+_STATES = frozenset(state.value for state in LbState)
+_NAME_MAX = 253  # a DNS subdomain: the longest Kubernetes object name
+_TEXT_MAX = 1024  # paths, details
+
+
+def _text(row: Any, key: str, limit: int = _NAME_MAX) -> bool:
+    value = row.get(key)
+    return isinstance(value, str) and len(value) <= limit
+
+
+def _number(row: Any, key: str, low: float, high: float, *, integer: bool = False) -> bool:
+    value = row.get(key)
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        return False
+    return low <= value <= high  # NaN compares false
+
+
+def _row_problem(row: Any) -> str | None:
+    """Why a row is not a probe state this lbdoctor wrote, or None. Bounds every string and number, so a
+    forged or corrupt answer can neither cost memory in labels nor produce an impossible state."""
+    if not isinstance(row, dict):
+        return "not an object"
+    for key in ("namespace", "service", "pod", "node"):
+        if not _text(row, key):
+            return f"{key} is not a name"
+    owner = row.get("owner")
+    if not isinstance(owner, dict) or not _text(owner, "kind", 63) or not _text(owner, "name"):
+        return "owner is not {kind, name}"
+    if row.get("lb") not in _LBS or row.get("protocol") not in _PROTOCOLS:
+        return "unknown lb or protocol"
+    if row.get("predicted_state") not in _STATES:
+        return "unknown predicted_state"
+    try:
+        ipaddress.ip_address(str(row.get("ip")))
+    except ValueError:
+        return "ip is not an address"
+    if not (
+        _number(row, "port", 1, 65535, integer=True)
+        and _number(row, "interval_seconds", 0.001, 86400)
+        and _number(row, "timeout_seconds", 0.001, 3600)
+        and _number(row, "healthy_threshold", 1, 100, integer=True)
+        and _number(row, "unhealthy_threshold", 1, 100, integer=True)
+    ):
+        return "a number is out of range"
+    for key in ("ok_streak", "fail_streak", "transitions"):
+        if key in row and not _number(row, key, 0, 2**53, integer=True):
+            return f"{key} is out of range"
+    if row.get("path") is not None and not _text(row, "path", _TEXT_MAX):
+        return "path is not text"
+    last = row.get("last_probe")
+    if last is not None:
+        if not isinstance(last, dict) or not isinstance(last.get("success"), bool) or not _text(last, "at", 64):
+            return "last_probe is malformed"
+        if last.get("reason") is not None and not _text(last, "reason", 63):
+            return "last_probe.reason is not a reason"
+        code = last.get("status_code")
+        if code is not None and not _number(last, "status_code", 100, 999, integer=True):
+            return "last_probe.status_code is out of range"
+        if last.get("detail") is not None and not _text(last, "detail", _TEXT_MAX):
+            return "last_probe.detail is not text"
+        if not _number(last, "duration_seconds", 0, 3600):
+            return "last_probe.duration_seconds is out of range"
+    return None
+
+
+def parse_targets(rows: Any, *, node: str | None = None) -> ParsedTargets:
+    """Probe states from a node agent's answer, each row validated; with ``node``, rows about any other
+    node are refused (an agent speaks for its own node only)."""
+    found: list[TargetStatus] = []
+    rejected = foreign = 0
     for row in rows if isinstance(rows, list) else ():
+        if _row_problem(row) is not None:
+            rejected += 1
+            continue
+        if node is not None and row["node"] != node:
+            foreign += 1
+            continue
         try:
             found.append(_target_from_json(row))
         except (KeyError, TypeError, ValueError):
-            continue
-    return tuple(found)
+            rejected += 1
+    return ParsedTargets(tuple(found), rejected, foreign)
 
 
 def _target_from_json(row: dict[str, Any]) -> TargetStatus:

@@ -84,6 +84,10 @@ class Settings(BaseModel):
     """Reconnect a watch silent this long; the API server sends bookmarks about every minute."""
     watch_timeout_seconds: int = Field(default=300, ge=10, le=3600)
     """Server-side watch session length (randomised up to twice this, as client-go does)."""
+    kube_stale_after_seconds: float = Field(default=180.0, ge=1, le=86400)
+    """/readyz turns 503 (and the status page says why) once a watched resource has been out of sync with the
+    API server (errors, no watch) or forbidden for longer than this; the default outlasts a silent watch's
+    reconnection (watch_inactivity_timeout_seconds) plus the longest backoff."""
     publish_interval_seconds: float = Field(default=1.0, ge=0.05, le=60)
     """Most often a new result set is published after changes (debounces watch bursts)."""
     shutdown_timeout_seconds: float = Field(default=5.0, ge=0.5, le=60)
@@ -108,14 +112,43 @@ class Settings(BaseModel):
     kube_proxy_command_prefix: str = ""
     """Run the rule readers through this command, e.g. "nsenter --net=/proc/1/ns/net" when lbdoctor is not in
     the host network namespace."""
+    kube_proxy_rules_dir: str = ""
+    """Read this node's kube-proxy rules from the dump the privileged sidecar (lbdoctor dump-rules) writes in this
+    directory, instead of running iptables-save / nft here; the agent then needs no capabilities. Empty: run them."""
     # ---- between the roles ----
+    node_agent_daemonset: str = ""
+    """Cluster role: the node agents' DaemonSet, whose probe states it reads from their /api/v1/results to tell
+    an application failure from a network one. Only pods in node_agent_namespace that this DaemonSet controls
+    (their ownerReference) are read, each for its own node only. Empty: none found this way (the chart sets it)."""
+    node_agent_namespace: str | None = None
+    """Namespace of the node agents' DaemonSet; defaults to the pod's own namespace ($POD_NAMESPACE)."""
     node_agent_selector: str = ""
-    """Cluster role: label selector (k=v,...) of the node agents' pods, whose probe states it reads from
-    their /api/v1/results to tell an application failure from a network one. Empty: not read."""
+    """Cluster role: a label selector (k=v,...) that narrows the list of the DaemonSet's pods; never widens it."""
     node_agent_urls: str = ""
-    """Cluster role: node agents' base URLs, comma-separated, besides those found by the selector."""
+    """Cluster role: node agents' base URLs, comma-separated, besides the DaemonSet's; trusted for any node."""
     node_agent_port: int = Field(default=9850, ge=1, le=65535)
     """Port the node agents serve on (host network: the node's IP)."""
+    node_agent_scheme: Literal["http", "https"] = "http"
+    """Cluster role: https when the node agents serve TLS (web_config_file)."""
+    peer_max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+    """Largest answer read from the other role's API (a node agent's /api/v1/results, the cluster role's
+    /api/v1/targetgroups); a longer one is cut off, counted and ignored. A node with 5,000 targets answers
+    about 5 MiB."""
+    peer_tls_ca_file: str = ""
+    """CA bundle that signs the other role's serving certificate (web_config_file); empty: the system's CAs."""
+    peer_tls_cert_file: str = ""
+    """Client certificate to present to the other role (when its web config asks for one)."""
+    peer_tls_key_file: str = ""
+    """The client certificate's key."""
+    peer_tls_server_name: str = ""
+    """Verify the other role's certificate for this name: node agents are reached by IP, so their
+    certificate names one shared DNS name rather than every node's address."""
+    peer_tls_insecure_skip_verify: bool = False
+    """Encrypt without verifying the other role's certificate."""
+    peer_basic_auth_username: str = ""
+    """Basic auth user for the other role's API (its web config's basic_auth_users)."""
+    peer_basic_auth_password_file: str = ""
+    """File holding that user's password (a mounted Secret; read at each request, so rotation needs no restart)."""
     cluster_role_url: str = ""
     """Node role: the cluster role's base URL, to read the real target-group settings it publishes at
     /api/v1/targetgroups. Empty: probe with the settings the annotations imply."""
@@ -185,6 +218,25 @@ class Settings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _agents_by_owner(self) -> Settings:
+        if self.role != "cluster":
+            return self
+        if self.node_agent_selector and not self.node_agent_daemonset:
+            raise ValueError(
+                "node_agent_selector needs node_agent_daemonset: node agents are found by their DaemonSet "
+                "(ownerReference), so no other pod carrying their labels can pose as one"
+            )
+        if self.node_agent_daemonset and not self.node_agent_namespace:
+            raise ValueError("node_agent_daemonset needs node_agent_namespace (or POD_NAMESPACE)")
+        return self
+
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> Settings:
+        if bool(self.peer_tls_cert_file) != bool(self.peer_tls_key_file):
+            raise ValueError("peer_tls_cert_file and peer_tls_key_file go together")
+        return self
+
     @property
     def listen_address(self) -> tuple[str, int]:
         return parse_listen(self.listen)
@@ -249,7 +301,12 @@ def load(
     for key, value in _from_env(environ).items():
         merged[key], sources[key] = value, f"environment variable {ENV_PREFIX}{key.upper()}"
     # The downward API's usual variable names fill in identity settings not given explicitly.
-    for key, variable in (("node_name", "NODE_NAME"), ("lease_namespace", "POD_NAMESPACE"), ("identity", "POD_NAME")):
+    for key, variable in (
+        ("node_name", "NODE_NAME"),
+        ("lease_namespace", "POD_NAMESPACE"),
+        ("node_agent_namespace", "POD_NAMESPACE"),
+        ("identity", "POD_NAME"),
+    ):
         if key not in merged and environ.get(variable):
             merged[key], sources[key] = environ[variable], f"environment variable {variable}"
     for key, value in flags.items():

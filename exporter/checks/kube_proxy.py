@@ -201,6 +201,11 @@ def _unreadable_remedy(failure: str | None) -> str:
             "reading netfilter rules needs capabilities NET_ADMIN and NET_RAW in the host network namespace: "
             "securityContext.capabilities.add: [NET_ADMIN, NET_RAW] and hostNetwork: true"
         )
+    if failure in ("stale_dump", "no_dump"):
+        return (
+            "check the kube-proxy-rules container of this node's lbdoctor pod (kubectl logs -c kube-proxy-rules): "
+            "it reads the rules with NET_ADMIN and NET_RAW and writes them for the agent"
+        )
     if failure in ("truncated", "invalid_output"):
         return "capture the rules again; the output was cut short"
     return "run the same command on the node by hand to see why it fails"

@@ -25,9 +25,10 @@ import structlog
 
 from exporter.dataplane.analysis import IPVS_DETAIL, Analysis, analyse_iptables, analyse_nft
 from exporter.dataplane.compare import FindingKey
+from exporter.dataplane.dump import DumpReader
 from exporter.dataplane.expected import IPV4, IPV6, cluster_ips, expected_state, is_proxied
 from exporter.dataplane.health import check_health
-from exporter.dataplane.readers import IPTABLES, IPVS, DataplaneReader, RawRules, Runner
+from exporter.dataplane.readers import IPTABLES, IPVS, DataplaneReader, RawRules, RulesReader, Runner
 from exporter.dataplane.report import (
     DataplaneReport,
     KubeProxyHealth,
@@ -54,6 +55,7 @@ class MonitorConfig:
     metrics_url: str | None = "http://127.0.0.1:10249/metrics"
     timeout: float = 30.0
     command_prefix: str = ""  # e.g. "nsenter --net=/proc/1/ns/net" when not in the host network
+    rules_dir: str = ""  # read the rules-dump sidecar's file there instead of running the readers
 
 
 def families_of(snapshot: ClusterSnapshot) -> tuple[str, ...]:
@@ -128,15 +130,17 @@ class DataplaneMonitor:
         telemetry: DataplaneTelemetry,
         snapshot: Callable[[], ClusterSnapshot | None],
         *,
-        reader: DataplaneReader | None = None,
+        reader: RulesReader | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self._telemetry = telemetry
         self._snapshot = snapshot
-        self._reader = reader or DataplaneReader(
-            Runner(shlex.split(config.command_prefix), timeout=config.timeout),
-            mode=config.mode if config.mode != "off" else "auto",
+        mode = config.mode if config.mode != "off" else "auto"
+        self._reader: RulesReader = reader or (
+            DumpReader(config.rules_dir, mode, config.timeout, clock)
+            if config.rules_dir
+            else DataplaneReader(Runner(shlex.split(config.command_prefix), timeout=config.timeout), mode=mode)
         )
         self._clock = clock
         self._first_seen: dict[FindingKey, float] = {}
@@ -177,7 +181,8 @@ class DataplaneMonitor:
             )
         snapshot = self._snapshot()
         if snapshot is None:
-            rules = RulesReport(RulesState.PENDING, "waiting for lbdoctor's Kubernetes caches to sync", read_at=now)
+            waiting = "waiting for lbdoctor's Kubernetes caches to sync (or to be in sync again)"
+            rules = RulesReport(RulesState.PENDING, waiting, read_at=now)
         else:
             families = await asyncio.to_thread(families_of, snapshot)  # a walk over every Service: not on the loop
             raw = await self._reader.read(families, health.proxy_mode if health else None)
@@ -187,7 +192,7 @@ class DataplaneMonitor:
                 log.exception("kube-proxy rules could not be analysed")
                 self._telemetry.error("dataplane", "internal")
                 analysis = Analysis(RulesState.UNREADABLE, "internal error while analysing the rules (see logs)")
-            rules = self._track(analysis, raw, now, time.perf_counter() - started)
+            rules = self._track(analysis, raw, raw.taken_at or now, time.perf_counter() - started)
         self.report = DataplaneReport(rules, health, config.grace, self._sync_pending_since(health, now))
         self._log(self.report, now)
         self.changed.set()

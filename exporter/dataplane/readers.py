@@ -18,6 +18,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from exporter.dataplane.expected import IPV4, IPV6
 
@@ -106,6 +107,13 @@ class RawRules:
     failure: ReadFailure | None = None  # the read that made the rules unreadable
     notes: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()  # what was run, for messages
+    taken_at: float | None = None  # when the rules were read, if not just now (a dump from the sidecar)
+
+
+class RulesReader(Protocol):
+    """What the monitor reads rules with: the readers themselves, or the sidecar's dump (``dump.py``)."""
+
+    async def read(self, families: Sequence[str] = ..., proxy_mode: str | None = None) -> RawRules: ...
 
 
 def _save_commands(backend: str, family: str, table: str | None = None) -> list[list[str]]:

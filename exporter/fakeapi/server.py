@@ -36,7 +36,10 @@ class Fault:
     """An injected failure for requests whose path matches ``path`` (a regular expression).
 
     ``status`` answers with that HTTP status (and ``retry_after``); ``drop_after`` cuts a watch
-    connection after that many events; ``delay`` stalls the answer. ``times`` < 0 means forever.
+    connection after that many events; ``delay`` stalls the answer (an API server answering in seconds).
+    ``method`` None matches every method. ``times`` < 0 means forever. For a list answered 410 Gone
+    forever: ``Fault(path, status=410, watch=False, times=-1)``; a resource failing with 500 or 403
+    for minutes: the same with that status.
     """
 
     path: str
@@ -45,14 +48,18 @@ class Fault:
     watch: bool | None = None  # None: any request; True: only watches; False: only non-watch
     drop_after: int | None = None
     delay: float = 0.0
-    method: str = "GET"
+    method: str | None = "GET"
     times: int = 1
     hits: int = 0
 
     def applies(self, method: str, path: str, is_watch: bool) -> bool:
-        if self.times == 0 or method != self.method or not re.search(self.path, path):
+        if self.times == 0 or self.method not in (None, method) or not re.search(self.path, path):
             return False
         return self.watch is None or self.watch == is_watch
+
+
+# The reasons a real API server gives with these codes.
+_REASONS = {403: "Forbidden", 410: "Expired", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
@@ -84,6 +91,7 @@ class FakeApiServer:
         self.faults: list[Fault] = []
         self.forbidden: set[str] = set()  # plurals the caller may not list or watch
         self.requests: list[tuple[str, str]] = []  # (method, path?query) of every request, for tests
+        self.request_times: list[float] = []  # the loop's time of each of them: request rates in tests
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._streams: dict[int, web.Request] = {}
@@ -158,6 +166,7 @@ class FakeApiServer:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs))
+        self.request_times.append(asyncio.get_running_loop().time())
         match = _PATH.match(request.path)
         if match is None:
             return _status(404, "NotFound", "the server could not find the requested resource")
@@ -171,7 +180,8 @@ class FakeApiServer:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault.status is not None:
-                response = _status(fault.status, "InjectedFault", f"injected fault: {fault.status}")
+                reason = _REASONS.get(fault.status, "InjectedFault")
+                response = _status(fault.status, reason, f"injected fault: {fault.status}")
                 if fault.retry_after is not None:
                     response.headers["Retry-After"] = str(int(fault.retry_after))
                 return response

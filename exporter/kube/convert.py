@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from exporter.model.objects import (
+    AgentPod,
     ContainerPort,
     ContainerStatus,
     Deployment,
@@ -125,6 +126,21 @@ def _sleep_seconds(command: list[str]) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def agent_pod(raw: Json) -> AgentPod:
+    spec, status = _obj(raw.get("spec")), _obj(raw.get("status"))
+    owner = next(
+        (o for o in map(_obj, _list(_obj(raw.get("metadata")).get("ownerReferences"))) if o.get("controller") is True),
+        _NONE,
+    )
+    return AgentPod(
+        meta=meta(raw, annotations=False),
+        node_name=spec.get("nodeName") or None,
+        pod_ip=status.get("podIP") or None,
+        controller_kind=str(owner["kind"]) if owner.get("kind") else None,
+        controller_name=str(owner["name"]) if owner.get("name") else None,
+    )
 
 
 def pod(raw: Json) -> Pod:

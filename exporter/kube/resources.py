@@ -16,7 +16,7 @@ class Resource:
     group_version: str  # "v1" for the core group
     convert: Callable[[convert.Json], Any]
     optional: bool = False  # a CRD that may not be installed: its absence is not an error
-    plural: str | None = None  # the URL's resource name when ``name`` differs (two groups, one plural)
+    plural: str | None = None  # the API's name for it when ``name`` differs (two groups, one plural; pods twice)
 
     def path(self, namespace: str | None = None) -> str:
         base = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
@@ -73,3 +73,6 @@ FRONT_ENDS = (
     INGRESS_CLASS_PARAMS,
     AUTO_MODE_INGRESS_CLASS_PARAMS,
 )
+
+# The cluster role's view of its own node agents: pods of its namespace, with their owner.
+NODE_AGENTS = Resource("node_agents", "v1", convert.agent_pod, plural="pods")

@@ -8,6 +8,7 @@ what changed since the last ``take_changes()``, so an evaluator can redo only wh
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,11 @@ class Store:
     ``synced`` turns true after the first complete list and stays true across relists. ``absent``
     means the API does not serve the resource (a CRD that is not installed); ``forbidden`` that RBAC
     denies listing it. Both count as synced: lbdoctor reports what it cannot see instead of waiting.
+
+    ``last_sync`` is when the cache was last known to be current (wall clock; 0 before the first
+    list): a list completed, a watch event or bookmark arrived, or a watch stream was open
+    (``connected``). ``forbidden_since`` is when RBAC started to deny it. Readiness reads these to say
+    when a cache has been stale or forbidden too long.
     """
 
     def __init__(self, name: str, changed: asyncio.Event) -> None:
@@ -45,6 +51,9 @@ class Store:
         self.absent = False
         self.forbidden = False
         self.error: str | None = None
+        self.last_sync = 0.0
+        self.connected = False  # a watch stream is open: every change reaches the cache
+        self.forbidden_since: float | None = None
 
     # writing ----------------------------------------------------------------------------------
     def _group(self, namespace: str) -> dict[str, Any]:
@@ -65,7 +74,13 @@ class Store:
         self._by_namespace, self._shared, self._size = grouped, set(), size
         self._changes = Changes(full=True)
         self.synced, self.absent, self.forbidden, self.error = True, False, False, None
+        self.forbidden_since = None
+        self.last_sync = time.time()
         self._changed.set()
+
+    def current(self) -> None:
+        """The cache is known to be current now (a watch event, a bookmark, an open stream)."""
+        self.last_sync = time.time()
 
     def upsert(self, key: str, item: Any) -> None:
         group = self._group(namespace_of(key))
@@ -90,8 +105,12 @@ class Store:
 
     def mark_absent(self) -> None:
         self._mark(absent=True)
+        self.forbidden_since = None
+        self.last_sync = time.time()  # known: there is nothing to cache
 
     def mark_forbidden(self, error: str) -> None:
+        if self.forbidden_since is None:
+            self.forbidden_since = time.time()
         self._mark(forbidden=True)
         self.error = error
 

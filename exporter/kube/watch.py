@@ -14,15 +14,14 @@ from typing import Any, Protocol
 import aiohttp
 import structlog
 
+from exporter.backoff import DEFAULT_DELAYS, Backoff
 from exporter.kube.client import ApiError, KubeClient
 from exporter.kube.resources import Resource
 from exporter.kube.store import Store
 
 log = structlog.get_logger("lbdoctor.kube")
 
-# Retry delays in seconds; the last one repeats. Jittered so a fleet of node agents does not
-# reconnect in lockstep after an API server restart.
-DEFAULT_BACKOFF: tuple[float, ...] = (0.5, 1, 2, 4, 8, 16, 30)
+DEFAULT_BACKOFF = DEFAULT_DELAYS
 
 
 class WatchTelemetry(Protocol):
@@ -65,7 +64,7 @@ class Reflector:
         self._watch_timeout = watch_timeout
         self._page_size = page_size
         self._absent_recheck = absent_recheck
-        self._backoff = tuple(backoff)
+        self._backoff = Backoff(backoff)
         telemetry.watch_started(resource.name)
 
     def _query(self) -> dict[str, str]:
@@ -80,56 +79,62 @@ class Reflector:
         return self._resource.path(self._namespace)
 
     async def run(self) -> None:
-        """Forever: keep the store in step with the API server."""
+        """Forever: keep the store in step with the API server.
+
+        Every failure path waits a jittered, growing delay (``exporter.backoff``), 410 Gone included:
+        the first one relists at once, as client-go does, but a list answered 410 again and again slows
+        down instead of spinning. The delay starts short again at the first watch event after a
+        failure, not only when a watch session ends cleanly.
+        """
         version: str | None = None
-        failures = 0
         while True:
             try:
                 if version is None:
                     version = await self.list_once()
-                    failures = 0
                 version = await self.watch_once(version)
-                failures = 0
             except ResourceGone:
                 self._restarted("expired")
                 version = None
+                await self._expired()
             except ApiError as error:
-                if error.status == 404 and self._resource.optional:
-                    if not self._store.absent:
-                        log.info("resource not served; skipping it", resource=self._resource.name)
-                    self._store.mark_absent()
-                    version = None
-                    await asyncio.sleep(self._absent_recheck)
-                    continue
-                if error.status == 410:
-                    self._restarted("expired")
-                    version = None
-                    continue
-                if error.status == 403:
-                    if not self._store.forbidden:
-                        log.warning(
-                            "not allowed to list; checks needing it report unknown", resource=self._resource.name
-                        )
-                        self._telemetry.error("kube", "forbidden")
-                    self._store.mark_forbidden(f"{error.status} {error.reason}: {error.message}")
-                    version = None
-                    await asyncio.sleep(self._absent_recheck / 5)
-                    continue
-                self._store.error = f"{error.status} {error.reason}: {error.message}"
-                self._restarted(f"http_{error.status}")
-                await self._sleep(error.retry_after, failures)
-                failures += 1
+                version = await self._api_error(error, version)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
                 self._store.error = f"{type(error).__name__}: {error}"
                 self._restarted(_error_kind(error))
-                await self._sleep(None, failures)
-                failures += 1
+                await asyncio.sleep(self._backoff.next())
+            finally:
+                self._store.connected = False
 
-    async def _sleep(self, retry_after: float | None, failures: int) -> None:
-        delay = self._backoff[min(failures, len(self._backoff) - 1)]
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+    async def _expired(self) -> None:
+        """After 410 Gone: relist at once the first time, back off when it repeats."""
+        if self._backoff.failures:
+            await asyncio.sleep(self._backoff.next())
+        else:
+            self._backoff.failures += 1
+
+    async def _api_error(self, error: ApiError, version: str | None) -> str | None:
+        """Wait as the error deserves; returns the version to resume from (None: list again)."""
+        if error.status == 404 and self._resource.optional:
+            if not self._store.absent:
+                log.info("resource not served; skipping it", resource=self._resource.name)
+            self._store.mark_absent()
+            await asyncio.sleep(self._absent_recheck * random.uniform(0.8, 1.2))
+            return None
+        if error.status == 410:
+            self._restarted("expired")
+            await self._expired()
+            return None
+        if error.status == 403:
+            if not self._store.forbidden:
+                log.warning("not allowed to list; checks needing it report unknown", resource=self._resource.name)
+                self._telemetry.error("kube", "forbidden")
+            self._store.mark_forbidden(f"{error.status} {error.reason}: {error.message}")
+            await asyncio.sleep(self._absent_recheck / 5 * random.uniform(0.8, 1.2))
+            return None
+        self._store.error = f"{error.status} {error.reason}: {error.message}"
+        self._restarted(f"http_{error.status}")
+        await asyncio.sleep(self._backoff.next(error.retry_after))
+        return version
 
     def _restarted(self, reason: str) -> None:
         self._telemetry.watch_restarted(self._resource.name, reason)
@@ -192,7 +197,13 @@ class Reflector:
             self._store.error = None
             async for line in _lines(content):
                 version = self._apply(json.loads(line), version)
+                if not events:
+                    # The watch works: the cache follows every change while the stream stays open, and
+                    # the next failure starts the backoff short again.
+                    self._backoff.reset()
+                    self._store.connected = True
                 events += 1
+                self._store.current()
         if not events and loop.time() - started < 1.0:
             # An empty stream that ends at once: do not spin on it.
             raise aiohttp.ServerDisconnectedError("watch ended immediately without events")

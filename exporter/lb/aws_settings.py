@@ -61,16 +61,33 @@ def to_document(checks: Iterable[RealHealthCheck], *, cluster: str, generated_at
     return {"schema": SCHEMA, "cluster": cluster, "generated_at": generated_at, "target_groups": rows}
 
 
+# Bounds on what a published document may say: AWS's own limits, rounded up. A document from anywhere
+# else (forged, corrupt) cannot make a node agent probe with absurd settings or carry huge strings.
+_NUMBERS = {"interval": (1, 3600), "timeout": (1, 3600), "healthy_threshold": (1, 100), "unhealthy_threshold": (1, 100)}
+_TEXT_LIMIT = 2048  # an ARN's longest; paths are at most 1024
+
+
 def _int(row: Mapping[str, Any], key: str) -> int:
     value = row.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DocumentError(f"target group {row.get('arn', '?')}: {key} must be a number, got {value!r}")
+    low, high = _NUMBERS[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise DocumentError(f"target group {_arn(row)}: {key} must be a number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _arn(row: Mapping[str, Any]) -> str:
+    return str(row.get("arn", "?"))[:_TEXT_LIMIT]
+
+
+def _text(row: Mapping[str, Any], key: str, default: str = "") -> str:
+    value = row.get(key, default)
+    if not isinstance(value, str) or len(value) > _TEXT_LIMIT:
+        raise DocumentError(f"target group {_arn(row)}: {key} must be text of at most {_TEXT_LIMIT} characters")
     return value
 
 
 def _optional_text(row: Mapping[str, Any], key: str) -> str | None:
-    value = row.get(key)
-    return None if value is None else str(value)
+    return None if row.get(key) is None else _text(row, key)
 
 
 def from_document(document: Any) -> tuple[RealHealthCheck, ...]:
@@ -87,17 +104,21 @@ def from_document(document: Any) -> tuple[RealHealthCheck, ...]:
         owner = row["owner"]
         port = row.get("port")
         service_port = row.get("service_port")
-        if not isinstance(port, (int, str)) or isinstance(port, bool):
-            raise DocumentError(f"target group {row.get('arn', '?')}: port must be traffic-port or a number")
+        if not (
+            port == "traffic-port" or (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535)
+        ):
+            raise DocumentError(f"target group {_arn(row)}: port must be traffic-port or a port number")
+        if isinstance(service_port, str) and len(service_port) > 63:
+            raise DocumentError(f"target group {_arn(row)}: service_port is not a port name")
         checks.append(
             RealHealthCheck(
-                arn=str(row.get("arn", "")),
-                target_group=str(row.get("target_group", "")),
-                owner=ObjectRef(*(str(owner.get(key, "")) for key in ("kind", "namespace", "name"))),
-                service=str(row.get("service", "")),
+                arn=_text(row, "arn"),
+                target_group=_text(row, "target_group"),
+                owner=ObjectRef(*(_text(owner, key) for key in ("kind", "namespace", "name"))),
+                service=_text(row, "service"),
                 service_port=service_port if isinstance(service_port, (int, str)) else None,
-                target_type=str(row.get("target_type", "")),
-                protocol=str(row.get("protocol", TCP)).upper(),
+                target_type=_text(row, "target_type"),
+                protocol=_text(row, "protocol", TCP).upper(),
                 port=port,
                 path=_optional_text(row, "path"),
                 success_codes=_optional_text(row, "success_codes"),

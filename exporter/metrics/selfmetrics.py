@@ -36,6 +36,13 @@ class SelfMetrics:
             ["resource"],
             registry=self.registry,
         )
+        self.last_sync = Gauge(
+            "lbdoctor_kube_last_sync_timestamp_seconds",
+            "When the resource's cache was last known to be in sync with the API server (a list, a watch "
+            "event or bookmark, an open watch), as a Unix time.",
+            ["resource"],
+            registry=self.registry,
+        )
         self.cycle_duration = Gauge(
             "lbdoctor_cycle_duration_seconds",
             "Duration of the last run of each internal loop (evaluate, render).",

@@ -266,3 +266,14 @@ class Node:
             if addr.type == "InternalIP" and (":" in addr.address) == ipv6:
                 return addr.address
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPod:
+    """A pod as the cluster role sees a node agent: where it runs and which object controls it."""
+
+    meta: ObjectMeta
+    node_name: str | None
+    pod_ip: str | None
+    controller_kind: str | None  # the ownerReference marked controller: true, if any
+    controller_name: str | None

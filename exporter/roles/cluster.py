@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from exporter.agents import ProbeFeed, agent_bases
+from exporter.agents import Agent, PeerClient, ProbeFeed, agent_base
+from exporter.backoff import Backoff
 from exporter.checks.controller import RECONCILE_FAILURES, ControllerLocation, denial, find_deployment
 from exporter.kube import resources
 from exporter.kube.client import ApiError, KubeClient
@@ -25,12 +26,13 @@ from exporter.kube.watch import Reflector
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import combine
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.model.objects import AgentPod
 from exporter.model.results import ResultSet
 from exporter.model.snapshot import ClusterSnapshot, matches
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from exporter.roles.leader import LeaderElector, default_identity
 from exporter.roles.node import wait_any
-from exporter.roles.readiness import record_caches
+from exporter.roles.readiness import keep_readiness, record_caches
 from exporter.settings import Settings
 from exporter.state import Board, Published
 
@@ -42,6 +44,9 @@ log = structlog.get_logger("lbdoctor.cluster")
 # Log lines worth keeping from the controller: IAM denials and reconcile errors. Everything else is
 # dropped at once, so memory stays bounded whatever the controller logs.
 _KEEP_LOG_LINE = ("AccessDenied", "UnauthorizedOperation", "AuthFailure", "Reconciler error")
+
+
+LEADER_ELECTION = "leader election"  # the task's name: the daemon stops it first and releases the Lease
 
 
 # What the cluster role watches (the chart's ClusterRole grants exactly these; Deployments: in the controller's
@@ -111,6 +116,7 @@ class ClusterAgent:
             ),
             self._where,
             include_controller=self._primary_shard,
+            errors=metrics,
         )
         self._elector: LeaderElector | None = None
         board.standby = settings.leader_election  # until the Lease is ours
@@ -127,9 +133,27 @@ class ClusterAgent:
         self._logs_error: str | None = None
         self._logs_changed = False
         self._generation = 0
+        self._published_as_leader = False
+        self._full_next = True  # evaluate everything next round (first round, new leadership, after a failure)
         self._snapshot: ClusterSnapshot | None = None  # the last evaluated one, for the AWS round
         self._aws: AwsRound | None = None
-        self._feed = ProbeFeed(metrics)
+        self._feed = ProbeFeed(metrics, PeerClient.from_settings(settings))
+        # The node agents: pods of the DaemonSet in its namespace, watched on their own (not through the
+        # sharded, cluster-wide pod cache), so only its own agents can answer for a node.
+        self._agents = Store(resources.NODE_AGENTS.name, asyncio.Event())
+        self._agents_reflector: Reflector | None = None
+        if settings.node_agent_daemonset:
+            self._agents_reflector = Reflector(
+                client,
+                resources.NODE_AGENTS,
+                self._agents,
+                metrics,
+                namespace=settings.node_agent_namespace,
+                label_selector=settings.node_agent_selector or None,
+                keep=self._is_own_agent,
+                inactivity_timeout=settings.watch_inactivity_timeout_seconds,
+                watch_timeout=settings.watch_timeout_seconds,
+            )
         self._doctor: Any = None
         if settings.cluster_name:
             # boto3 is loaded only by a cluster role that has AWS work to do.
@@ -163,18 +187,29 @@ class ClusterAgent:
         jobs: dict[str, Callable[[], Awaitable[None]]] = {
             f"watch {name}": reflector.run for name, reflector in self._reflectors.items()
         }
+        jobs["readiness"] = self.keep_readiness
         jobs["evaluator"] = self.evaluate_forever
         if self._primary_shard:
             jobs["controller logs"] = self.read_controller_logs_forever
         if self._doctor is not None:
             jobs["aws"] = self.aws_forever
+            if self._agents_reflector is not None:
+                jobs["watch node agents"] = self._agents_reflector.run
         if self._elector is not None:
-            jobs["leader election"] = self._elector.run
+            jobs[LEADER_ELECTION] = self._elector.run
         return jobs
 
     async def evaluate_forever(self) -> None:
-        """Forever: after changes (debounced), evaluate what they touch and publish, while leading."""
-        was_leading = False
+        """Forever: after changes (debounced), evaluate what they touch and publish, while leading.
+
+        A round that raises is logged and counted; the last published round stays (the page never
+        falls back to empty), and everything is evaluated again after a backoff. Restarted by the
+        supervisor, the loop evaluates at once from the caches rather than waiting for a change.
+        """
+        self._full_next = True  # a restarted loop may have left the evaluator half done
+        if self._generation:
+            self._cache_changed.set()
+        retry = Backoff()
         while True:
             await wait_any(self._cache_changed, self._leadership_changed)
             # Debounce bursts of changes, except for the first round: once every cache has been
@@ -183,52 +218,71 @@ class ClusterAgent:
                 await asyncio.sleep(self._settings.publish_interval_seconds)
             self._leadership_changed.clear()
             self._cache_changed.clear()
-            self._update_readiness()
-            if not self.leading:
-                if was_leading:
-                    self._board.publish(Published())
-                    log.info("standing by: no check series while another replica leads")
-                was_leading = False
-                for store in self.stores.values():
-                    store.take_changes()  # the next leadership starts from a full evaluation
-                continue
-            if not all(store.synced for store in self.stores.values()):
-                continue
-            started = time.perf_counter()
-            self._generation += 1
-            snapshot = build_snapshot(self.stores, self._generation, self._logs, self._logs_error)
-            changes: dict[str, Changes] | None = {name: store.take_changes() for name, store in self.stores.items()}
-            if not was_leading:
-                changes = None  # first round as leader: everything
-            logs_changed, self._logs_changed = self._logs_changed, False
-            results = await asyncio.to_thread(self._evaluator.evaluate, snapshot, changes, logs_changed)
-            was_leading = True
-            self._snapshot = snapshot
-            aws = self._aws
-            if aws is not None:
-                results = (*results, *aws.results)
-            self._board.publish(
-                Published(
-                    ResultSet(snapshot.generation, time.time(), results),
-                    plans=self._evaluator.plans,
-                    snapshot=snapshot,
-                    aws=aws,
-                )
-            )
-            elapsed = time.perf_counter() - started
-            self._metrics.cycle_duration.labels("evaluate").set(elapsed)
-            log.debug("evaluated", units=self._evaluator.last_units_evaluated, results=len(results), seconds=elapsed)
+            try:
+                await self._round()
+            except Exception:
+                log.exception("evaluation failed; the last results stay published until the next round")
+                self._metrics.error("checks", "evaluation")
+                self._full_next = True
+                await asyncio.sleep(retry.next())
+                self._cache_changed.set()
+            else:
+                retry.reset()
 
-    def node_agents(self) -> list[str]:
-        """Base URLs of the node agents: those the selector finds (host network: pod IP = node IP)."""
-        bases = [url.strip().rstrip("/") for url in self._settings.node_agent_urls.split(",") if url.strip()]
-        selector = dict(part.split("=", 1) for part in self._settings.node_agent_selector.split(",") if "=" in part)
-        if selector:
-            ips = [
-                pod.pod_ip for pod in self.stores["pods"].values() if pod.pod_ip and matches(selector, pod.meta.labels)
-            ]
-            bases += agent_bases(ips, self._settings.node_agent_port)
-        return bases
+    async def _round(self) -> None:
+        self._update_readiness()
+        if not self.leading:
+            if self._published_as_leader:
+                self._board.publish(Published())
+                log.info("standing by: no check series while another replica leads")
+            self._published_as_leader = False
+            self._full_next = True  # the next leadership starts from a full evaluation
+            for store in self.stores.values():
+                store.take_changes()
+            return
+        if not all(store.synced for store in self.stores.values()):
+            return
+        started = time.perf_counter()
+        self._generation += 1
+        snapshot = build_snapshot(self.stores, self._generation, self._logs, self._logs_error)
+        changes: dict[str, Changes] | None = {name: store.take_changes() for name, store in self.stores.items()}
+        if self._full_next:
+            changes = None  # everything
+        logs_changed, self._logs_changed = self._logs_changed, False
+        self._full_next = True  # until this round is through: one that raises leaves the evaluator half done
+        results = await asyncio.to_thread(self._evaluator.evaluate, snapshot, changes, logs_changed)
+        self._full_next = False
+        self._published_as_leader = True
+        self._snapshot = snapshot
+        aws = self._aws
+        if aws is not None:
+            results = (*results, *aws.results)
+        self._board.publish(
+            Published(
+                ResultSet(snapshot.generation, time.time(), results),
+                plans=self._evaluator.plans,
+                snapshot=snapshot,
+                aws=aws,
+            )
+        )
+        elapsed = time.perf_counter() - started
+        self._metrics.cycle_duration.labels("evaluate").set(elapsed)
+        log.debug("evaluated", units=self._evaluator.last_units_evaluated, results=len(results), seconds=elapsed)
+
+    def _is_own_agent(self, pod: AgentPod) -> bool:
+        return pod.controller_kind == "DaemonSet" and pod.controller_name == self._settings.node_agent_daemonset
+
+    def node_agents(self) -> list[Agent]:
+        """The node agents to read: those configured by URL, and the pods of the node agents' DaemonSet
+        (host network: pod IP = node IP), each trusted for the node it runs on only."""
+        settings = self._settings
+        agents = [Agent(url.strip().rstrip("/")) for url in settings.node_agent_urls.split(",") if url.strip()]
+        agents += [
+            Agent(agent_base(settings.node_agent_scheme, pod.pod_ip, settings.node_agent_port), pod.node_name)
+            for pod in self._agents.values()
+            if pod.pod_ip and pod.node_name and not pod.meta.deleting
+        ]
+        return agents
 
     async def aws_forever(self) -> None:
         """Forever, while leading: ask AWS what is due, correlate with the node agents' probes, republish."""
@@ -245,14 +299,23 @@ class ClusterAgent:
                 self._aws = None
             await asyncio.sleep(self._settings.aws_refresh_interval_seconds)
 
+    async def release(self, timeout: float) -> None:
+        """Give the Lease up (shutdown), within ``timeout`` seconds."""
+        if self._elector is not None:
+            await self._elector.release(timeout)
+
     async def close(self) -> None:
         await self._feed.close()
         if self._doctor is not None:
             self._doctor.close()
 
+    async def keep_readiness(self) -> None:
+        await keep_readiness(self.stores, self._metrics, self._board, self._settings.kube_stale_after_seconds)
+
     def _update_readiness(self) -> None:
         self._board.standby = not self.leading
-        if record_caches(self.stores, self._metrics, self._board) and not self._announced:
+        stale_after = self._settings.kube_stale_after_seconds
+        if record_caches(self.stores, self._metrics, self._board, stale_after) and not self._announced:
             self._announced = True
             log.info("all caches synced", shard=self._settings.shard, total_shards=self._settings.total_shards)
 

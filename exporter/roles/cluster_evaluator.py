@@ -12,8 +12,10 @@ ALB's) falls back to a full evaluation.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import structlog
 
 from exporter.checks import cluster, controller
 from exporter.kube import resources
@@ -31,6 +33,9 @@ from exporter.lb.plan import (
 from exporter.model.index import namespace_of
 from exporter.model.results import CheckResult, ObjectRef, Status
 from exporter.model.snapshot import ClusterSnapshot, matches
+from exporter.telemetry import ErrorSink
+
+log = structlog.get_logger("lbdoctor.cluster")
 
 UnitKey = tuple[str, str]
 _CONTROLLER: UnitKey = ("controller", "")
@@ -41,15 +46,25 @@ _ROUTE_STORES = {r.name: kind for r, kind in zip(resources.ROUTES, ROUTE_OWNER_K
 
 
 class IncrementalEvaluator:
+    """``errors`` counts a unit whose checks raised; that unit keeps its last results (a bug in one check
+    on one odd object must not blank the page, nor stop every other unit)."""
+
     def __init__(
-        self, controller_config: ControllerConfig, where: controller.ControllerLocation, *, include_controller: bool
+        self,
+        controller_config: ControllerConfig,
+        where: controller.ControllerLocation,
+        *,
+        include_controller: bool,
+        errors: ErrorSink | None = None,
     ) -> None:
+        self._errors = errors
         self._config = controller_config
         self._where = where
         self._include_controller = include_controller
         self._plans: dict[ObjectRef, OwnerPlan] = {}
         self._users: dict[str, set[ObjectRef]] = {}  # Service key → owners whose target groups use it
         self._units: dict[UnitKey, tuple[CheckResult, ...]] = {}
+        self._previous: dict[UnitKey, tuple[CheckResult, ...]] = {}
         self.last_units_evaluated = 0
         self.last_services_evaluated: frozenset[str] = frozenset()
 
@@ -77,12 +92,13 @@ class IncrementalEvaluator:
         for plan in self._plans.values():
             for key in plan.services:
                 self._users.setdefault(key, set()).add(plan.owner)
-        self._units = {}
+        self._previous, self._units = self._units, {}  # a unit whose checks raise keeps its results
         for key in self._users:
             self._redo_service(snapshot, key)
         for owner in self._plans:
             self._redo_owner(snapshot, owner)
         self._redo_controller(snapshot)
+        self._previous = {}
         self.last_units_evaluated = len(self._units)
 
     # incremental ------------------------------------------------------------------------------
@@ -239,18 +255,29 @@ class IncrementalEvaluator:
             for backend in self._plans[owner].backends
             if backend.service is not None and backend.service.meta.key == key
         ]
-        self._units[("service", key)] = tuple(cluster.service_unit(snapshot, service, backends))
+        self._unit(("service", key), lambda: cluster.service_unit(snapshot, service, backends))
 
     def _redo_owner(self, snapshot: ClusterSnapshot, owner: ObjectRef) -> None:
         plan = self._plans.get(owner)
         if plan is None:
             self._units.pop(("owner", str(owner)), None)
             return
-        self._units[("owner", str(owner))] = tuple(cluster.owner_unit(snapshot, plan))
+        self._unit(("owner", str(owner)), lambda: cluster.owner_unit(snapshot, plan))
 
     def _redo_controller(self, snapshot: ClusterSnapshot) -> None:
         if self._include_controller:
-            self._units[_CONTROLLER] = tuple(controller.evaluate(snapshot, self._where, tuple(self._plans.values())))
+            self._unit(_CONTROLLER, lambda: controller.evaluate(snapshot, self._where, tuple(self._plans.values())))
+
+    def _unit(self, key: UnitKey, evaluate: Callable[[], Iterable[CheckResult]]) -> None:
+        try:
+            self._units[key] = tuple(evaluate())
+        except Exception:
+            if self._errors is not None:
+                self._errors.error("checks", "internal")
+            log.exception("a check failed; its unit keeps its last results", unit=f"{key[0]} {key[1]}".strip())
+            kept = self._units.get(key, self._previous.get(key))
+            if kept is not None:
+                self._units[key] = kept
 
 
 def _ipv6_instances(plan: OwnerPlan) -> bool:

@@ -5,7 +5,9 @@ LeaseLock passes ``pretty=True`` to a method whose validation wants a string, so
 create a Lease. The algorithm is the usual one: the holder renews every ``retry`` seconds and steps
 down when it cannot renew within ``renew_deadline``; a candidate takes over once the record it
 observes has not changed for ``lease_duration``. On shutdown the leader releases the Lease so a
-standby takes over at once instead of after a full lease duration.
+standby takes over at once instead of after a full lease duration: ``release()`` is the daemon's own
+shutdown stage with its own deadline, and writes the Lease it last wrote (one call) rather than
+reading it first, so an API server answering in seconds still sees it released.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class LeaderElector:
         self._on_change = on_change
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
+        self._held: dict[str, Any] | None = None  # the Lease as this replica last wrote it
         self.leading = False
 
     def _set(self, leading: bool) -> None:
@@ -82,12 +85,11 @@ class LeaderElector:
                     self._set(True)
                 elif self.leading and loop.time() - last_renewal > self._renew_deadline:
                     log.warning("could not renew the lease in time; stepping down", lease=self._name)
+                    self._held = None
                     self._set(False)
                 await asyncio.sleep(self._retry)
         finally:
-            if self.leading:
-                await self.release()
-            self._set(False)
+            self._set(False)  # the Lease stays held (``_held``) until ``release()``
 
     async def try_acquire_or_renew(self) -> bool:
         loop = asyncio.get_running_loop()
@@ -96,7 +98,9 @@ class LeaderElector:
         except ApiError as error:
             if error.status != 404:
                 raise
-            await self._client.request("POST", self._collection, body=self._lease(None), timeout=self._retry * 2)
+            self._held = await self._client.request(
+                "POST", self._collection, body=self._lease(None), timeout=self._retry * 2
+            )
             return True
         spec: dict[str, Any] = lease.get("spec") or {}
         holder = str(spec.get("holderIdentity") or "")
@@ -105,9 +109,10 @@ class LeaderElector:
             self._observed, self._observed_at = record, loop.time()
         duration = float(spec.get("leaseDurationSeconds") or self._duration)
         if holder and holder != self.identity and loop.time() - self._observed_at < duration:
+            self._held = None
             return False  # someone else holds a lease that has not expired
         try:
-            await self._client.request("PUT", self._path, body=self._lease(lease), timeout=self._retry * 2)
+            self._held = await self._client.request("PUT", self._path, body=self._lease(lease), timeout=self._retry * 2)
         except ApiError as error:
             if error.status == 409:
                 return False  # another candidate updated it first
@@ -127,16 +132,31 @@ class LeaderElector:
             metadata["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion")
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
 
-    async def release(self) -> None:
-        """Give the Lease up on shutdown so a standby need not wait for it to expire."""
+    async def release(self, timeout: float) -> None:
+        """Give the Lease up on shutdown so a standby need not wait for it to expire; never takes longer
+        than ``timeout``. Call it after ``run()`` has stopped, so nothing renews it again."""
+        held, self._held = self._held, None
+        if held is None:
+            return
         try:
-            lease = await self._client.get(self._path, timeout=2)
-            spec = lease.get("spec") or {}
-            if spec.get("holderIdentity") != self.identity:
-                return
+            await asyncio.wait_for(self._release(held, timeout), timeout)
+            log.info("released the lease", lease=self._name)
+        except TimeoutError:
+            log.warning("could not release the lease in time; a standby takes over when it expires", timeout=timeout)
+        except (ApiError, aiohttp.ClientError, OSError) as error:
+            log.warning("could not release the lease", error=str(error))
+
+    async def _release(self, lease: dict[str, Any], timeout: float) -> None:
+        for attempt in range(2):
             body = self._lease(lease)
             body["spec"].update(holderIdentity="", leaseDurationSeconds=1)
-            await self._client.request("PUT", self._path, body=body, timeout=2)
-            log.info("released the lease", lease=self._name)
-        except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
-            log.warning("could not release the lease", error=str(error))
+            try:
+                await self._client.request("PUT", self._path, body=body, timeout=timeout)
+                return
+            except ApiError as error:
+                if error.status != 409 or attempt:
+                    raise
+            # Written since (a renewal cut short by the shutdown): read it, and release it if still ours.
+            lease = await self._client.get(self._path, timeout=timeout)
+            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import aiohttp
 import structlog
 
-from exporter.agents import fetch_targetgroups
-from exporter.checks import NodeContext, evaluate_node
+from exporter.agents import PeerClient, PeerError, fetch_targetgroups
+from exporter.checks import NodeContext, NodeRounds
 from exporter.dataplane.monitor import DataplaneMonitor, MonitorConfig
 from exporter.kube import resources
 from exporter.kube.client import KubeClient
@@ -20,13 +21,13 @@ from exporter.kube.watch import Reflector
 from exporter.lb.aws_settings import DocumentError, RealHealthCheck, from_document
 from exporter.lb.aws_settings import apply as apply_real_checks
 from exporter.lb.healthcheck import ControllerConfig
-from exporter.lb.plan import combine, plan_all
-from exporter.lb.targets import ProbeDefaults, node_targets
+from exporter.lb.plan import LbPlan, OwnerPlan, combine, plan_all
+from exporter.lb.targets import NodeTargets, ProbeDefaults, node_targets
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.model.results import ResultSet
 from exporter.model.snapshot import ClusterSnapshot
 from exporter.probes import PROBERS
-from exporter.roles.readiness import record_caches
+from exporter.roles.readiness import keep_readiness, record_caches
 from exporter.scheduler import ProbeScheduler
 from exporter.settings import Settings
 from exporter.state import Board, Published
@@ -49,6 +50,13 @@ WATCHED = (
     resources.LOAD_BALANCER_CONFIGURATIONS,
     resources.INGRESS_CLASS_PARAMS,  # an IngressClass's params override the target type
 )
+
+
+class _Derived(NamedTuple):
+    snapshot: ClusterSnapshot
+    plans: tuple[OwnerPlan, ...]
+    plan: LbPlan
+    targets: NodeTargets
 
 
 async def wait_any(*events: asyncio.Event) -> None:
@@ -101,6 +109,8 @@ class NodeAgent:
         self._real_checks: tuple[RealHealthCheck, ...] = ()  # published by the cluster role from AWS
         self._announced = False
         self._latest: ClusterSnapshot | None = None
+        self._derived: _Derived | None = None  # the last snapshot and what was derived from it
+        self._checks = NodeRounds(metrics)
         self.dataplane = DataplaneMonitor(
             MonitorConfig(
                 node=self.node,
@@ -111,6 +121,7 @@ class NodeAgent:
                 metrics_url=settings.kube_proxy_metrics_url or None,
                 timeout=settings.kube_proxy_timeout_seconds,
                 command_prefix=settings.kube_proxy_command_prefix,
+                rules_dir=settings.kube_proxy_rules_dir,
             ),
             metrics,
             self._snapshot_when_ready,
@@ -133,6 +144,7 @@ class NodeAgent:
             f"watch {reflector_name}": reflector.run
             for reflector_name, reflector in zip(self.stores, self._reflectors, strict=True)
         }
+        jobs["readiness"] = self.keep_readiness
         jobs["prober"] = self.scheduler.run
         jobs["evaluator"] = self.evaluate_forever
         jobs["kube-proxy"] = self.dataplane.run
@@ -142,13 +154,21 @@ class NodeAgent:
 
     async def read_targetgroups_forever(self) -> None:
         """Forever: the real health checks the cluster role read from AWS; they override the annotations'.
-        A failed read keeps the last good document (AWS settings change rarely)."""
+        A failed read keeps the last good document (AWS settings change rarely). The answer is size-capped
+        and schema-checked like every answer from the other role."""
         base = self._settings.cluster_role_url.rstrip("/")
+        client = PeerClient.from_settings(self._settings)
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
-                    checks = from_document(await fetch_targetgroups(session, base))
-                except (aiohttp.ClientError, TimeoutError, ValueError, DocumentError) as error:
+                    checks = from_document(await fetch_targetgroups(session, base, client))
+                except PeerError as error:
+                    self._metrics.error("agents", error.kind)
+                    log.warning("the published target-group settings were refused", url=base, error=str(error))
+                except DocumentError as error:
+                    self._metrics.error("agents", "invalid_document")
+                    log.warning("the published target-group settings were refused", url=base, error=str(error))
+                except (aiohttp.ClientError, TimeoutError, OSError) as error:
                     self._metrics.error("agents", "targetgroups")
                     log.debug("could not read the published target-group settings", url=base, error=str(error))
                 else:
@@ -166,24 +186,27 @@ class NodeAgent:
         return build_snapshot(self.stores, self._generation)
 
     async def evaluate_forever(self) -> None:
-        """Forever: after a cache or probe change (debounced), re-derive targets and publish results."""
-        snapshot = ClusterSnapshot()
-        plans = plan_all(snapshot, self._controller)
-        plan = apply_real_checks(combine(plans), self._real_checks)
-        targets = node_targets(plan, snapshot, self.node, self._defaults)
+        """Forever: after a cache or probe change (debounced), re-derive targets and publish results.
+
+        What was derived last lives on the agent, not in this loop: restarted by the supervisor, the
+        loop re-derives from the caches at once instead of publishing an empty picture."""
+        if self._derived is not None:
+            self._cache_changed.set()
         while True:
             await wait_any(self._cache_changed, self.scheduler.changed, self.dataplane.changed)
             await asyncio.sleep(self._settings.publish_interval_seconds)
             started = time.perf_counter()
-            if self._cache_changed.is_set():
+            if self._cache_changed.is_set() or self._derived is None:
                 self._cache_changed.clear()
                 snapshot = self.snapshot()
-                plans = plan_all(snapshot, self._controller)
+                plans = tuple(plan_all(snapshot, self._controller))
                 plan = apply_real_checks(combine(plans), self._real_checks)
                 targets = node_targets(plan, snapshot, self.node, self._defaults)
                 self.scheduler.set_targets(targets.targets)
+                self._derived = _Derived(snapshot, plans, plan, targets)
                 self._update_readiness()
                 self._latest = snapshot
+            snapshot, plans, plan, targets = self._derived
             self.scheduler.changed.clear()
             self.dataplane.changed.clear()
             statuses = self.scheduler.statuses()
@@ -195,13 +218,13 @@ class NodeAgent:
             # about 20 µs a target (0.1 s at 5,000), which on the loop would hold every due probe
             # back that long (bench/scrape.py, part 2).
             context = NodeContext(self.node, snapshot, plan, targets, statuses, now, dataplane)
-            results = await asyncio.to_thread(evaluate_node, context)
+            results = await asyncio.to_thread(self._checks, context)
             self._board.publish(
                 Published(
                     ResultSet(snapshot.generation, now, results),
                     statuses,
                     node=self.node,
-                    plans=tuple(plans),
+                    plans=plans,
                     snapshot=snapshot,
                     dataplane=dataplane,
                 )
@@ -210,7 +233,11 @@ class NodeAgent:
                 self._metrics.targets.labels(lb).set(sum(1 for s in statuses if s.target.lb == lb))
             self._metrics.cycle_duration.labels("evaluate").set(time.perf_counter() - started)
 
+    async def keep_readiness(self) -> None:
+        await keep_readiness(self.stores, self._metrics, self._board, self._settings.kube_stale_after_seconds)
+
     def _update_readiness(self) -> None:
-        if record_caches(self.stores, self._metrics, self._board) and not self._announced:
+        synced = record_caches(self.stores, self._metrics, self._board, self._settings.kube_stale_after_seconds)
+        if synced and not self._announced:
             self._announced = True
             log.info("all caches synced; results are live", node=self.node)

@@ -7,7 +7,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from exporter.agents import ProbeFeed, fetch_targetgroups
+from exporter.agents import PeerClient, ProbeFeed, fetch_targetgroups
 from exporter.lb.aws_settings import from_document
 from exporter.lb.targets import TargetStatus, node_targets
 from exporter.lb.thresholds import LbState, PredictedHealth
@@ -53,12 +53,14 @@ async def test_probe_states_cross_from_node_agents_to_the_cluster_role(world: Wo
     status = TargetStatus(target, failing, 1_700_000_000.0, PredictedHealth(LbState.HEALTHY, 0, 1, 2), failing)
 
     async def results(_request: web.Request) -> web.Response:
-        return web.json_response({"targets": targets_json([status])})
+        return web.json_response(
+            {"schema": "lbdoctor.results/v1", "role": "node", "node": "node-a", "targets": targets_json([status])}
+        )
 
     app = web.Application()
     app.router.add_get("/api/v1/results", results)
     errors = Errors()
-    feed = ProbeFeed(errors, timeout=2)
+    feed = ProbeFeed(errors, PeerClient(timeout=2))
     async with TestServer(app) as server:
         got = await feed.fetch([str(server.make_url("")).rstrip("/"), "http://127.0.0.1:1"])
     await feed.close()

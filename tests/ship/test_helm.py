@@ -194,11 +194,25 @@ def test_node_role_daemonset(default: list[dict[str, Any]]) -> None:
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert env(agent)["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert env(agent)["LBDOCTOR_LISTEN"] == "0.0.0.0:9850"
+    # The agent: an unprivileged user without any capability.
     security = agent["securityContext"]
-    assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]}
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["runAsNonRoot"] is True and security["runAsUser"] == 65532
     assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
     assert security["privileged"] is False
     assert security["seccompProfile"] == pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    # The rules: the one container with NET_ADMIN/NET_RAW dumps them where the agent reads them.
+    agent_env = env(agent)
+    [sidecar] = [c for c in pod["containers"] if c["name"] == "kube-proxy-rules"]
+    assert sidecar["args"][:3] == ["dump-rules", "--dir", agent_env["LBDOCTOR_KUBE_PROXY_RULES_DIR"]]
+    assert sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]}
+    assert sidecar["securityContext"]["allowPrivilegeEscalation"] is False
+    assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
+    assert sidecar["livenessProbe"]["exec"]["command"][:3] == ["lbdoctor", "dump-rules", "--check"]
+    mounts = {c["name"]: {m["name"]: m["mountPath"] for m in c["volumeMounts"]} for c in pod["containers"]}
+    assert mounts["lbdoctor"]["rules"] == mounts["kube-proxy-rules"]["rules"] == "/run/lbdoctor/rules"
+    assert {v["name"]: v for v in pod["volumes"]}["rules"]["emptyDir"]["sizeLimit"]
+    assert "LBDOCTOR_KUBE_PROXY_MODE" not in agent_env
     assert {"operator": "Exists"} in pod["tolerations"]  # every node, tainted ones too
     assert agent["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert agent["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -301,6 +315,8 @@ def test_schema_settings_are_lbdoctor_settings() -> None:
     fields = Settings.model_fields
     chart_controlled = {"role", "listen", "node_name", "kubeconfig", "context"}
     chart_controlled |= {"controller_namespace", "lease_namespace", "identity"}  # must match its RBAC
+    chart_controlled |= {"node_agent_daemonset", "node_agent_namespace"}  # must name its own DaemonSet
+    chart_controlled |= {"kube_proxy_rules_dir"}  # where its sidecar writes
     assert set(properties) == set(fields) - chart_controlled  # every other setting can be set from values
     for name, rule in properties.items():
         if "enum" in rule:
@@ -313,8 +329,12 @@ def test_the_roles_find_each_other() -> None:
     node, cluster = env(container(docs, "DaemonSet")), env(container(docs, "Deployment"))
     [service] = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-cluster")]
     assert node["LBDOCTOR_CLUSTER_ROLE_URL"].startswith(f"http://{service['metadata']['name']}.{NAMESPACE}.svc:")
-    selector = dict(pair.split("=") for pair in cluster["LBDOCTOR_NODE_AGENT_SELECTOR"].split(","))
     daemonset = one(docs, "DaemonSet")
+    # Found by owner: only pods the DaemonSet controls, in the cluster role's own namespace, are node agents.
+    assert cluster["LBDOCTOR_NODE_AGENT_DAEMONSET"] == daemonset["metadata"]["name"]
+    assert cluster["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert daemonset["metadata"]["namespace"] == NAMESPACE
+    selector = dict(pair.split("=") for pair in cluster["LBDOCTOR_NODE_AGENT_SELECTOR"].split(","))
     assert selector.items() <= daemonset["spec"]["template"]["metadata"]["labels"].items()
 
 
@@ -332,6 +352,16 @@ def test_existing_accounts_and_no_rbac() -> None:
         == "lbdoctor-cluster-managed"
     )
     assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]  # one replica: nothing to keep
+
+
+def test_without_the_rules_sidecar_the_kube_proxy_check_is_off() -> None:
+    docs = render(sets=("node.kubeProxyRules.enabled=false",))
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["lbdoctor"]
+    agent = env(container(docs, "DaemonSet"))
+    assert agent["LBDOCTOR_KUBE_PROXY_MODE"] == "off" and "LBDOCTOR_KUBE_PROXY_RULES_DIR" not in agent
+    docs = render(sets=("node.kubeProxyRules.enabled=false", "node.settings.kube_proxy_mode=iptables"))
+    assert env(container(docs, "DaemonSet"))["LBDOCTOR_KUBE_PROXY_MODE"] == "iptables"  # once, the user's
 
 
 def test_node_only() -> None:
