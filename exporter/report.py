@@ -121,6 +121,7 @@ class ParsedTargets:
 
 _PROTOCOLS = frozenset({"HTTP", "HTTPS", "TCP", "GRPC"})
 _LBS = frozenset({"alb", "nlb", "tgb"})
+_PROTOCOL_VERSIONS = frozenset({"HTTP1", "HTTP2", "GRPC"})
 _STATES = frozenset(state.value for state in LbState)
 _NAME_MAX = 253  # a DNS subdomain: the longest Kubernetes object name
 _TEXT_MAX = 1024  # paths, details
@@ -153,6 +154,8 @@ def _row_problem(row: Any) -> str | None:
         return "unknown lb or protocol"
     if row.get("predicted_state") not in _STATES:
         return "unknown predicted_state"
+    if row.get("protocol_version", "HTTP1") not in _PROTOCOL_VERSIONS:
+        return "unknown protocol_version"
     try:
         ipaddress.ip_address(str(row.get("ip")))
     except ValueError:
@@ -179,6 +182,8 @@ def _row_problem(row: Any) -> str | None:
         code = last.get("status_code")
         if code is not None and not _number(last, "status_code", 100, 999, integer=True):
             return "last_probe.status_code is out of range"
+        if last.get("grpc_status") is not None and not _number(last, "grpc_status", 0, 999, integer=True):
+            return "last_probe.grpc_status is out of range"
         if last.get("detail") is not None and not _text(last, "detail", _TEXT_MAX):
             return "last_probe.detail is not text"
         if not _number(last, "duration_seconds", 0, 3600):

@@ -305,3 +305,23 @@ def test_grpc_is_a_prober_of_its_own() -> None:
     assert PROBERS["GRPC"] is probe_grpc
     assert grpc_request("127.0.0.1", 1).kind == "GRPC"
     assert ProbeRequest("HTTP", "127.0.0.1", 1, 1.0).kind == "HTTP"
+
+
+def test_grpc_states_cross_between_the_roles() -> None:
+    """A node agent's gRPC probe state reads back in the cluster role; a forged protocol version is refused."""
+    from exporter.lb.targets import ProbeTarget, TargetStatus
+    from exporter.model.probe import ProbeOutcome
+    from exporter.model.results import ObjectRef
+    from exporter.report import parse_targets, targets_json
+
+    target = ProbeTarget(
+        ObjectRef("Ingress", "shop", "pricing"), "shop", "pricing", "pricing-1", "node-a", "alb",
+        grpc_request("10.0.0.5", 8080, codes="0"), 5.0, 2, 2,
+    )
+    outcome = ProbeOutcome(False, Reason.RESPONSE_CODE_MISMATCH, 0.01, 200, detail="gRPC status 12", grpc_status=12)
+    [row] = targets_json([TargetStatus(target, outcome, probed_at=1000.0)])
+    parsed = parse_targets([row])
+    [back] = parsed.statuses
+    assert back.target.request.kind == "GRPC" and back.outcome is not None and back.outcome.grpc_status == 12
+    forged = {**row, "protocol_version": "x" * 5000}
+    assert parse_targets([forged]).rejected == 1
