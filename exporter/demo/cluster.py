@@ -236,8 +236,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "reviews",
         "alb",
-        "an HTTPRoute on the controller's ALB Gateway: the Service's TargetGroupConfiguration sets healthCheckConfig, "
-        "which replaces the Gateway default's whole block, so its healthCheckPath /healthz is lost and / answers 404",
+        "an HTTPRoute whose Service TargetGroupConfiguration sets healthCheckConfig, replacing the Gateway default's "
+        "whole block: its path /healthz is lost, and / answers 404",
         "health_probe",
         "ResponseCodeMismatch",
         (PodSpec("reviews-5d4c3-vwxyz", _ip(12, 0), Behaviour(paths=frozenset({"/healthz"}))),),
@@ -249,7 +249,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "wishlist",
         "alb",
-        "an Ingress of EKS Auto Mode's IngressClass (ip targets by default) sets group.name, which Auto Mode ignores",
+        "an Ingress of Auto Mode's IngressClass (ip targets by default) sets group.name, which Auto Mode ignores",
         "ingress_annotations",
         "NotSupportedByAutoMode",
         (PodSpec("wishlist-8c7b6-abcde", _ip(13, 0), Behaviour()),),
@@ -267,8 +267,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "pricing",
         "alb",
-        "a gRPC health check (backend-protocol-version GRPC) expects status 0, but the server does not implement the "
-        "default /AWS.ALB/healthcheck and answers 12 (UNIMPLEMENTED)",
+        "a gRPC health check expects status 0, but the server does not implement the default /AWS.ALB/healthcheck "
+        "and answers 12 (UNIMPLEMENTED)",
         "health_probe",
         "ResponseCodeMismatch",
         (
@@ -283,8 +283,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "notifications",
         "nlb",
-        "targets drain for 300 s (the default deregistration delay), but the pods have no preStop hook and are killed "
-        "30 s after deletion: every rollout cuts requests",
+        "targets drain for 300 s (the default delay), but the pods have no preStop hook and are killed 30 s after "
+        "deletion: every rollout cuts requests",
         "health_probe",
         None,
         (PodSpec("notifications-6e5f4-klmno", _ip(15, 0), Behaviour()),),

@@ -37,9 +37,9 @@ def _banner(ports: dict[str, int], host: str, kubeconfig: Path) -> str:
             scenario.expect_reason,
         ):
             found.append(f"{scenario.cluster_check}: {scenario.cluster_reason}")
-        via = {"gateway": " (Gateway API)", "auto-mode": " (EKS Auto Mode)"}.get(scenario.front, "")
+        via = {"gateway": "[Gateway API] ", "auto-mode": "[EKS Auto Mode] "}.get(scenario.front, "")
         lines.append(
-            f"  {scenario.lb.upper()} {scenario.name:<16} {scenario.case}{via}  ->  {'; '.join(found) or 'healthy'}"
+            f"  {scenario.lb.upper()} {scenario.name:<16} {via}{scenario.case}  ->  {'; '.join(found) or 'healthy'}"
         )
     lines.append(
         f"  and the AWS Load Balancer Controller in {cluster.CONTROLLER_NAMESPACE}: its logs show AccessDenied for "
