@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,12 +257,20 @@ def _read_dumps(options: Options) -> dict[str, str]:
     return dumps
 
 
-def document(results: Sequence[CheckResult], generated_at: float) -> dict[str, Any]:
+def unreadable(snapshot: ClusterSnapshot) -> dict[str, str]:
+    """The resources RBAC did not let diagnose list, and why: their objects are left out of the results."""
+    return {resource: why for resource in sorted(snapshot.forbidden) if (why := snapshot.unseen(resource))}
+
+
+def document(
+    results: Sequence[CheckResult], generated_at: float, cannot_read: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "generated_at": iso(generated_at),
         "results": results_json(results),
         "summary": summary(results),
+        "unreadable": dict(cannot_read or {}),
     }
 
 
@@ -306,7 +314,7 @@ async def run(options: Options) -> int:
     aws_results, aws_not_run = await aws_steps(snapshot, options)
     results = order(scope((*results, *aws_results), snapshot, options))
     if options.output == "json":
-        print(json.dumps(document(results, time.time()), indent=2))
+        print(json.dumps(document(results, time.time(), unreadable(snapshot)), indent=2))
     else:
         not_run = {k: v for k, v in NOT_RUN.items() if not (k == "kube_proxy" and options.node)}
         not_run.update(dict.fromkeys(AWS_CHECKS, aws_not_run) if aws_not_run else {})

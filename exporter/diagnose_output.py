@@ -88,3 +88,13 @@ def table(results: Sequence[CheckResult], snapshot: ClusterSnapshot, show_ok: bo
     summary = f"{failing} failing, {warning} warnings, {passing} passing"
     hidden = "" if show_ok else " (passing results hidden; --show-ok lists them)"
     console.print(f"{summary}{hidden}. Objects read: {len(snapshot.services):,} Services, {len(snapshot.pods):,} pods.")
+    if snapshot.forbidden:
+        # Silence would read as "nothing wrong" where lbdoctor could not look.
+        hidden_from = ", ".join(sorted(snapshot.forbidden))
+        console.print(
+            Text(
+                f"Not allowed to list {hidden_from} (RBAC): their objects are left out, and the checks that need "
+                "them say unknown (Forbidden).",
+                "yellow",
+            )
+        )

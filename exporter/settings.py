@@ -2,13 +2,22 @@
 
 Precedence: flag > environment > file > default. Unknown keys and bad values stop start-up with one
 line naming the key and where it came from (``SettingsError``), so a typo never runs silently.
+
+Kubernetes gives every container variables for the Services of its namespace (service links, unless
+the pod says ``enableServiceLinks: false``): a Service named ``lbdoctor-cluster`` yields
+``LBDOCTOR_CLUSTER_SERVICE_HOST``, ``LBDOCTOR_CLUSTER_PORT=tcp://10.100.0.7:9850`` and more. Such a
+variable is ignored when its name *and* its value have the shape the kubelet writes and its name is
+not a setting; a real setting always wins, and a typo (whose value is not a service link) still stops
+start-up.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -265,6 +274,50 @@ def _from_file(path: str) -> dict[str, Any]:
     return normalised
 
 
+# The variables the kubelet writes for each Service of the pod's namespace (pkg/kubelet/envvars): S is the
+# Service's name upper-cased with '-' as '_', N a port number, P its protocol; each name with the value it has.
+_S = r"(?P<service>[A-Z][A-Z0-9_]*?)"
+_LINK_SHAPES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], str], bool]], ...] = (
+    (re.compile(_S + r"_SERVICE_HOST"), lambda _m, value: _is_ip(value)),  # 10.100.0.7
+    (re.compile(_S + r"_SERVICE_PORT(?:_[A-Z0-9_]+)?"), lambda _m, value: _is_port(value)),  # 9850 (+ named ports)
+    (re.compile(_S + r"_PORT"), lambda _m, value: _is_link(value)),  # tcp://10.100.0.7:9850 (the first port)
+    (re.compile(_S + r"_PORT_(?P<n>[0-9]+)_(?P<p>TCP|UDP|SCTP)"), lambda m, value: _is_link(value, m["p"], m["n"])),
+    (re.compile(_S + r"_PORT_(?P<n>[0-9]+)_(?P<p>TCP|UDP|SCTP)_PROTO"), lambda m, value: value == m["p"].lower()),
+    (re.compile(_S + r"_PORT_(?P<n>[0-9]+)_(?P<p>TCP|UDP|SCTP)_PORT"), lambda m, value: value == m["n"]),
+    (re.compile(_S + r"_PORT_(?P<n>[0-9]+)_(?P<p>TCP|UDP|SCTP)_ADDR"), lambda _m, value: _is_ip(value)),
+)
+_LINK_URL = re.compile(r"(?P<proto>tcp|udp|sctp)://(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<v4>[0-9.]+)):(?P<port>[0-9]+)")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_port(text: str) -> bool:
+    return text.isdigit() and 0 < int(text) < 65536
+
+
+def _is_link(value: str, proto: str | None = None, port: str | None = None) -> bool:
+    found = _LINK_URL.fullmatch(value)
+    if found is None or not _is_ip(found["v6"] or found["v4"]) or not _is_port(found["port"]):
+        return False
+    return (proto is None or found["proto"] == proto.lower()) and (port is None or found["port"] == port)
+
+
+def service_link(name: str, value: str) -> str | None:
+    """The Service whose Kubernetes service link a variable is (``lbdoctor-cluster``), or None unless both
+    its name and its value have a shape the kubelet writes."""
+    for pattern, value_fits in _LINK_SHAPES:
+        found = pattern.fullmatch(name)
+        if found is not None and value_fits(found, value):
+            return found["service"].lower().replace("_", "-")
+    return None
+
+
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, value in environ.items():
@@ -272,6 +325,8 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         key = name[len(ENV_PREFIX) :].lower()
         if key not in _FIELDS:
+            if service_link(name, value):
+                continue  # a Service's variable (enableServiceLinks), not meant for lbdoctor
             raise SettingsError(f"environment variable {name}: unknown setting {key!r}{_suggest(key)}")
         values[key] = value
     return values
@@ -282,6 +337,18 @@ def _suggest(key: str) -> str:
 
     close = difflib.get_close_matches(key, sorted(_FIELDS), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _link_hint(key: str, source: str, environ: Mapping[str, str]) -> str:
+    """Why a setting's variable may hold a Service's address: a Service whose service link has its name."""
+    name = ENV_PREFIX + key.upper()
+    service = service_link(name, environ.get(name, "")) if source.endswith(name) else None
+    if service is None:
+        return ""
+    return (
+        f"; this is the service-link variable Kubernetes sets for a Service named {service!r} in the pod's"
+        " namespace: rename that Service or set enableServiceLinks: false in the pod spec"
+    )
 
 
 def load(
@@ -321,5 +388,6 @@ def load(
         if key in sources:
             raise SettingsError(
                 f"invalid setting {key} from {sources[key]}: {message} (got {first.get('input')!r})"
+                + _link_hint(key, sources[key], environ)
             ) from None
         raise SettingsError(f"invalid setting {key}: {message}") from None

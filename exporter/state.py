@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from exporter.checks.aws_round import AwsRound
 from exporter.dataplane.report import DataplaneReport
@@ -25,6 +27,12 @@ class Published:
     aws: AwsRound | None = None  # the last AWS round (cluster role): target states, the published settings
 
 
+# /api/v1/targetgroups as the cluster role answers it: status, JSON document, extra headers. The argument
+# says whether the request was already proxied by a standby (a standby never proxies twice).
+TargetGroupsAnswer = tuple[int, dict[str, Any], dict[str, str]]
+TargetGroupsSource = Callable[[bool], Awaitable[TargetGroupsAnswer]]
+
+
 class Board:
     """The latest publication and readiness; written by the evaluation loop, read by the web server."""
 
@@ -34,6 +42,7 @@ class Board:
         self.ready = False
         self.standby = False  # cluster role: another replica leads
         self.not_ready_because = "caches not synced yet"
+        self.targetgroups: TargetGroupsSource | None = None  # cluster role: leader's or proxied to the leader
 
     def publish(self, published: Published) -> None:
         self.current = published

@@ -138,6 +138,19 @@ def test_controller_missing_not_ready_and_unreadable_logs() -> None:
     assert any(r.reason is Reason.FORBIDDEN and "pods/log is forbidden" in r.message for r in results)
 
 
+def test_controller_without_its_target_group_binding_crd() -> None:
+    snapshot = ClusterSnapshot.of(deployments=[controller_deployment()], absent=["targetgroupbindings"])
+    results = controller.evaluate(snapshot, WHERE, lb_objects=1)
+    (crd,) = [r for r in results if r.reason is Reason.TARGET_GROUP_BINDING_CRD_MISSING]
+    assert crd.status is Status.FAIL and "targetgroupbindings.elbv2.k8s.aws" in crd.message
+    assert crd.remedy and "crds" in crd.remedy
+    # With the CRD served, or without a controller at all (ControllerNotFound says it all), nothing more.
+    served = controller.evaluate(ClusterSnapshot.of(deployments=[controller_deployment()]), WHERE, 1)
+    assert not [r for r in served if r.reason is Reason.TARGET_GROUP_BINDING_CRD_MISSING]
+    alone = controller.evaluate(ClusterSnapshot.of(absent=["targetgroupbindings"]), WHERE, 1)
+    assert [r.reason for r in alone] == [Reason.CONTROLLER_NOT_FOUND]
+
+
 def test_ingress_class_missing_or_owned_by_another_controller() -> None:
     ing = ingress()
     missing = controller.evaluate(ClusterSnapshot.of(ingresses=[ing]), WHERE, 1)

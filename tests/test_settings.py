@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.settings import SettingsError, load
 
@@ -95,3 +97,94 @@ def test_cli_unreachable_config_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "kubeconfig" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---- Kubernetes service links (enableServiceLinks): variables of the namespace's Services -----------------
+
+
+def link_env(service: str, ip: str = "10.100.0.7", port: int = 9850, port_name: str = "http-metrics") -> dict[str, str]:
+    from tests.kubelet import service_links
+
+    spec = {"clusterIP": ip, "ports": [{"name": port_name, "port": port, "protocol": "TCP"}]}
+    return service_links([{"metadata": {"name": service}, "spec": spec}])
+
+
+@pytest.mark.parametrize(
+    "service", ["lbdoctor", "lbdoctor-cluster", "lbdoctor-node", "lbdoctor-config", "lbdoctor-listen", "lbdoctor-9"]
+)
+def test_service_link_variables_are_not_settings(service: str) -> None:
+    env = {"NODE_NAME": "n", **link_env(service), **link_env(service + "-v6", ip="fd00:10:100::7", port=443)}
+    assert any(name.startswith("LBDOCTOR_") for name in env)
+    settings = load({}, environ=env)
+    assert settings.listen == "0.0.0.0:9850" and settings.node_agent_port == 9850  # nothing taken from them
+
+
+def test_a_real_setting_named_like_a_service_link_wins() -> None:
+    # node_agent_port ends in _PORT, as a service link of a Service "lbdoctor-node-agent" would.
+    assert load({}, environ={"NODE_NAME": "n", "LBDOCTOR_NODE_AGENT_PORT": "9851"}).node_agent_port == 9851
+    # ... and when that Service exists, the variable holds its address: one line says where it comes from.
+    env = {"NODE_NAME": "n", **link_env("lbdoctor-node-agent")}
+    with pytest.raises(SettingsError) as raised:
+        load({}, environ=env)
+    message = str(raised.value)
+    assert message.startswith("invalid setting node_agent_port from environment variable LBDOCTOR_NODE_AGENT_PORT")
+    assert "'tcp://10.100.0.7:9850'" in message and "Service named 'lbdoctor-node-agent'" in message
+    assert "enableServiceLinks: false" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LBDOCTOR_NODE_AGENTS_PORT", "9850"),  # a typo of node_agent_port: ends in _PORT, but no link value
+        ("LBDOCTOR_CLUSTER_PORT", "9850"),  # a link's name, not a link's value (tcp://IP:PORT)
+        ("LBDOCTOR_CLUSTER_SERVICE_HOST", "lbdoctor-cluster.lbdoctor.svc"),  # links carry IPs
+        ("LBDOCTOR_CLUSTER_SERVICE_PORT", "http"),
+        ("LBDOCTOR_CLUSTER_PORT_9850_TCP", "tcp://10.100.0.7:80"),  # the port in the name and the value differ
+        ("LBDOCTOR_CLUSTER_PORT_9850_TCP_PROTO", "udp"),
+        ("LBDOCTOR_CLUSTER_PORT_9850_TCP_ADDR", "10.100.0.300"),
+        ("LBDOCTOR_PROBE_CONCURENCY", "5"),
+    ],
+)
+def test_mistyped_settings_still_stop_start_up(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"environment variable {name}: unknown setting") as raised:
+        load({}, environ={"NODE_NAME": "n", name: value})
+    assert "\n" not in str(raised.value)
+
+
+_service_names = st.from_regex(r"lbdoctor(-[a-z0-9]{1,8}){0,3}", fullmatch=True)
+_port_names = st.one_of(st.none(), st.from_regex(r"[a-z]([a-z0-9-]{0,12}[a-z0-9])?", fullmatch=True))
+_ips = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
+
+
+@given(
+    services=st.lists(
+        st.tuples(
+            _service_names,
+            _ips,
+            st.lists(st.tuples(st.integers(1, 65535), _port_names, st.sampled_from(["TCP", "UDP", "SCTP"])), min_size=1),
+        ),
+        max_size=4,
+    )
+)
+@settings(max_examples=50, deadline=None)
+def test_any_namespace_of_services_is_accepted(services: list[tuple[str, str, list[tuple[int, str | None, str]]]]) -> None:
+    from exporter.settings import Settings
+    from tests.kubelet import service_links
+
+    objects = [
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "clusterIP": ip,
+                "ports": [{"port": p, **({"name": n} if n else {}), "protocol": proto} for p, n, proto in ports],
+            },
+        }
+        for name, ip, ports in services
+    ]
+    env = {"NODE_NAME": "n", **service_links(objects)}
+    collides = [k for k in env if k.startswith("LBDOCTOR_") and k[9:].lower() in Settings.model_fields]
+    if collides:  # a Service named after a setting: that setting wins, and says where its value came from
+        with pytest.raises(SettingsError, match="service-link variable"):
+            load({}, environ=env)
+    else:
+        load({}, environ=env)

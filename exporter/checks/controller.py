@@ -73,6 +73,9 @@ def evaluate(
     else:
         lb_objects = sum(1 for plan in plans if plan.manager == LBC)
     results = [_deployment_result(snapshot, where, lb_objects)]
+    crd = _crd_result(snapshot, where)
+    if crd is not None:
+        results.append(crd)
     results.extend(_log_results(snapshot, where))
     class_result = _ingress_class_result(snapshot, where)
     if class_result is not None:
@@ -273,6 +276,26 @@ def _deployment_result(snapshot: ClusterSnapshot, where: ControllerLocation, lb_
         None,
         ref,
         f"controller {deployment.meta.key} is ready ({deployment.ready_replicas}/{deployment.replicas})",
+    )
+
+
+def _crd_result(snapshot: ClusterSnapshot, where: ControllerLocation) -> CheckResult | None:
+    """The controller runs but the API server does not serve its TargetGroupBinding CRD: it cannot bind
+    any target (it registers every Service's and Ingress's targets through TargetGroupBindings)."""
+    if "targetgroupbindings" not in snapshot.absent:
+        return None
+    deployment = find_deployment(snapshot, where)
+    if deployment is None:
+        return None  # ControllerNotFound says what to install
+    return CheckResult(
+        Check.CONTROLLER,
+        Status.FAIL,
+        Reason.TARGET_GROUP_BINDING_CRD_MISSING,
+        ObjectRef("Deployment", deployment.meta.namespace, deployment.meta.name),
+        "the API server does not serve targetgroupbindings.elbv2.k8s.aws (list answered 404): the controller "
+        "cannot register any target with its target groups",
+        "install the controller's CRDs: kubectl apply -k "
+        '"github.com/aws/eks-charts/stable/aws-load-balancer-controller/crds?ref=master"',
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,10 @@ class FakeApiServer:
         host: str = "127.0.0.1",
         port: int = 0,
         bookmark_interval: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.state = state or ClusterState()
+        self.ssl_context = ssl_context  # HTTPS, as in-cluster configuration requires
         self.host = host
         self.port = port
         self.bookmark_interval = bookmark_interval
@@ -101,7 +104,7 @@ class FakeApiServer:
     # lifecycle --------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -110,7 +113,7 @@ class FakeApiServer:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         for address in self._runner.addresses:
             self.port = int(address[1])

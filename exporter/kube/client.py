@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -90,13 +91,48 @@ def kubeconfig_cluster(kubeconfig: str | None, context: str | None) -> str | Non
     return None
 
 
+class TokenFile:
+    """The pod's service-account token, re-read when the kubelet rotates it (the client alone re-reads it
+    once a minute) and at once after the API server rejected it (401)."""
+
+    def __init__(self, path: str, check_every: float = 10.0) -> None:
+        self._path = path
+        self._check_every = check_every
+        self._stamp: tuple[int, int, int] | None = None
+        self._next = 0.0
+
+    def invalidate(self) -> None:
+        self._stamp, self._next = None, 0.0
+
+    def __call__(self, configuration: Any) -> None:
+        """The client's ``refresh_api_key_hook``: runs before every request."""
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._check_every
+        try:
+            found = os.stat(self._path)
+            stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
+            if stamp == self._stamp:
+                return
+            with open(self._path) as handle:
+                token = handle.read().strip()
+        except OSError:
+            return  # keep the token we have; the next request tries again
+        if token:
+            self._stamp = stamp
+            configuration.api_key["BearerToken"] = f"bearer {token}"
+
+
 class KubeClient:
-    def __init__(self, api: Any) -> None:
+    def __init__(self, api: Any, token_file: TokenFile | None = None) -> None:
         self._api = api
+        self._token_file = token_file
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeClient:
         """From a kubeconfig when one is given or found, else the pod's service account."""
+        token_file: TokenFile | None = None
         try:
             path = _kubeconfig_path(kubeconfig, context)
             if path is not None:
@@ -104,15 +140,19 @@ class KubeClient:
                     config_file=path, context=context, persist_config=False
                 )
             else:
+                from kubernetes.aio.config.incluster_config import SERVICE_TOKEN_FILENAME
+
                 configuration = k8s.Configuration()
                 k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                token_file = TokenFile(SERVICE_TOKEN_FILENAME)
+                configuration.refresh_api_key_hook = token_file  # type: ignore[assignment]
                 api = k8s.ApiClient(configuration)
         except ConfigError:
             raise
         except Exception as error:  # the client raises bare Exceptions and ConfigExceptions alike
             text = str(error).strip()
             raise ConfigError(text.splitlines()[0] if text else repr(error)) from error
-        return cls(api)
+        return cls(api, token_file)
 
     @property
     def host(self) -> str:
@@ -134,6 +174,8 @@ class KubeClient:
         )
         rest = await self._api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
         response: aiohttp.ClientResponse = rest.response
+        if response.status == 401 and self._token_file is not None:
+            self._token_file.invalidate()  # the kubelet may have rotated it: read it again before the next request
         if response.status >= 400:
             error = await _error(response)
             response.release()

@@ -88,6 +88,7 @@ class Reflector:
         """
         version: str | None = None
         while True:
+            verb = "list" if version is None else "watch"
             try:
                 if version is None:
                     version = await self.list_once()
@@ -97,7 +98,7 @@ class Reflector:
                 version = None
                 await self._expired()
             except ApiError as error:
-                version = await self._api_error(error, version)
+                version = await self._api_error(error, version, verb)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
                 self._store.error = f"{type(error).__name__}: {error}"
                 self._restarted(_error_kind(error))
@@ -112,7 +113,7 @@ class Reflector:
         else:
             self._backoff.failures += 1
 
-    async def _api_error(self, error: ApiError, version: str | None) -> str | None:
+    async def _api_error(self, error: ApiError, version: str | None, verb: str) -> str | None:
         """Wait as the error deserves; returns the version to resume from (None: list again)."""
         if error.status == 404 and self._resource.optional:
             if not self._store.absent:
@@ -124,9 +125,29 @@ class Reflector:
             self._restarted("expired")
             await self._expired()
             return None
+        if error.status == 401:
+            # The token expired or was revoked (a deleted pod or ServiceAccount). The client reads the token
+            # file again before the next attempt, so a rotated token recovers on the retry.
+            log.warning(
+                "the API server rejected lbdoctor's credentials (401 Unauthorized): is the service-account"
+                " token expired or revoked?",
+                resource=self._resource.name,
+                verb=verb,
+                error=error.message,
+            )
+            self._telemetry.error("kube", "unauthorized")
+            self._telemetry.watch_restarted(self._resource.name, "unauthorized")
+            self._store.error = f"{verb} {self._resource.name}: {error.status} {error.reason}"
+            await asyncio.sleep(self._backoff.next(error.retry_after))
+            return version
         if error.status == 403:
             if not self._store.forbidden:
-                log.warning("not allowed to list; checks needing it report unknown", resource=self._resource.name)
+                log.warning(
+                    "not allowed to list; checks needing it report unknown",
+                    resource=self._resource.name,
+                    verb=verb,
+                    error=error.message,
+                )
                 self._telemetry.error("kube", "forbidden")
             self._store.mark_forbidden(f"{error.status} {error.reason}: {error.message}")
             await asyncio.sleep(self._absent_recheck / 5 * random.uniform(0.8, 1.2))

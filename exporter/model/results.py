@@ -109,6 +109,7 @@ class Reason(enum.StrEnum):
     CONTROLLER_ACCESS_DENIED = "ControllerAccessDenied"
     RECONCILE_FAILED = "ReconcileFailed"
     INGRESS_CLASS_NOT_FOUND = "IngressClassNotFound"
+    TARGET_GROUP_BINDING_CRD_MISSING = "TargetGroupBindingCrdMissing"
     GATEWAY_CLASS_NOT_ACCEPTED = "GatewayClassNotAccepted"
     # controller, EKS Auto Mode: its controller runs outside the cluster, so its presence is read from the API
     AUTO_MODE_NOT_ENABLED = "AutoModeNotEnabled"

@@ -13,9 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import structlog
 
-from exporter.agents import Agent, PeerClient, ProbeFeed, agent_base
+from exporter.agents import Agent, PeerClient, PeerError, ProbeFeed, agent_base, fetch_targetgroups
 from exporter.backoff import Backoff
 from exporter.checks.controller import RECONCILE_FAILURES, ControllerLocation, denial, find_deployment
 from exporter.kube import resources
@@ -23,18 +24,20 @@ from exporter.kube.client import ApiError, KubeClient
 from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Changes, Store
 from exporter.kube.watch import Reflector
+from exporter.lb.aws_settings import to_document
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import combine
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.model.objects import AgentPod
 from exporter.model.results import ResultSet
 from exporter.model.snapshot import ClusterSnapshot, matches
+from exporter.report import iso
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from exporter.roles.leader import LeaderElector, default_identity
 from exporter.roles.node import wait_any
 from exporter.roles.readiness import keep_readiness, record_caches
 from exporter.settings import Settings
-from exporter.state import Board, Published
+from exporter.state import Board, Published, TargetGroupsAnswer
 
 if TYPE_CHECKING:
     from exporter.checks.aws_round import AwsRound
@@ -120,15 +123,23 @@ class ClusterAgent:
         )
         self._elector: LeaderElector | None = None
         board.standby = settings.leader_election  # until the Lease is ours
+        self._lease_namespace = settings.lease_namespace or "default"
+        sharded = settings.total_shards > 1
+        self._lease_name = f"{settings.lease_name}-{settings.shard}" if sharded else settings.lease_name
+        self._identity = settings.identity or default_identity()
         if settings.leader_election:
             self._elector = LeaderElector(
                 client,
-                name=settings.lease_name if settings.total_shards == 1 else f"{settings.lease_name}-{settings.shard}",
-                namespace=settings.lease_namespace or "default",
-                identity=settings.identity or default_identity(),
+                name=self._lease_name,
+                namespace=self._lease_namespace,
+                identity=self._identity,
                 lease_duration=settings.lease_duration_seconds,
                 on_change=self._on_leadership,
+                errors=metrics,
             )
+        board.targetgroups = self.targetgroups
+        self._leader: tuple[float, str, str | None] | None = None  # (looked up at, holder, its base URL)
+        self._session: aiohttp.ClientSession | None = None
         self._logs: dict[str, str] = {}
         self._logs_error: str | None = None
         self._logs_changed = False
@@ -137,7 +148,8 @@ class ClusterAgent:
         self._full_next = True  # evaluate everything next round (first round, new leadership, after a failure)
         self._snapshot: ClusterSnapshot | None = None  # the last evaluated one, for the AWS round
         self._aws: AwsRound | None = None
-        self._feed = ProbeFeed(metrics, PeerClient.from_settings(settings))
+        self._peer = PeerClient.from_settings(settings)  # how this role reads the other replicas and the node agents
+        self._feed = ProbeFeed(metrics, self._peer)
         # The node agents: pods of the DaemonSet in its namespace, watched on their own (not through the
         # sharded, cluster-wide pod cache), so only its own agents can answer for a node.
         self._agents = Store(resources.NODE_AGENTS.name, asyncio.Event())
@@ -306,11 +318,72 @@ class ClusterAgent:
 
     async def close(self) -> None:
         await self._feed.close()
+        if self._session is not None:
+            await self._session.close()
         if self._doctor is not None:
             self._doctor.close()
 
     async def keep_readiness(self) -> None:
         await keep_readiness(self.stores, self._metrics, self._board, self._settings.kube_stale_after_seconds)
+
+    # /api/v1/targetgroups ---------------------------------------------------------------------
+    async def targetgroups(self, proxied: bool) -> TargetGroupsAnswer:
+        """The leader answers from its AWS round. A standby asks the leader and relays its answer: the
+        chart's Service balances over both replicas, and a node agent sent to the standby must get the
+        same document (not a 404 that it would count as an error)."""
+        if self.leading:
+            aws = self._board.current.aws
+            if aws is not None:
+                return 200, aws.targetgroups_document(iso(time.time())), {}
+            if self._doctor is None:  # no AWS configured: no real settings, and none will come
+                return 200, to_document((), cluster="", generated_at=iso(time.time())), {}
+            return 503, {"error": "the first AWS round has not finished yet"}, {"Retry-After": "15"}
+        if proxied:
+            return 503, {"error": f"{self._identity} is not the leader either"}, {"Retry-After": "5"}
+        holder, base = await self._leader_base()
+        if base is None:
+            return 503, {"error": f"no leader to ask: {holder}"}, {"Retry-After": "5"}
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"X-Lbdoctor-Proxied": self._identity})
+        try:
+            document = await fetch_targetgroups(self._session, base, self._peer)
+        except PeerError as error:
+            return 503, {"error": f"the leader {holder} answered: {error}"}, {"Retry-After": "5"}
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            self._leader = None  # look the leader up again next time
+            self._metrics.error("agents", "leader_unreachable")
+            log.warning("could not reach the leader for the target-group settings", leader=holder, error=str(error))
+            return 503, {"error": f"the leader {holder} at {base} did not answer"}, {"Retry-After": "5"}
+        return 200, document, {"X-Lbdoctor-Leader": holder}
+
+    async def _leader_base(self) -> tuple[str, str | None]:
+        """The Lease holder and its base URL: its pod's IP (same namespace, named by its identity, as the
+        chart's POD_NAME makes it) and this replica's own port. Looked up at most every 5 s."""
+        now = asyncio.get_running_loop().time()
+        if self._leader is not None and now - self._leader[0] < 5.0:
+            return self._leader[1], self._leader[2]
+        holder, base = "", None
+        try:
+            lease = await self._client.get(
+                f"/apis/coordination.k8s.io/v1/namespaces/{self._lease_namespace}/leases/{self._lease_name}", timeout=5
+            )
+            holder = str((lease.get("spec") or {}).get("holderIdentity") or "")
+            if not holder or holder == self._identity:
+                return "the Lease has no holder", None
+            pod = await self._client.get(f"/api/v1/namespaces/{self._lease_namespace}/pods/{holder}", timeout=5)
+            ip = str((pod.get("status") or {}).get("podIP") or "")
+            if ip:
+                # One web config serves both roles, so the replicas speak the scheme the node agents do.
+                base = agent_base(self._settings.node_agent_scheme, ip, self._settings.listen_address[1])
+        except ApiError as error:
+            if error.status == 404 and not holder:
+                return "no replica holds the Lease yet", None
+            self._metrics.error("kube", f"leader_lookup_http_{error.status}")
+            return f"{holder or 'the Lease'}: {error.status} {error.reason}", None
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            return f"the API server did not answer: {error}", None
+        self._leader = (now, holder, base)
+        return holder, base
 
     def _update_readiness(self) -> None:
         self._board.standby = not self.leading

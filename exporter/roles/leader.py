@@ -23,6 +23,7 @@ import aiohttp
 import structlog
 
 from exporter.kube.client import ApiError, KubeClient
+from exporter.telemetry import ErrorSink
 
 log = structlog.get_logger("lbdoctor.leader")
 
@@ -47,6 +48,7 @@ class LeaderElector:
         identity: str,
         lease_duration: float,
         on_change: Callable[[bool], None],
+        errors: ErrorSink | None = None,
     ) -> None:
         self._client = client
         self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
@@ -59,6 +61,8 @@ class LeaderElector:
         self._renew_deadline = lease_duration * 2 / 3
         self._retry = max(lease_duration * 2 / 15, 0.2)
         self._on_change = on_change
+        self._errors = errors
+        self._denied: str | None = None  # the last RBAC refusal, so it is logged once, not every retry
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
         self._held: dict[str, Any] | None = None  # the Lease as this replica last wrote it
@@ -77,9 +81,14 @@ class LeaderElector:
             while True:
                 try:
                     held = await self.try_acquire_or_renew()
-                except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
+                except ApiError as error:
+                    self._failed(error)
+                    held = False
+                except (aiohttp.ClientError, OSError, TimeoutError) as error:
                     log.debug("lease attempt failed", error=str(error))
                     held = False
+                else:
+                    self._denied = None
                 if held:
                     last_renewal = loop.time()
                     self._set(True)
@@ -90,6 +99,29 @@ class LeaderElector:
                 await asyncio.sleep(self._retry)
         finally:
             self._set(False)  # the Lease stays held (``_held``) until ``release()``
+
+    def _failed(self, error: ApiError) -> None:
+        """A refused Lease call. RBAC refusals (401/403) are loud: this replica can never lead until they
+        are fixed, and a standby that stays quiet would look healthy while nothing publishes."""
+        if error.status not in (401, 403):
+            log.debug("lease attempt failed", error=str(error))
+            return
+        if self._errors is not None:
+            self._errors.error("leader", "unauthorized" if error.status == 401 else "forbidden")
+        if error.message != self._denied:
+            self._denied = error.message
+            needs = (
+                "RBAC allows get, create and update on it"
+                if error.status == 403
+                else "the API server accepts its credentials again (is the service-account token expired?)"
+            )
+            log.warning(
+                f"cannot take part in leader election: the API server refuses the Lease; this replica stays a"
+                f" standby until {needs}",
+                lease=f"{self._namespace}/{self._name}",
+                status=error.status,
+                error=error.message,
+            )
 
     async def try_acquire_or_renew(self) -> bool:
         loop = asyncio.get_running_loop()

@@ -158,6 +158,7 @@ class NodeAgent:
         and schema-checked like every answer from the other role."""
         base = self._settings.cluster_role_url.rstrip("/")
         client = PeerClient.from_settings(self._settings)
+        read = False
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
@@ -172,6 +173,11 @@ class NodeAgent:
                     self._metrics.error("agents", "targetgroups")
                     log.debug("could not read the published target-group settings", url=base, error=str(error))
                 else:
+                    if not read:
+                        read = True
+                        log.info(
+                            "read the target-group settings the cluster role publishes", url=base, count=len(checks)
+                        )
                     if checks != self._real_checks:
                         self._real_checks = checks
                         log.info("target-group settings from AWS applied", target_groups=len(checks))

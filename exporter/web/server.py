@@ -67,8 +67,15 @@ def _aws_steps(published: Published, out: list[str]) -> Iterator[None]:
     yield
 
 
+PROXIED = "X-Lbdoctor-Proxied"  # set by a standby cluster role asking the leader
+
+
 async def _targetgroups(request: web.Request) -> web.Response:
     """The real target-group settings the cluster role read from AWS, for the node agents."""
+    source = request.app[BOARD].targetgroups
+    if source is not None:
+        status, document, headers = await source(PROXIED in request.headers)
+        return web.json_response(document, status=status, headers=headers)
     aws = request.app[BOARD].current.aws
     if aws is None:
         return web.json_response(

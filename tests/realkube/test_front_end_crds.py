@@ -1,10 +1,11 @@
-"""The front ends against a real kube-apiserver: the Gateway API's, the controller's and EKS Auto Mode's CRDs
-installed as documented (tests/crds), the demo's objects created through the API (validated and defaulted
-by it), then lbdoctor lists and watches them as it does on a cluster."""
+"""The front ends against the real kube-apiserver: the Gateway API's, the controller's and EKS Auto Mode's CRDs
+installed as documented (manifests/), the demo's front-end objects created through the API (validated and
+defaulted by it), then lbdoctor lists and watches them as it does on a cluster."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -13,18 +14,16 @@ import pytest
 import yaml
 
 from exporter import diagnose
-from exporter.demo import cluster
-from exporter.fakeapi.state import KINDS_BY_OBJECT
+from exporter.demo import cluster as demo
 from exporter.kube import resources
 from exporter.kube.client import ApiError, KubeClient
 from exporter.kube.store import Store
 from exporter.kube.watch import Reflector
-from tests.conftest import require_tool
-from tests.realkube.crd_server import api_server
+from tests.realkube.cluster import ApiFailure, RealCluster
+from tests.realkube.conftest import wait_for
 
-pytestmark = pytest.mark.slow
-
-CRDS = Path(__file__).resolve().parents[1] / "crds"
+MANIFESTS = Path(__file__).resolve().parent / "manifests"
+NAMESPACE = "front-ends"  # the demo's objects, moved out of the namespaces other tests use
 
 
 class Telemetry:
@@ -41,78 +40,82 @@ class Telemetry:
         self.errors.append((component, kind))
 
 
-def path_of(obj: dict[str, Any]) -> str:
-    kind = KINDS_BY_OBJECT[(obj["apiVersion"], obj["kind"])]
-    base = "/api/v1" if kind.group_version == "v1" else f"/apis/{kind.group_version}"
-    namespace = obj["metadata"].get("namespace")
-    return f"{base}/namespaces/{namespace}/{kind.plural}" if kind.namespaced and namespace else f"{base}/{kind.plural}"
+def install(real: RealCluster, manifest: str) -> None:
+    for crd in yaml.safe_load_all((MANIFESTS / manifest).read_text()):
+        real.admin.apply(crd)
+        name = crd["metadata"]["name"]
+
+        def established(name: str = name) -> bool:
+            found = real.admin.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            conditions = (found.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+        wait_for(established, f"CRD {name} to be established")
 
 
-async def install(client: KubeClient, manifest: str) -> None:
-    names = []
-    for crd in yaml.safe_load_all((CRDS / manifest).read_text()):
-        await client.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd)
-        names.append(crd["metadata"]["name"])
-    for name in names:
-        for _ in range(100):
-            found = await client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            conditions = {c["type"]: c["status"] for c in (found.get("status") or {}).get("conditions") or []}
-            if conditions.get("Established") == "True":
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"CRD {name} never became established")
+def front_end_objects() -> list[dict[str, Any]]:
+    """The demo's Services, Ingresses, IngressClasses and Gateway API objects, in their own namespace, with the
+    ports and addresses the API server assigns (not the demo's fixed ones, which other tests may hold)."""
+    found = []
+    for obj in demo.objects("127.77"):
+        if obj["kind"] in ("Namespace", "Node", "Pod", "EndpointSlice", "Deployment"):
+            continue
+        obj = copy.deepcopy(obj)
+        if obj["metadata"].get("namespace") == demo.NAMESPACE:
+            obj["metadata"]["namespace"] = NAMESPACE
+        if obj["kind"] == "Service":
+            for key in ("clusterIP", "healthCheckNodePort"):
+                obj["spec"].pop(key, None)
+            for port in obj["spec"]["ports"]:
+                port.pop("nodePort", None)
+        found.append(obj)
+    return found
 
 
 async def run_diagnose(kubeconfig: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    options = diagnose.Options(kubeconfig=str(kubeconfig), namespace="shop", output="json")
+    options = diagnose.Options(kubeconfig=str(kubeconfig), namespace=NAMESPACE, output="json", aws=False)
     await diagnose.run(options)
     return list(json.loads(capsys.readouterr().out)["results"])
 
 
-async def test_front_ends_on_a_real_api_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    require_tool("openssl")
-    with api_server(tmp_path) as kubeconfig:
-        client = await KubeClient.connect(str(kubeconfig))
-        try:
-            await body(client, kubeconfig, capsys)
-        finally:
-            await client.close()
+async def test_front_ends_on_a_real_api_server(real: RealCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    kubeconfig = real.user_kubeconfig("front-ends-admin", ("system:masters",))
+    client = await KubeClient.connect(str(kubeconfig))
+    try:
+        await body(real, client, kubeconfig, capsys)
+    finally:
+        await client.close()
 
 
-async def body(client: KubeClient, kubeconfig: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def body(real: RealCluster, client: KubeClient, kubeconfig: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Without the CRDs, the front-end resources are absent: skipped cleanly, no error counted.
     telemetry = Telemetry()
-    routes = Store("httproutes", asyncio.Event())
     with pytest.raises(ApiError) as missing:
-        await Reflector(client, resources.HTTP_ROUTES, routes, telemetry).list_once()
+        await Reflector(client, resources.HTTP_ROUTES, Store("httproutes", asyncio.Event()), telemetry).list_once()
     assert missing.value.status == 404
 
-    await install(client, "gateway-api.yaml")
-    await install(client, "aws-load-balancer-controller.yaml")
-    # (EndpointSlices of the demo point at loopback addresses, which a real API server refuses.)
-    demo = [o for o in cluster.objects("127.77") if o["kind"] not in ("Namespace", "EndpointSlice")]
-    for namespace in ("shop", cluster.CONTROLLER_NAMESPACE):
-        if namespace != "kube-system":
-            await client.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
-    auto_mode = [o for o in demo if o["apiVersion"].startswith("eks.amazonaws.com/")]
-    for obj in demo:
+    install(real, "gateway-api.yaml")
+    install(real, "aws-load-balancer-controller.yaml")
+    real.admin.namespace(NAMESPACE)
+    objects = front_end_objects()
+    auto_mode = [o for o in objects if o["apiVersion"].startswith("eks.amazonaws.com/")]
+    for obj in objects:
         if obj not in auto_mode:
-            await client.request("POST", path_of(obj), body=obj)
+            real.admin.apply(obj)
 
     # The API server validates custom resources against the documented schema, and defaults them.
     bad = {
         "apiVersion": "gateway.k8s.aws/v1",
         "kind": "TargetGroupConfiguration",
-        "metadata": {"name": "bad", "namespace": "shop"},
+        "metadata": {"name": "bad", "namespace": NAMESPACE},
         "spec": {"targetReference": {"name": "reviews"}, "defaultConfiguration": {"targetType": "pod"}},
     }
-    with pytest.raises(ApiError) as refused:
-        await client.request("POST", path_of(bad), body=bad)
-    assert refused.value.status == 422 and "targetType" in refused.value.message
-    gateway = await client.get(f"/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/{cluster.GATEWAY}")
+    with pytest.raises(ApiFailure) as refused:
+        real.admin.apply(bad)
+    assert refused.value.status == 422 and "targetType" in json.dumps(refused.value.body)
+    gateway = real.admin.get(f"/apis/gateway.networking.k8s.io/v1/namespaces/{NAMESPACE}/gateways/{demo.GATEWAY}")
     assert gateway["spec"]["listeners"][0]["allowedRoutes"] == {"namespaces": {"from": "Same"}}
-    route = await client.get("/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/reviews")
+    route = real.admin.get(f"/apis/gateway.networking.k8s.io/v1/namespaces/{NAMESPACE}/httproutes/reviews")
     assert route["spec"]["parentRefs"][0]["kind"] == "Gateway"
     assert route["spec"]["rules"][0]["backendRefs"][0]["kind"] == "Service"
 
@@ -131,9 +134,9 @@ async def body(client: KubeClient, kubeconfig: Path, capsys: pytest.CaptureFixtu
     assert accepted["status"] == "ok"
 
     # Auto Mode enabled: its CRD served and the IngressClassParams there.
-    await install(client, "eks-auto-mode.yaml")
+    install(real, "eks-auto-mode.yaml")
     for obj in auto_mode:
-        await client.request("POST", path_of(obj), body=obj)
+        real.admin.apply(obj)
     results = await run_diagnose(kubeconfig, capsys)
     auto = next(r for r in results if r["object"] == {"kind": "IngressClass", "namespace": "", "name": "eks-alb"})
     assert auto["status"] == "ok", auto
@@ -143,22 +146,25 @@ async def body(client: KubeClient, kubeconfig: Path, capsys: pytest.CaptureFixtu
     store = Store("httproutes", asyncio.Event())
     task = asyncio.create_task(Reflector(client, resources.HTTP_ROUTES, store, telemetry).run())
     try:
-        for _ in range(100):
+        for _ in range(200):
             if store.synced:
                 break
             await asyncio.sleep(0.05)
         late = {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
-            "metadata": {"name": "late", "namespace": "shop"},
-            "spec": {"parentRefs": [{"name": cluster.GATEWAY}], "rules": [{"backendRefs": [{"name": "reviews", "port": 80}]}]},
+            "metadata": {"name": "late", "namespace": NAMESPACE},
+            "spec": {
+                "parentRefs": [{"name": demo.GATEWAY}],
+                "rules": [{"backendRefs": [{"name": "reviews", "port": 80}]}],
+            },
         }
-        await client.request("POST", path_of(late), body=late)
-        for _ in range(100):
-            if "shop/late" in store.view():
+        real.admin.apply(late)
+        for _ in range(200):
+            if f"{NAMESPACE}/late" in store.view():
                 break
             await asyncio.sleep(0.05)
-        seen = store.view()["shop/late"]
+        seen = store.view()[f"{NAMESPACE}/late"]
         assert seen.kind == "HTTPRoute" and seen.backends[0].name == "reviews" and seen.backends[0].kind == "Service"
     finally:
         task.cancel()

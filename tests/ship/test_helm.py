@@ -54,8 +54,10 @@ def helm(*arguments: str) -> str:
     return done.stdout
 
 
-def render(*values: Path, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    arguments = ["template", "release", str(CHART), "--namespace", NAMESPACE]
+def render(
+    *values: Path, sets: tuple[str, ...] = (), release: str = "release", namespace: str = NAMESPACE
+) -> list[dict[str, Any]]:
+    arguments = ["template", release, str(CHART), "--namespace", namespace]
     for path in values:
         arguments += ["--values", str(path)]
     for assignment in sets:
