@@ -27,7 +27,7 @@ from exporter.kube import resources
 from exporter.kube.client import ApiError, ConfigError, KubeClient, kubeconfig_cluster
 from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Store
-from exporter.kube.watch import Reflector
+from exporter.kube.watch import Reflector, served
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import ROUTE_OWNER_KINDS, build_plan, ingress_class_of, plan_all
 from exporter.model.results import CheckResult, ObjectRef, Status
@@ -125,9 +125,9 @@ async def collect(
         try:
             await reflector.list_once()
         except ApiError as error:
-            if error.status == 403:
+            if error.status == 403 and not (resource.optional and not await served(client, resource)):
                 store.mark_forbidden(f"{error.reason}: {error.message}")
-            elif error.status == 404:
+            elif error.status in (403, 404):
                 store.mark_absent()
             else:
                 raise Unreachable(

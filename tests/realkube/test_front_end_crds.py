@@ -85,6 +85,11 @@ async def test_front_ends_on_a_real_api_server(real: RealCluster, capsys: pytest
         await body(real, client, kubeconfig, capsys)
     finally:
         await client.close()
+        # The session's other tests run on a cluster without these CRDs, as most clusters are.
+        real.admin.delete(f"/api/v1/namespaces/{NAMESPACE}")
+        for manifest in ("gateway-api.yaml", "aws-load-balancer-controller.yaml", "eks-auto-mode.yaml"):
+            for crd in yaml.safe_load_all((MANIFESTS / manifest).read_text()):
+                real.admin.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}")
 
 
 async def body(real: RealCluster, client: KubeClient, kubeconfig: Path, capsys: pytest.CaptureFixture[str]) -> None:
