@@ -380,7 +380,7 @@ async def design_part(count: int, board_targets: int, seconds: float, rounds: in
             return web.Response(body=body, headers={"Content-Encoding": "gzip"})
 
         app.router.add_get("/metrics-in-a-thread", in_a_thread)
-        runner, port = await server.start(app, "127.0.0.1", 0)
+        runner, port = await server.start(app, [("127.0.0.1", 0)])
         lags: dict[str, list[float]] = {}
         try:
             await asyncio.sleep(6)  # every target probed once

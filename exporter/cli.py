@@ -13,7 +13,8 @@ from exporter.settings import Settings, SettingsError, load
 
 # Flags that map one-to-one onto settings (the rest come from LBDOCTOR_* or the config file).
 _SETTING_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("--listen", {"metavar": "HOST:PORT", "help": "serve /metrics, the status page and the API here"}),
+    ("--listen", {"metavar": "HOST:PORT[,...]", "help": "serve /metrics, the status page and the API here"}),
+    ("--web-config-file", {"metavar": "FILE", "help": "TLS and basic auth (exporter-toolkit web-config.yml)"}),
     ("--node-name", {"help": "this node's name (node role; default: $NODE_NAME)"}),
     ("--kubeconfig", {"help": "kubeconfig path (default: in-cluster, else ~/.kube/config)"}),
     ("--context", {"help": "kubeconfig context"}),

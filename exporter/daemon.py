@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 
 import structlog
@@ -17,6 +18,8 @@ from exporter.roles.node import NodeAgent
 from exporter.settings import Settings
 from exporter.state import Board
 from exporter.web import server
+from exporter.web.listener import Limits, connection_budget, raise_descriptor_limit
+from exporter.web.webconfig import Watched, WebConfigError
 
 log = structlog.get_logger("lbdoctor")
 
@@ -37,6 +40,25 @@ async def run(
     """Run the daemon until ``stop`` is set (or SIGTERM/SIGINT). Returns the exit code."""
     metrics = SelfMetrics(settings.role)
     board = Board(settings.role)
+    # Descriptors: the soft limit up to the hard one, and the HTTP face kept below what probes need.
+    soft, hard = raise_descriptor_limit()
+    limits = Limits(
+        max_connections=connection_budget(settings.web_max_connections, settings.probe_concurrency),
+        max_per_client=settings.web_max_connections_per_client,
+        handshake_timeout=settings.web_header_timeout_seconds,
+    )
+    watched: Watched | None = None
+    if settings.web_config_file:
+
+        def config_failed(error: WebConfigError) -> None:
+            metrics.error("web", "config")
+            log.error("the changed web config does not load; keeping the last good one", error=str(error))
+
+        try:
+            watched = Watched(settings.web_config_file, config_failed, clock=time.monotonic)
+        except WebConfigError as error:
+            return fail(str(error))
+    options = server.WebOptions(limits=limits, header_timeout=settings.web_header_timeout_seconds, config=watched)
     try:
         client = await KubeClient.connect(settings.kubeconfig, settings.context)
     except ConfigError as error:
@@ -46,9 +68,8 @@ async def run(
         if settings.role == "node"
         else ClusterAgent(settings, client, metrics, board)
     )
-    host, port = settings.listen_address
     try:
-        runner, bound = await server.start(server.build_app(board, metrics), host, port)
+        runner, bound = await server.start(server.build_app(board, metrics, options), settings.listen_addresses)
     except OSError as error:
         await client.close()
         return fail(f"cannot listen on {settings.listen}: {error.strerror or error}")
@@ -62,7 +83,14 @@ async def run(
         version=__version__,
         role=settings.role,
         node=settings.node_name if settings.role == "node" else None,
-        listen=f"{host}:{bound}",
+        listen=",".join(
+            f"[{host}]:{port or bound}" if ":" in host else f"{host}:{port or bound}"
+            for host, port in settings.listen_addresses
+        ),
+        tls=bool(watched is not None and watched.config.tls),
+        basic_auth=bool(watched is not None and watched.config.users),
+        max_connections=limits.max_connections,
+        open_files=f"{soft}/{hard}",
         api_server=client.host,
     )
     if on_ready is not None:

@@ -1,9 +1,10 @@
 """Probe every target on its own interval, as the load balancer does, and keep the LB's verdict.
 
-One dispatcher task walks a heap of due times; each probe runs in its own task under a semaphore
-(bounded concurrency), and a target is never probed twice at once: a probe that outlives its
-interval makes the next round skip. Per-target state is replaced, never mutated, so readers can
-take a consistent tuple of statuses at any moment.
+One dispatcher task walks a heap of due times; each probe runs in its own task once it holds a slot
+of the ``FairPool`` (bounded concurrency, shared fairly between namespaces), and a target is never
+probed twice at once: a probe that outlives its interval makes the next round skip. A removed
+target's probe is cancelled at once, queued or running. Per-target state is replaced, never
+mutated, so readers can take a consistent tuple of statuses at any moment.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import heapq
 import itertools
 import random
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Protocol
@@ -38,14 +40,86 @@ class SchedulerTelemetry(Protocol):
     def error(self, component: str, kind: str) -> None: ...
 
 
+class FairPool:
+    """Probe slots shared between tenants (namespaces), so one tenant cannot starve another.
+
+    A tenant holds at most ``size // (busy + 1)`` slots, ``busy`` being the number of tenants with a
+    probe running or waiting: whatever one tenant's probes do (hang until their timeout, say), a
+    slot is left for a tenant that has none running, and its probe starts at once instead of queueing
+    behind hundreds of someone else's. Free slots go to the waiting tenants in turn (round robin),
+    each tenant's probes in the order they became due. A tenant's own slow targets therefore delay
+    only that tenant's probes.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._running: Counter[str] = Counter()
+        self._in_use = 0
+        # Insertion order is the round-robin order: a tenant served goes to the back.
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+
+    def share(self) -> int:
+        """The most slots one tenant may hold right now."""
+        busy = len(self._running.keys() | self._waiting.keys())
+        return max(1, self.size // (busy + 1))
+
+    def running(self, tenant: str) -> int:
+        return self._running[tenant]
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    async def acquire(self, tenant: str) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(tenant, deque()).append(waiter)
+        self._grant()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(tenant)  # granted, but cancelled before it could run
+            else:
+                queue = self._waiting.get(tenant)
+                if queue is not None and waiter in queue:
+                    queue.remove(waiter)
+                    if not queue:
+                        del self._waiting[tenant]
+            raise
+
+    def release(self, tenant: str) -> None:
+        self._in_use -= 1
+        self._running[tenant] -= 1
+        if self._running[tenant] <= 0:
+            del self._running[tenant]
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._in_use < self.size and self._waiting:
+            share = self.share()
+            chosen = next((t for t in self._waiting if self._running[t] < share), None)
+            if chosen is None:
+                return  # every waiting tenant holds its share; the free slots stay for the others
+            queue = self._waiting.pop(chosen)
+            waiter = queue.popleft()
+            if queue:
+                self._waiting[chosen] = queue  # to the back of the round
+            if waiter.done():
+                continue  # cancelled while waiting; its task removes nothing more
+            self._running[chosen] += 1
+            self._in_use += 1
+            waiter.set_result(None)
+
+
 class _Entry:
-    __slots__ = ("due", "in_flight", "seq", "status")
+    __slots__ = ("due", "in_flight", "seq", "status", "task")
 
     def __init__(self, status: TargetStatus, due: float, seq: int) -> None:
         self.status = status
         self.due = due
         self.seq = seq  # heap items carrying another seq are stale
         self.in_flight = False
+        self.task: asyncio.Task[None] | None = None  # the probe queued or running, if any
 
 
 class ProbeScheduler:
@@ -64,7 +138,7 @@ class ProbeScheduler:
         self._min_interval = min_interval
         self._jitter = jitter
         self._clock = clock
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.pool = FairPool(concurrency)
         self._entries: dict[Key, _Entry] = {}
         self._heap: list[tuple[float, int, Key]] = []
         self._seq = itertools.count()
@@ -83,6 +157,8 @@ class ProbeScheduler:
         changed = False
         for key in [key for key in self._entries if key not in wanted]:
             entry = self._entries.pop(key)
+            if entry.task is not None:
+                entry.task.cancel()  # queued or running: its slot goes to someone else now
             log.info("target removed", **_log_labels(entry.status.target))
             changed = True
         for key, target in wanted.items():
@@ -141,14 +217,17 @@ class ProbeScheduler:
             return  # the previous probe is still running: never two at once
         entry.in_flight = True
         task = asyncio.create_task(self._probe(key, entry, due), name=f"probe {'/'.join(key[:3])}")
+        entry.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _probe(self, key: Key, entry: _Entry, due: float) -> None:
         loop = asyncio.get_running_loop()
         target = entry.status.target
+        tenant = target.namespace
         try:
-            async with self._semaphore:
+            await self.pool.acquire(tenant)
+            try:
                 self._telemetry.probe_lag(max(loop.time() - due, 0.0))
                 started = self._clock()
                 prober = self._probers.get(target.request.kind)
@@ -161,12 +240,15 @@ class ProbeScheduler:
                     )
                 else:
                     outcome = await prober(target.request)
+            finally:
+                self.pool.release(tenant)
         except Exception:  # a bug in a prober must not stop probing
             self._telemetry.error("probe", "internal")
             log.exception("probe crashed", **_log_labels(target))
             return
         finally:
             entry.in_flight = False
+            entry.task = None
         if self._entries.get(key) is not entry:
             return  # the target went away while we probed it
         self._record(entry, outcome, started)

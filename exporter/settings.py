@@ -32,10 +32,18 @@ class SettingsError(Exception):
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
+    host, sep, port = value.strip().rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT (for example 0.0.0.0:9850), got {value!r}")
     return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+def parse_listen_list(value: str) -> list[tuple[str, int]]:
+    """``HOST:PORT[,HOST:PORT...]``: every address to serve on (the node's IP and 127.0.0.1, say)."""
+    parts = [part for part in value.split(",") if part.strip()]
+    if not parts:
+        raise ValueError(f"expected HOST:PORT (for example 0.0.0.0:9850), got {value!r}")
+    return [parse_listen(part) for part in parts]
 
 
 class Settings(BaseModel):
@@ -45,7 +53,19 @@ class Settings(BaseModel):
 
     role: Literal["node", "cluster"] = "node"
     listen: str = "0.0.0.0:9850"
-    """Where /metrics, the status page and the API are served."""
+    """Where /metrics, the status page and the API are served: HOST:PORT, or several separated by commas. The
+    chart binds node agents to their node's address and 127.0.0.1 (kubectl port-forward), not every interface."""
+    web_config_file: str = ""
+    """A web-config.yml in the Prometheus exporter-toolkit format: TLS, client certificates, basic auth
+    (bcrypt), response headers, a rate limit. Empty: plain HTTP, no auth."""
+    web_max_connections: int = Field(default=256, ge=8, le=65_536)
+    """Most open connections to the HTTP face; more are reset at once. Also kept below the descriptor limit
+    minus one descriptor per probe slot and a reserve, so connections can never starve probes."""
+    web_max_connections_per_client: int = Field(default=16, ge=1, le=65_536)
+    """Most open connections from one client address."""
+    web_header_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
+    """A connection must send a complete request head (and finish its TLS handshake) within this long of
+    connecting or of its previous answer, else it is closed (slowloris)."""
     node_name: str | None = None
     """The node this agent watches (node role). Defaults to the NODE_NAME environment variable."""
     kubeconfig: str | None = None
@@ -194,7 +214,19 @@ class Settings(BaseModel):
     @field_validator("listen")
     @classmethod
     def _valid_listen(cls, value: str) -> str:
-        parse_listen(value)
+        parse_listen_list(value)
+        return value
+
+    @field_validator("web_config_file")
+    @classmethod
+    def _valid_web_config(cls, value: str) -> str:
+        if value:
+            from exporter.web.webconfig import WebConfigError, load
+
+            try:
+                load(value)
+            except WebConfigError as error:
+                raise ValueError(str(error)) from None
         return value
 
     @field_validator("kube_proxy_command_prefix")
@@ -248,7 +280,11 @@ class Settings(BaseModel):
 
     @property
     def listen_address(self) -> tuple[str, int]:
-        return parse_listen(self.listen)
+        return parse_listen_list(self.listen)[0]
+
+    @property
+    def listen_addresses(self) -> list[tuple[str, int]]:
+        return parse_listen_list(self.listen)
 
 
 _FIELDS = set(Settings.model_fields)

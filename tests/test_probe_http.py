@@ -129,7 +129,8 @@ async def test_garbage_instead_of_http(ip: str) -> None:
         started = time.monotonic()
         outcome = await probe_http(request(ip, server.port))
     assert outcome.reason is Reason.INVALID_RESPONSE
-    assert "SSH" in outcome.detail
+    assert "not an HTTP response" in outcome.detail
+    assert "SSH" not in outcome.detail and "Debian" not in outcome.detail  # the target's bytes are never echoed
     assert time.monotonic() - started < 1.0  # recognised at once, not at the timeout
 
 
@@ -213,6 +214,63 @@ async def test_interim_100_continue_is_skipped(ip: str) -> None:
     async with Server(ip, interim) as server:
         outcome = await probe_http(request(ip, server.port))
     assert outcome.success and outcome.status_code == 200
+
+
+async def test_a_few_interim_responses_are_skipped(ip: str) -> None:
+    """Up to five interim responses (Go's client allows as many), split at every byte, then the real one."""
+
+    async def interim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        stream = b"HTTP/1.1 100 Continue\r\n\r\n" * 3 + b"HTTP/1.1 102 Processing\r\nX: y\r\n\r\n" * 2
+        for index in range(len(stream)):
+            writer.write(stream[index : index + 1])
+            await writer.drain()
+        writer.write(http_response(204, b""))
+        await writer.drain()
+
+    async with Server(ip, interim) as server:
+        outcome = await probe_http(request(ip, server.port, success_ranges=((204, 204),)))
+    assert outcome.success and outcome.status_code == 204, outcome.detail
+
+
+async def test_endless_interim_responses_are_invalid_at_once(ip: str) -> None:
+    """A target streaming 100 Continue forever is an invalid response after five, not a busy loop
+    until the timeout (it used to make head parsing quadratic and take a core)."""
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        chunk = b"HTTP/1.1 100 Continue\r\n\r\n" * 2600  # ~64 KiB a write
+        while True:
+            writer.write(chunk)
+            await writer.drain()
+
+    async with Server(ip, endless) as server:
+        started, cpu = time.monotonic(), time.process_time()
+        outcome = await probe_http(request(ip, server.port, timeout=5.0))
+        elapsed, spent = time.monotonic() - started, time.process_time() - cpu
+    assert outcome.reason is Reason.INVALID_RESPONSE
+    assert "more than 5 interim (1xx) responses" in outcome.detail
+    assert elapsed < 1.0 and spent < 0.5
+
+
+async def test_a_head_sent_byte_by_byte_is_parsed_in_linear_time(ip: str) -> None:
+    """60 KiB of headers a byte at a time: each byte is scanned once, not the whole head again."""
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+        + b"".join(b"X-Pad-%05d: %s\r\n" % (i, b"v" * 40) for i in range(1150))
+        + b"\r\n"
+    )
+    assert 60_000 < len(head) < 64 * 1024
+    from exporter.probes.http import _Exchange
+
+    loop = asyncio.get_running_loop()
+    exchange = _Exchange(loop, 1024)
+    cpu = time.process_time()
+    for index in range(len(head)):
+        exchange.data_received(head[index : index + 1])
+    spent = time.process_time() - cpu
+    assert exchange.status == 200 and exchange.done.done()
+    assert spent < 0.5  # quadratic rescanning costs ~2 * 10^9 byte comparisons here
 
 
 async def test_https_without_certificate_verification(ip: str, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 ALB_PREFIX = "alb.ingress.kubernetes.io/"
 NLB_PREFIX = "service.beta.kubernetes.io/aws-load-balancer-"
 
@@ -72,6 +74,39 @@ NLB_CODES_RANGE = (200, 599)
 GRPC_CODES_RANGE = (0, 99)
 
 TRAFFIC_PORT = "traffic-port"
+
+# AWS's rule for HealthCheckPath (ELBv2 CreateTargetGroup / ModifyTargetGroup): 1 to 1024 characters
+# (the API model's Path shape), beginning with "/" and made of A-Z a-z 0-9 and - @ : % _ + . ~ # ? & / =
+# (what the API answers otherwise: "Health check must begin with a '/' and can only consist of the
+# characters: a-z, A-Z, 0-9, and @:%_+.~#?&/="). Anything else is percent-encoded by whoever writes it.
+HEALTH_CHECK_PATH_MAX = 1024
+HEALTH_CHECK_PATH_CHARACTERS = "A-Z a-z 0-9 - @ : % _ + . ~ # ? & / ="
+_HEALTH_CHECK_PATH = re.compile(r"/[-A-Za-z0-9@:%_+.~#?&/=]*")
+
+# Most target groups lbdoctor derives from one object (an ALB takes 100 target groups and an NLB 50
+# listeners by default quota); the rest are reported, not probed, so one object's series stay bounded.
+MAX_TARGET_GROUPS_PER_OWNER = 100
+
+QUOTE_LIMIT = 64
+
+
+def health_check_path_problem(path: str) -> str | None:
+    """Why AWS would reject ``path`` as a target group's HealthCheckPath, or None when it accepts it."""
+    if len(path) > HEALTH_CHECK_PATH_MAX:
+        return f"is {len(path)} characters long; AWS accepts at most {HEALTH_CHECK_PATH_MAX}"
+    if not path.startswith("/"):
+        return "is not a path starting with /"
+    if _HEALTH_CHECK_PATH.fullmatch(path) is None:
+        return f"has characters AWS does not accept in a health-check path (only {HEALTH_CHECK_PATH_CHARACTERS})"
+    return None
+
+
+def quoted(value: str, limit: int = QUOTE_LIMIT) -> str:
+    """A value someone else wrote, for a message: quoted, and cut to ``limit`` characters with its length."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
+
 
 # Spellings people reach for that the controller silently ignores (pain point 7 of the reference).
 MISSPELLINGS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from exporter.lb import annotations as ann
 from exporter.lb.healthcheck import INSTANCE, IPV6, LBC, Problem, Resolution
 from exporter.model.objects import Service, ServicePort
 from exporter.model.results import Check, ObjectRef, Reason, Status
@@ -110,3 +111,19 @@ def ipv6_node_problems(backends: Iterable[Backend], snapshot: ClusterSnapshot, c
             "interface, in subnets with IPv6 CIDRs), or use ip targets",
         ),
     )
+
+
+def bounded(owner: ObjectRef, backends: list[Backend], check: Check) -> tuple[tuple[Backend, ...], tuple[Problem, ...]]:
+    """At most ``MAX_TARGET_GROUPS_PER_OWNER`` target groups of one object are probed; more is a finding."""
+    limit = ann.MAX_TARGET_GROUPS_PER_OWNER
+    if len(backends) <= limit:
+        return tuple(backends), ()
+    problem = Problem(
+        check,
+        Reason.TOO_MANY_TARGET_GROUPS,
+        Status.WARN,
+        f"{owner.kind} {owner.namespace}/{owner.name} makes {len(backends)} target groups; lbdoctor probes "
+        f"the first {limit} (an ALB takes {limit} target groups and an NLB 50 listeners by default quota)",
+        "split the load balancer, or check whether every port and backend is meant to be load balanced",
+    )
+    return tuple(backends[:limit]), (problem,)

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from exporter.lb import annotations as ann
-from exporter.lb.backends import Backend, OwnerPlan, ipv6_node_problems
+from exporter.lb.backends import Backend, OwnerPlan, bounded, ipv6_node_problems
 from exporter.lb.healthcheck import (
     ALB,
     DUALSTACK_TYPES,
@@ -333,8 +333,10 @@ def plan_route(route: Route, snapshot: ClusterSnapshot, controller: ControllerCo
             )
         )
     problems.extend(_status_problems(route))
-    problems.extend(ipv6_node_problems(backends, snapshot, CHECK))
-    return OwnerPlan(owner, tuple(backends), tuple(problems))
+    kept, too_many = bounded(owner, backends, CHECK)
+    problems.extend(too_many)
+    problems.extend(ipv6_node_problems(kept, snapshot, CHECK))
+    return OwnerPlan(owner, kept, tuple(problems))
 
 
 def _not_attached(route: Route, gateway: Gateway, section: str | None, port: int | None) -> Problem:
@@ -594,7 +596,7 @@ def resolve_gateway(
     default_port: int | str = (
         service.health_check_node_port if local and service.health_check_node_port else ann.TRAFFIC_PORT
     )
-    port = reader.port("healthCheckConfig.healthCheckPort", service, default_port)
+    port = reader.port("healthCheckConfig.healthCheckPort", service, default_port, target_type)
     if isinstance(port, str) and port != ann.TRAFFIC_PORT and target_type == IP:
         named = service.port_named(port)
         if named is not None and isinstance(named.target_port, str):

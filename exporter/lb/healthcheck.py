@@ -110,7 +110,8 @@ class _Reader:
                 check=self.check,
                 reason=reason or self.invalid_reason,
                 status=Status.FAIL,
-                message=f"{key}={self.values.get(key, '')!r} on {self.where.get(key, 'the object')} {message}",
+                message=f"{key}={ann.quoted(self.values.get(key, ''))} on {self.where.get(key, 'the object')} "
+                f"{message}",
                 remedy=remedy,
                 annotation=key,
             )
@@ -167,7 +168,7 @@ class _Reader:
                 )
         return parse_success_codes(default, bounds)
 
-    def port(self, key: str, service: Service | None, default: int | str) -> int | str:
+    def port(self, key: str, service: Service | None, default: int | str, target_type: str) -> int | str:
         value = self.raw(key)
         if value is None:
             return default
@@ -175,10 +176,23 @@ class _Reader:
             return value
         if value.isascii() and value.isdigit():
             number = int(value)
-            if 1 <= number <= 65535:
-                return number
-            self.invalid(key, "is not a port between 1 and 65535", f"set {key} to traffic-port or a valid port")
-            return default
+            if not 1 <= number <= 65535:
+                self.invalid(key, "is not a port between 1 and 65535", f"set {key} to traffic-port or a valid port")
+                return default
+            allowed = instance_ports(service) if target_type == INSTANCE and service is not None else None
+            # No NodePort at all is InstanceTargetNeedsNodePort's finding; no probe goes there either way.
+            if service is not None and allowed and number not in allowed:
+                found = ", ".join(str(port) for port in sorted(allowed))
+                self.invalid(
+                    key,
+                    f"is not a NodePort (or the healthCheckNodePort) of Service {service.meta.key} (those: {found}); "
+                    f"with instance targets the load balancer checks that port on every node, so lbdoctor does "
+                    f"not probe it",
+                    f"set {key} to traffic-port, or to the NodePort of the Service port that serves the health check",
+                    reason=Reason.HEALTH_CHECK_PORT_NOT_IN_SERVICE,
+                )
+                return default
+            return number
         if service is not None and service.port_named(value) is None:
             names = ", ".join(p.name for p in service.ports if p.name) or "none"
             self.invalid(
@@ -223,10 +237,24 @@ class _Reader:
         value = self.raw(key)
         if value is None:
             return default
-        if not value.startswith("/") or any(c.isspace() for c in value) or "://" in value:
-            self.invalid(key, "is not a path starting with /", f"set {key} to a path such as /healthz")
+        problem = ann.health_check_path_problem(value)
+        if problem is not None:
+            self.invalid(
+                key,
+                f"{problem}; the controller's target group would be rejected",
+                f"set {key} to a path such as /healthz (percent-encode other characters)",
+            )
             return default
         return value
+
+
+def instance_ports(service: Service) -> frozenset[int]:
+    """The ports an instance target's health check may land on: the Service's NodePorts and its
+    healthCheckNodePort. Anything else on the node (the kubelet's 10250, say) is not the Service's."""
+    ports = {port.node_port for port in service.ports if port.node_port}
+    if service.health_check_node_port:
+        ports.add(service.health_check_node_port)
+    return frozenset(ports)
 
 
 def _misspellings(reader: _Reader, family_prefix: str) -> None:
@@ -309,7 +337,7 @@ def resolve_nlb(service: Service, controller: ControllerConfig) -> Resolution:
     default_port: int | str = (
         service.health_check_node_port if local_instance and service.health_check_node_port else ann.TRAFFIC_PORT
     )
-    port = reader.port(ann.NLB_HC_PORT, service, default_port)
+    port = reader.port(ann.NLB_HC_PORT, service, default_port, target_type)
     path: str | None = reader.path(ann.NLB_HC_PATH, "/healthz" if local_instance else "/")
     interval = reader.integer(ann.NLB_HC_INTERVAL, ann.INTERVAL_RANGE, 10)
     timeout = reader.integer(ann.NLB_HC_TIMEOUT, ann.TIMEOUT_RANGE, 6 if local_instance else 10)
@@ -321,8 +349,8 @@ def resolve_nlb(service: Service, controller: ControllerConfig) -> Resolution:
             reader.warn(
                 ann.NLB_HC_PATH,
                 Reason.PATH_IGNORED_FOR_TCP_HEALTH_CHECK,
-                f"Service {service.meta.key} sets {ann.NLB_HC_PATH}={reader.raw(ann.NLB_HC_PATH)!r} but its health "
-                f"check protocol is TCP, so the NLB only opens a connection and never requests the path",
+                f"Service {service.meta.key} sets {ann.NLB_HC_PATH}={ann.quoted(reader.raw(ann.NLB_HC_PATH) or '')} "
+                f"but its health check protocol is TCP, so the NLB only opens a connection and never requests the path",
                 f"add {ann.NLB_HC_PROTOCOL}: http (or https) to check the path, or remove {ann.NLB_HC_PATH}",
             )
         path, codes = None, None
@@ -390,7 +418,7 @@ def resolve_alb(
     backend_protocol = reader.choice(ann.ALB_BACKEND_PROTOCOL, (HTTP, HTTPS), HTTP)
     version = reader.choice(ann.ALB_BACKEND_PROTOCOL_VERSION, ("HTTP1", "HTTP2", "GRPC"), "HTTP1")
     protocol = reader.choice(ann.ALB_HC_PROTOCOL, (HTTP, HTTPS), backend_protocol)
-    port = reader.port(ann.ALB_HC_PORT, service, ann.TRAFFIC_PORT)
+    port = reader.port(ann.ALB_HC_PORT, service, ann.TRAFFIC_PORT, target_type)
     grpc = version == "GRPC"
     path = reader.path(ann.ALB_HC_PATH, GRPC_DEFAULT_PATH if grpc else "/")
     interval = reader.integer(ann.ALB_HC_INTERVAL, ann.INTERVAL_RANGE, 15)

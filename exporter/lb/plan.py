@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from exporter.lb import annotations as ann
-from exporter.lb.backends import ROUTE_OWNER_KINDS, Backend, LbPlan, OwnerPlan, config_check, ipv6_node_problems
+from exporter.lb.backends import (
+    ROUTE_OWNER_KINDS,
+    Backend,
+    LbPlan,
+    OwnerPlan,
+    bounded,
+    config_check,
+    ipv6_node_problems,
+)
 from exporter.lb.gateway import plan_route
 from exporter.lb.healthcheck import (
     ALB,
@@ -118,13 +126,15 @@ def plan_service(
     resolution = resolve_nlb(service, controller)
     owner = ObjectRef("Service", service.meta.namespace, service.meta.name)
     manager = AUTO_MODE if is_auto_mode_service(service) else LBC
-    backends = tuple(
+    backends = [
         Backend(NLB, owner, service, port, resolution, manager)
         for port in service.ports
         if port.protocol.upper() in ("TCP", "UDP", "TCP_UDP")
-    )
-    problems = ipv6_node_problems(backends, snapshot, Check.SERVICE_ANNOTATIONS) if snapshot is not None else ()
-    return OwnerPlan(owner, backends, problems)
+    ]
+    kept, problems = bounded(owner, backends, Check.SERVICE_ANNOTATIONS)
+    if snapshot is not None:
+        problems += ipv6_node_problems(kept, snapshot, Check.SERVICE_ANNOTATIONS)
+    return OwnerPlan(owner, kept, problems)
 
 
 def plan_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: ControllerConfig) -> OwnerPlan | None:
@@ -135,8 +145,9 @@ def plan_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: Contro
     problems: list[tuple[ObjectRef, Problem]] = []
     _ingress_backends(ingress, snapshot, controller, manager, backends, problems)
     owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
-    found = tuple(problem for _, problem in problems)
-    return OwnerPlan(owner, tuple(backends), found + ipv6_node_problems(backends, snapshot, Check.INGRESS_ANNOTATIONS))
+    kept, too_many = bounded(owner, backends, Check.INGRESS_ANNOTATIONS)
+    found = tuple(problem for _, problem in problems) + too_many
+    return OwnerPlan(owner, kept, found + ipv6_node_problems(kept, snapshot, Check.INGRESS_ANNOTATIONS))
 
 
 def plan_binding(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> OwnerPlan | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.lb.annotations import quoted
+
 
 class SuccessCodesError(ValueError):
     """The matcher text is not valid; the message says why in words a person can act on."""
@@ -31,15 +33,31 @@ def parse_success_codes(text: str, allowed: tuple[int, int]) -> SuccessCodes:
         item = raw_item.strip()
         low_text, sep, high_text = item.partition("-")
         if not _is_code(low_text) or (sep and not _is_code(high_text)):
-            raise SuccessCodesError(f"has {item!r}, which is neither a code nor a range like 200-399")
+            raise SuccessCodesError(f"has {quoted(item)}, which is neither a code nor a range like 200-399")
         low = int(low_text)
         high = int(high_text) if sep else low
         if low > high:
-            raise SuccessCodesError(f"has the range {item!r}, whose start is above its end")
+            raise SuccessCodesError(f"has the range {quoted(item)}, whose start is above its end")
         if low < allowed[0] or high > allowed[1]:
-            raise SuccessCodesError(f"has {item!r}, outside the {allowed[0]}-{allowed[1]} this load balancer accepts")
+            raise SuccessCodesError(
+                f"has {quoted(item)}, outside the {allowed[0]}-{allowed[1]} this load balancer accepts"
+            )
         ranges.append((low, high))
-    return SuccessCodes(text=stripped, ranges=tuple(ranges))
+    merged = _merge(ranges)
+    # However long the text, the matcher is at most a few hundred ranges; an overlong text is shown
+    # in its merged form.
+    text = stripped if len(stripped) <= 64 else ",".join(str(a) if a == b else f"{a}-{b}" for a, b in merged)
+    return SuccessCodes(text=text, ranges=merged)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return tuple(merged)
 
 
 def _is_code(text: str) -> bool:

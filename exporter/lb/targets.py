@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from exporter.lb import annotations as ann
 from exporter.lb.backends import Backend, LbPlan
-from exporter.lb.healthcheck import ALB, INSTANCE, IPV6, HealthCheckSpec
+from exporter.lb.healthcheck import ALB, INSTANCE, IPV6, HealthCheckSpec, instance_ports
 from exporter.lb.thresholds import PredictedHealth, Thresholds
 from exporter.model.objects import Pod, Service, ServicePort
 from exporter.model.probe import ELB_USER_AGENT, ProbeOutcome, ProbeRequest
@@ -145,6 +145,8 @@ def _node_path_target(
     port = node_port_of(spec, service, service_port)
     if port is None:
         return None  # no NodePort: the annotation checks report InstanceTargetNeedsNodePort
+    if port not in instance_ports(service):
+        return None  # not the Service's port on the node (the kubelet's, say): never probed, whoever asks
     return _probe_target(backend, spec, service, node_ip, port, "", node, defaults)
 
 
@@ -174,6 +176,8 @@ def _target_for(
         ip = pod.pod_ip  # a Service object without spec.ipFamilies (an old API server): its one address
     if not ip:
         return None  # nothing to probe; the pod_status check says why (or the pod lacks the family's address)
+    if spec.target_type == INSTANCE and isinstance(spec.port, int) and spec.port not in instance_ports(service):
+        return None  # a port on the node that is not the Service's: no pod behind it to probe
     port = probe_port(spec, service, service_port, pod)
     if isinstance(port, str):
         return None  # a named port the pod lacks: the target_port check says so
@@ -189,14 +193,18 @@ def _probe_target(
     pod: str,
     node: str,
     defaults: ProbeDefaults,
-) -> ProbeTarget:
-    """The health check of ``spec`` sent to ``ip:port``: a pod (``pod`` its name) or a node path (``pod`` "")."""
+) -> ProbeTarget | None:
+    """The health check of ``spec`` sent to ``ip:port``: a pod (``pod`` its name) or a node path (``pod`` "").
+    None for a path AWS would not accept: whatever its source, it never reaches a request line."""
+    path = spec.path or "/"
+    if ann.health_check_path_problem(path) is not None:
+        return None
     request = ProbeRequest(
         protocol=spec.protocol,
         ip=ip,
         port=port,
         timeout=float(spec.timeout),
-        path=spec.path or "/",
+        path=path,
         success_ranges=spec.success_codes.ranges if spec.success_codes else ((200, 399),),
         user_agent=defaults.user_agent,
         body_limit=defaults.body_limit,

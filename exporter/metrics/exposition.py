@@ -6,6 +6,7 @@ rendered from pre-joined label strings instead, so 5,000 targets render in tens 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 
 from exporter.metrics.names import MetricName
@@ -15,12 +16,28 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _INF = float("inf")
 
 
+# Longest label value written (characters). Kubernetes names are at most 253; only a value someone
+# typed freely (a health-check path up to AWS's 1,024) is longer, and it is cut, keeping a digest
+# of the whole so two long values stay two series.
+MAX_LABEL_VALUE = 256
+_DIGEST = 16
+
+
 def escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def bounded(value: str) -> str:
+    """``value`` if it is at most ``MAX_LABEL_VALUE`` characters, else its head, "…" and a digest of it."""
+    if len(value) <= MAX_LABEL_VALUE:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST]
+    return f"{value[: MAX_LABEL_VALUE - _DIGEST - 1]}…{digest}"
+
+
 def join_labels(names: Sequence[str], values: Sequence[str]) -> str:
-    return ",".join(f'{name}="{escape(value)}"' for name, value in zip(names, values, strict=True))
+    """The label text of a series: every value bounded, then escaped. The one way labels are written."""
+    return ",".join(f'{name}="{escape(bounded(value))}"' for name, value in zip(names, values, strict=True))
 
 
 def number(value: float) -> str:

@@ -103,6 +103,7 @@ class Reason(enum.StrEnum):
     CONFLICTING_TARGET_GROUP_CONFIGURATIONS = "ConflictingTargetGroupConfigurations"
     HEALTH_CHECK_CONFIG_REPLACES_DEFAULT = "HealthCheckConfigReplacesDefault"
     UDP_HEALTH_CHECK_IS_TCP = "UdpHealthCheckIsTcp"
+    TOO_MANY_TARGET_GROUPS = "TooManyTargetGroups"  # more than lbdoctor probes for one object
     # controller
     CONTROLLER_NOT_FOUND = "ControllerNotFound"
     CONTROLLER_NOT_READY = "ControllerNotReady"

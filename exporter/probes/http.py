@@ -3,7 +3,10 @@
 A new connection per check, ``GET path HTTP/1.1`` with the LB's User-Agent and a Host header of
 ``ip:port``, no redirects followed, TLS without certificate verification, the status matched against
 the target group's success codes, everything within the health check timeout. The response body is
-read only up to a small cap: a target that streams gigabytes costs us ``body_limit`` bytes.
+read only up to a small cap: a target that streams gigabytes costs us ``body_limit`` bytes; its head
+is parsed in linear time and capped too (``MAX_HEAD_BYTES``, ``MAX_INTERIM_RESPONSES``). A probe's
+``detail`` describes what went wrong in lbdoctor's words and never quotes the target's bytes: the
+target belongs to a tenant, the detail reaches the status page, the API and the logs.
 
 Written on asyncio's protocol layer rather than an HTTP client library: a probe is one short
 exchange whose every failure mode we must name, and the protocol layer costs a fraction of a client
@@ -20,7 +23,9 @@ from exporter.model.probe import ProbeOutcome, ProbeRequest
 from exporter.model.results import Reason
 from exporter.probes.errors import reason_for
 
-_MAX_HEAD = 64 * 1024
+MAX_HEAD_BYTES = 64 * 1024  # status lines and headers of one probe's answer, interim responses included
+# Go's net/http client gives up after 5 interim responses; a target that sends more is not answering.
+MAX_INTERIM_RESPONSES = 5
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})(?: [^\r\n]*)?")
 _NO_BODY_CODES = frozenset({204, 304})
 
@@ -71,7 +76,7 @@ class _ChunkScanner:
             try:
                 chunk = int(line, 16)
             except ValueError:
-                raise InvalidResponseError(f"a chunk size that is not hex: {line[:20]!r}") from None
+                raise InvalidResponseError("a chunk size that is not hexadecimal") from None
             if chunk == 0:
                 self.finished = True
             else:
@@ -79,13 +84,23 @@ class _ChunkScanner:
 
 
 class _Exchange(asyncio.Protocol):
-    """Collects one response: status line, headers, then body bytes up to a cap."""
+    """Collects one response: status line, headers, then body bytes up to a cap.
+
+    The head is parsed in linear time: each search for its end starts where the previous one
+    stopped, interim (1xx) responses are skipped by moving an offset rather than copying what follows
+    them, and every head byte counts towards one cap. A target streaming ``100 Continue`` forever is
+    an invalid response after ``MAX_INTERIM_RESPONSES``, not a loop until the timeout.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, body_limit: int) -> None:
         self._loop = loop
         self._body_limit = body_limit
         self.done: asyncio.Future[None] = loop.create_future()
         self._head = bytearray()
+        self._start = 0  # where the current (not yet complete) head begins in ``_head``
+        self._scanned = 0  # ``_head`` before this offset holds no end of the current head
+        self._head_bytes = 0  # head bytes received, interim responses included
+        self.interim = 0  # interim (1xx) responses skipped
         self.status: int | None = None
         self.first_byte_at: float | None = None
         self.body_bytes = 0
@@ -102,6 +117,7 @@ class _Exchange(asyncio.Protocol):
         try:
             if self.status is None:
                 self._head += data
+                self._head_bytes += len(data)
                 self._parse_head()
             else:
                 self._body(data)
@@ -118,41 +134,50 @@ class _Exchange(asyncio.Protocol):
     # parsing ----------------------------------------------------------------------------------
     def _parse_head(self) -> None:
         while self.status is None:
-            end = self._head.find(b"\r\n\r\n")
+            end = self._head.find(b"\r\n\r\n", max(self._scanned, self._start))
             if end < 0:
-                if len(self._head) > _MAX_HEAD:
-                    raise InvalidResponseError("response headers larger than 64 KiB")
-                if len(self._head) >= 8 and not self._head.startswith(b"HTTP/"[: len(self._head)]):
-                    raise InvalidResponseError(f"not an HTTP response: {bytes(self._head[:24])!r}")
+                self._scanned = max(len(self._head) - 3, self._start)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    raise InvalidResponseError(f"response headers larger than {MAX_HEAD_BYTES // 1024} KiB")
+                pending = len(self._head) - self._start
+                if pending >= 5 and not self._head.startswith(b"HTTP/", self._start):
+                    raise InvalidResponseError("not an HTTP response (it does not begin with HTTP/)")
                 return
-            head = bytes(self._head[:end])
-            rest = bytes(self._head[end + 4 :])
-            lines = head.split(b"\r\n")
+            lines = bytes(self._head[self._start : end]).split(b"\r\n")
+            rest = end + 4
             match = _STATUS_LINE.fullmatch(lines[0])
             if match is None:
-                raise InvalidResponseError(f"not an HTTP status line: {lines[0][:40]!r}")
+                raise InvalidResponseError("not an HTTP status line")
             code = int(match.group(1))
             if 100 <= code < 200 and code != 101:
-                self._head = bytearray(rest)  # an interim response; the real one follows
+                # An interim response; the real one follows. Skipped by offset, never by copying.
+                self.interim += 1
+                if self.interim > MAX_INTERIM_RESPONSES:
+                    raise InvalidResponseError(f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses")
+                self._start = self._scanned = rest
+                if self._start > 4096 and self._start * 2 > len(self._head):
+                    del self._head[: self._start]  # amortised: each byte is moved at most once more
+                    self._start = self._scanned = 0
                 continue
-            self._headers(lines[1:], code)
+            self._headers(lines[1:])
             self.status = code
+            body = bytes(self._head[rest:])
             self._head = bytearray()
             if code in _NO_BODY_CODES or code == 101 or self._content_length == 0:
                 self._finish()
-            elif rest:
-                self._body(rest)
+            elif body:
+                self._body(body)
 
-    def _headers(self, lines: list[bytes], code: int) -> None:
-        for line in lines:
+    def _headers(self, lines: list[bytes]) -> None:
+        for number, line in enumerate(lines, 2):
             name, sep, value = line.partition(b":")
             if not sep or not name or name != name.strip():
-                raise InvalidResponseError(f"a malformed header line: {line[:40]!r}")
+                raise InvalidResponseError(f"a malformed header line (line {number} of the response)")
             lowered = name.lower()
             if lowered == b"content-length":
                 text = value.strip()
                 if not text.isdigit():
-                    raise InvalidResponseError(f"a Content-Length that is not a number: {text[:20]!r}")
+                    raise InvalidResponseError("a Content-Length that is not a number")
                 self._content_length = int(text)
             elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
                 self._chunks = _ChunkScanner()
@@ -188,7 +213,7 @@ class _Exchange(asyncio.Protocol):
         if exc is not None:
             self.done.set_exception(exc)
         elif self.status is None:
-            got = f"after {len(self._head)} bytes" if self._head else "without sending anything"
+            got = f"after {self._head_bytes} bytes" if self._head_bytes else "without sending anything"
             self.done.set_exception(InvalidResponseError(f"the target closed the connection {got}"))
         elif self._content_length is not None or self._chunks is not None:
             self.done.set_exception(

@@ -195,7 +195,13 @@ def test_node_role_daemonset(default: list[dict[str, Any]]) -> None:
     assert agent["args"] == ["run", "--role", "node"]
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert env(agent)["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
-    assert env(agent)["LBDOCTOR_LISTEN"] == "0.0.0.0:9850"
+    # The node's address (and loopback for port-forward), not every interface of the node.
+    assert env(agent)["HOST_IP"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    assert env(agent)["LBDOCTOR_LISTEN"] == "[$(HOST_IP)]:9850,127.0.0.1:9850"
+    assert Settings(node_name="n", listen="[10.0.1.23]:9850,127.0.0.1:9850").listen_addresses == [
+        ("10.0.1.23", 9850),
+        ("127.0.0.1", 9850),
+    ]
     # The agent: an unprivileged user without any capability.
     security = agent["securityContext"]
     assert security["capabilities"] == {"drop": ["ALL"]}
@@ -319,6 +325,7 @@ def test_schema_settings_are_lbdoctor_settings() -> None:
     chart_controlled |= {"controller_namespace", "lease_namespace", "identity"}  # must match its RBAC
     chart_controlled |= {"node_agent_daemonset", "node_agent_namespace"}  # must name its own DaemonSet
     chart_controlled |= {"kube_proxy_rules_dir"}  # where its sidecar writes
+    chart_controlled |= {"web_config_file"}  # web.config / web.existingSecret, mounted by the chart
     assert set(properties) == set(fields) - chart_controlled  # every other setting can be set from values
     for name, rule in properties.items():
         if "enum" in rule:
@@ -371,7 +378,7 @@ def test_node_only() -> None:
     assert {d["kind"] for d in docs} == {"DaemonSet", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
     service = one(docs, "Service")
     assert service["spec"]["clusterIP"] == "None" and service["spec"]["ports"][0]["port"] == 9860
-    assert env(container(docs, "DaemonSet"))["LBDOCTOR_LISTEN"] == "0.0.0.0:9860"
+    assert env(container(docs, "DaemonSet"))["LBDOCTOR_LISTEN"] == "[$(HOST_IP)]:9860,127.0.0.1:9860"
 
 
 # Monitoring objects ----------------------------------------------------------------------------
@@ -393,6 +400,68 @@ def test_service_monitor(full: list[dict[str, Any]]) -> None:
     docs = render(CHART / "ci" / "kube-prometheus-stack-values.yaml")
     assert one(docs, "ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert one(docs, "PrometheusRule")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_hardened_web_face() -> None:
+    """web.config becomes a Secret mounted in both roles; the kubelet's probes and the ServiceMonitor
+    use https, the ServiceMonitor with the basic-auth password; without it nothing of it is rendered."""
+    docs = render(CHART / "ci" / "hardened-web-values.yaml")
+    secret = one(docs, "Secret", "release-lbdoctor-web")
+    web_config = yaml.safe_load(secret["stringData"]["web-config.yml"])
+    assert set(web_config) == {"tls_server_config", "http_server_config", "basic_auth_users"}
+    for kind in ("DaemonSet", "Deployment"):
+        workload = container(docs, kind)
+        pod = one(docs, kind)["spec"]["template"]["spec"]
+        assert env(workload)["LBDOCTOR_WEB_CONFIG_FILE"] == "/etc/lbdoctor/web/web-config.yml"
+        mounts = {m["name"]: m["mountPath"] for m in workload["volumeMounts"]}
+        assert mounts["web-config"] == "/etc/lbdoctor/web" and mounts["web-tls"] == "/etc/lbdoctor/tls"
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        assert secrets == {
+            "web-config": "release-lbdoctor-web",
+            "web-tls": "lbdoctor-tls",
+            "peer-auth": "lbdoctor-peer",
+        }
+        # Each role reads the other's API over https, verifying the name the certificate carries, with the
+        # basic-auth user kept for them (the password a file, read at each request).
+        assert env(workload)["LBDOCTOR_PEER_TLS_CA_FILE"] == "/etc/lbdoctor/tls/ca.crt"
+        assert env(workload)["LBDOCTOR_PEER_TLS_SERVER_NAME"] == "lbdoctor.lbdoctor.svc"
+        assert env(workload)["LBDOCTOR_PEER_BASIC_AUTH_USERNAME"] == "lbdoctor"
+        assert env(workload)["LBDOCTOR_PEER_BASIC_AUTH_PASSWORD_FILE"] == "/etc/lbdoctor/peer/password"
+        assert mounts["peer-auth"] == "/etc/lbdoctor/peer"
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert workload[probe]["httpGet"]["scheme"] == "HTTPS"
+    assert env(container(docs, "DaemonSet"))["LBDOCTOR_CLUSTER_ROLE_URL"].startswith(
+        "https://release-lbdoctor-cluster."
+    )
+    assert env(container(docs, "Deployment"))["LBDOCTOR_NODE_AGENT_SCHEME"] == "https"
+    endpoint = one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https" and endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+    assert endpoint["basicAuth"]["password"] == {"name": "lbdoctor-scrape", "key": "password"}
+    # The file the chart writes is one lbdoctor itself accepts (certificates aside).
+    from exporter.web.webconfig import WebConfigError
+    from exporter.web.webconfig import load as load_web_config
+
+    path = ROOT / "test-output" / "hardened-web-config.yml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(secret["stringData"]["web-config.yml"])
+    with pytest.raises(WebConfigError, match="tls_server_config: No such file"):
+        load_web_config(str(path))
+    mtls = render(sets=("web.existingSecret=mine", "web.tls=true", "web.clientCertificates=true"))
+    agent = container(mtls, "DaemonSet")
+    assert agent["livenessProbe"]["tcpSocket"] == {"port": "http-metrics"} and "httpGet" not in agent["livenessProbe"]
+    assert "LBDOCTOR_PEER_TLS_CERT_FILE" not in env(agent)  # no tlsSecret: no client certificate to present
+    mtls = render(sets=("web.existingSecret=mine", "web.tls=true", "web.tlsSecret=certs", "web.clientCertificates=true"))
+    agent = container(mtls, "DaemonSet")
+    assert env(agent)["LBDOCTOR_PEER_TLS_CERT_FILE"] == "/etc/lbdoctor/tls/tls.crt"
+    assert env(agent)["LBDOCTOR_PEER_TLS_KEY_FILE"] == "/etc/lbdoctor/tls/tls.key"
+    assert not [d for d in mtls if d["kind"] == "Secret"]
+    plain = render(sets=ALL_FEATURES)
+    assert not [d for d in plain if d["kind"] == "Secret"]
+    assert "LBDOCTOR_WEB_CONFIG_FILE" not in env(container(plain, "DaemonSet"))
+    assert not [name for name in env(container(plain, "DaemonSet")) if name.startswith("LBDOCTOR_PEER_")]
+    assert env(container(plain, "DaemonSet"))["LBDOCTOR_CLUSTER_ROLE_URL"].startswith("http://")
+    assert one(plain, "ServiceMonitor")["spec"]["endpoints"][0]["scheme"] == "http"
+    assert container(plain, "DaemonSet")["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
 
 
 def test_prometheus_rule_is_the_rule_file_unchanged(full: list[dict[str, Any]]) -> None:

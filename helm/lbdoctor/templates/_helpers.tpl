@@ -59,19 +59,128 @@ app.kubernetes.io/part-of: lbdoctor
 {{- end }}
 {{- end }}
 
-{{/* Liveness on /healthz; readiness on /readyz, which fails until every watched resource was listed once. */}}
+{{/* The Secret holding web-config.yml (exporter-toolkit format), or nothing. */}}
+{{- define "lbdoctor.webSecret" -}}
+{{- if .Values.web.existingSecret }}{{ .Values.web.existingSecret }}
+{{- else if .Values.web.config }}{{ include "lbdoctor.fullname" . }}-web
+{{- end }}
+{{- end }}
+
+{{/* https when the web config serves TLS (web.tls, or tls_server_config in web.config). */}}
+{{- define "lbdoctor.scheme" -}}
+{{- if or .Values.web.tls (and .Values.web.config (hasKey .Values.web.config "tls_server_config")) }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* The web config's environment variable, for both roles. */}}
+{{- define "lbdoctor.webEnv" -}}
+{{- if include "lbdoctor.webSecret" . }}
+- name: LBDOCTOR_WEB_CONFIG_FILE
+  value: /etc/lbdoctor/web/web-config.yml
+{{- end }}
+{{- end }}
+
+{{/* How a role reads the other role's API behind the web config (peer_* settings): the CA, the name to
+     verify, a client certificate, basic auth. Both roles get the same: one web config serves both. */}}
+{{- define "lbdoctor.peerEnv" -}}
+{{- $peer := .Values.web.peer }}
+{{- if eq (include "lbdoctor.scheme" .) "https" }}
+{{- if and .Values.web.tlsSecret $peer.useTlsSecretCa }}
+- name: LBDOCTOR_PEER_TLS_CA_FILE
+  value: /etc/lbdoctor/tls/ca.crt
+{{- end }}
+{{- with $peer.serverName }}
+- name: LBDOCTOR_PEER_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- if $peer.insecureSkipVerify }}
+- name: LBDOCTOR_PEER_TLS_INSECURE_SKIP_VERIFY
+  value: "true"
+{{- end }}
+{{- if and .Values.web.clientCertificates .Values.web.tlsSecret $peer.clientCertificate }}
+- name: LBDOCTOR_PEER_TLS_CERT_FILE
+  value: /etc/lbdoctor/tls/tls.crt
+- name: LBDOCTOR_PEER_TLS_KEY_FILE
+  value: /etc/lbdoctor/tls/tls.key
+{{- end }}
+{{- end }}
+{{- if $peer.basicAuthUsername }}
+- name: LBDOCTOR_PEER_BASIC_AUTH_USERNAME
+  value: {{ $peer.basicAuthUsername | quote }}
+{{- if $peer.basicAuthSecret }}
+- name: LBDOCTOR_PEER_BASIC_AUTH_PASSWORD_FILE
+  value: /etc/lbdoctor/peer/password
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The web config's volumes and mounts: web-config.yml at /etc/lbdoctor/web, certificates at /etc/lbdoctor/tls. */}}
+{{- define "lbdoctor.webMounts" -}}
+{{- if include "lbdoctor.webSecret" . }}
+- name: web-config
+  mountPath: /etc/lbdoctor/web
+  readOnly: true
+{{- end }}
+{{- if .Values.web.tlsSecret }}
+- name: web-tls
+  mountPath: /etc/lbdoctor/tls
+  readOnly: true
+{{- end }}
+{{- if .Values.web.peer.basicAuthSecret }}
+- name: peer-auth
+  mountPath: /etc/lbdoctor/peer
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "lbdoctor.webVolumes" -}}
+{{- with include "lbdoctor.webSecret" . }}
+- name: web-config
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- with .Values.web.tlsSecret }}
+- name: web-tls
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- with .Values.web.peer.basicAuthSecret }}
+- name: peer-auth
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: password
+        path: password
+{{- end }}
+{{- end }}
+
+{{/* Liveness on /healthz; readiness on /readyz, which fails until every watched resource was listed once.
+     Both answer without basic auth; over https when the web config serves TLS; a plain TCP check when it
+     requires client certificates, which the kubelet does not have. */}}
 {{- define "lbdoctor.probes" -}}
+{{- $scheme := include "lbdoctor.scheme" . | upper }}
 livenessProbe:
+  {{- if .Values.web.clientCertificates }}
+  tcpSocket:
+    port: http-metrics
+  {{- else }}
   httpGet:
     path: /healthz
     port: http-metrics
+    scheme: {{ $scheme }}
+  {{- end }}
   periodSeconds: 10
   timeoutSeconds: 5
   failureThreshold: 3
 readinessProbe:
+  {{- if .Values.web.clientCertificates }}
+  tcpSocket:
+    port: http-metrics
+  {{- else }}
   httpGet:
     path: /readyz
     port: http-metrics
+    scheme: {{ $scheme }}
+  {{- end }}
   periodSeconds: 5
   timeoutSeconds: 5
   failureThreshold: 2
