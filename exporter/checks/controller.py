@@ -64,13 +64,14 @@ def denial(line: str) -> str | None:
 
 
 def evaluate(
-    snapshot: ClusterSnapshot, where: ControllerLocation, plans: Sequence[OwnerPlan] | int
+    snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: Sequence[OwnerPlan] | int
 ) -> list[CheckResult]:
-    """The controllers' own health: the AWS Load Balancer Controller, which ``plans`` (the load-balanced objects)
-    depend on unless EKS Auto Mode reconciles them, and EKS Auto Mode where objects use it."""
-    if isinstance(plans, int):
-        lb_objects, plans = plans, ()
-    else:
+    """The controllers' own health: the AWS Load Balancer Controller, which the load-balanced objects (their
+    plans, or just how many there are) depend on unless EKS Auto Mode reconciles them, and EKS Auto Mode where
+    objects use it."""
+    plans: Sequence[OwnerPlan] = ()
+    if not isinstance(lb_objects, int):
+        plans = lb_objects
         lb_objects = sum(1 for plan in plans if plan.manager == LBC)
     results = [_deployment_result(snapshot, where, lb_objects)]
     crd = _crd_result(snapshot, where)
