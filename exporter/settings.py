@@ -195,14 +195,20 @@ class Settings(BaseModel):
     """botocore's retry mode; adaptive also slows down client-side after throttling."""
     aws_max_attempts: int = Field(default=3, ge=1, le=10)
     """Attempts per AWS call, the first included (botocore retries throttling and transient errors)."""
-    aws_elbv2_requests_per_second: float = Field(default=5.0, gt=0, le=100)
-    """lbdoctor's share of the account's ELBv2 Describe* bucket (40 tokens; AWS's guide refills 10 a second),
-    leaving the rest to the AWS Load Balancer Controller and the console."""
+    aws_elbv2_requests_per_second: float = Field(default=2.0, gt=0, le=100)
+    """lbdoctor's share of the account's ELBv2 Describe* bucket (40 tokens; AWS's guide refills 10 a second):
+    a fifth, leaving the rest to the AWS Load Balancer Controller and the console."""
     aws_elbv2_burst: int = Field(default=10, ge=1, le=40)
     """Most ELBv2 calls lbdoctor makes back to back before the rate applies."""
-    aws_ec2_requests_per_second: float = Field(default=10.0, gt=0, le=100)
+    aws_ec2_requests_per_second: float = Field(default=2.0, gt=0, le=100)
     """Client-side rate of EC2 Describe* calls (EC2's own buckets are per API and larger)."""
-    aws_ec2_burst: int = Field(default=20, ge=1, le=100)
+    aws_ec2_burst: int = Field(default=10, ge=1, le=100)
+    aws_cloudwatch: Literal["auto", "on", "off"] = "auto"
+    """Watch the load balancers' UnHealthyHostCount in CloudWatch (GetMetricData, 500 target groups a call) to
+    notice a change between two reads of a target group. auto: only when the ELBv2 budget cannot read every
+    target group within aws_target_health_interval_seconds (CloudWatch bills per metric asked: docs/aws.md)."""
+    aws_cloudwatch_interval_seconds: float = Field(default=60.0, ge=10, le=3600)
+    """How often CloudWatch is asked (its ELB metrics have one datapoint a minute)."""
     aws_target_health_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
     """How often a target group whose targets are all healthy is asked for its target health."""
     aws_target_health_hot_interval_seconds: float = Field(default=15.0, ge=5, le=3600)

@@ -9,7 +9,9 @@ from typing import Any
 from exporter.checks.aws_round import AwsRound
 from exporter.dataplane.report import DataplaneReport
 from exporter.lb.plan import OwnerPlan
+from exporter.lb.readiness_gates import GateRow
 from exporter.lb.targets import TargetStatus
+from exporter.metrics.bindings import BindingRow
 from exporter.model.results import ResultSet
 from exporter.model.snapshot import ClusterSnapshot
 
@@ -25,6 +27,8 @@ class Published:
     plans: tuple[OwnerPlan, ...] = ()
     snapshot: ClusterSnapshot | None = None
     aws: AwsRound | None = None  # the last AWS round (cluster role): target states, the published settings
+    gates: tuple[GateRow, ...] = ()  # pods' load-balancer readiness gates (cluster role)
+    bindings: tuple[BindingRow, ...] = ()  # TargetGroupBindings: target group known to AWS, reconcile errors
 
 
 # /api/v1/targetgroups as the cluster role answers it: status, JSON document, extra headers. The argument

@@ -13,6 +13,7 @@ def test_node_side_modules_do_not_import_boto3() -> None:
     code = (
         "import sys\n"
         "import exporter.roles.node, exporter.lb.aws_settings, exporter.aws.metrics, exporter.checks.aws_round\n"
+        "import exporter.aws.detect, exporter.metrics.bindings, exporter.web.server\n"
         "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore'))\n"
         "assert not leaked, leaked\n"
     )

@@ -7,7 +7,7 @@ import subprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.aws.metrics import render_aws
-from exporter.aws.model import TARGET_STATES
+from exporter.aws.model import TARGET_STATES, AwsSnapshot, TargetGroupHealth
 from exporter.checks.aws_round import ElbTargetRow
 from tests.conftest import require_tool
 
@@ -17,10 +17,19 @@ ROWS = [
     ElbTargetRow("k8s-odd", "", "", "10.0.0.9", None, "future-state", None, 0, None, None),
 ]
 REQUESTS = {("DescribeTargetHealth", "success"): 12, ("DescribeTargetHealth", "throttled"): 1, ("DescribeTargetHealth", "retried"): 2}
+AWS = AwsSnapshot(
+    taken_at=1000.0,
+    health={"arn:a": TargetGroupHealth("arn:a", (), 940.0), "arn:b": TargetGroupHealth("arn:b", (), 990.0)},
+    api_requests=REQUESTS,
+    target_health_reads={"sweep": 40, "cloudwatch": 2},
+    budgets={"elbv2": (2.0, 10), "ec2": (2.0, 10), "cloudwatch": (1.0, 5)},
+    budget_waited={"elbv2": 12.5, "ec2": 0.0, "cloudwatch": 0.0},
+    cloudwatch_watched=498,
+)
 
 
 def _families() -> dict[str, list[tuple[dict[str, str], float]]]:
-    text = "".join(render_aws(ROWS, REQUESTS))
+    text = "".join(render_aws(ROWS, AWS, now=1010.0))
     found: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -49,9 +58,23 @@ def test_transitions_and_requests() -> None:
     assert requests == REQUESTS
 
 
+def test_the_budget_the_triggers_and_the_freshness() -> None:
+    families = _families()
+    budget = {labels["service"]: value for labels, value in families["lbdoctor_aws_api_budget_requests_per_second"]}
+    assert budget == {"elbv2": 2.0, "ec2": 2.0, "cloudwatch": 1.0}
+    burst = {labels["service"]: value for labels, value in families["lbdoctor_aws_api_budget_burst"]}
+    assert burst == {"elbv2": 10, "ec2": 10, "cloudwatch": 5}
+    waited = {labels["service"]: value for labels, value in families["lbdoctor_aws_api_budget_wait_seconds_total"]}
+    assert waited["elbv2"] == 12.5
+    reads = {labels["trigger"]: value for labels, value in families["lbdoctor_aws_target_health_reads_total"]}
+    assert reads == {"sweep": 40, "cloudwatch": 2}
+    assert families["lbdoctor_aws_target_health_oldest_age_seconds"] == [({}, 70.0)]  # now 1010 - read at 940
+    assert families["lbdoctor_aws_cloudwatch_watched_target_groups"] == [({}, 498)]
+
+
 def test_the_exposition_passes_promtool() -> None:
     promtool = require_tool("promtool")
-    text = "".join(render_aws(ROWS, REQUESTS))
+    text = "".join(render_aws(ROWS, AWS, now=1010.0))
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr
     assert checked.stderr == "" and checked.stdout == ""

@@ -96,9 +96,9 @@ SCENARIOS: dict[str, tuple[Callable[[FakeApiServer], None], diagnose.Options]] =
         lambda api: cluster.seed(api.state, "127.77"),
         diagnose.Options(namespace="shop", target="service/alb-instance", output="json"),
     ),
-    "demo-httproute-reviews": (
+    "demo-httproute-ratings": (
         lambda api: cluster.seed(api.state, "127.77"),
-        diagnose.Options(namespace="shop", target="httproute/reviews", output="json"),
+        diagnose.Options(namespace="shop", target="httproute/ratings", output="json"),
     ),
     "edge-cases": (seed_edge_cases, diagnose.Options(namespace="edge", output="json")),
     "forbidden-pods-and-logs": (

@@ -27,7 +27,7 @@ from botocore.config import Config
 from exporter.aws.limiter import TokenBucket
 from exporter.aws.model import ApiProblem, ProblemKind
 
-ELBV2, EC2 = "elbv2", "ec2"
+ELBV2, EC2, CLOUDWATCH = "elbv2", "ec2", "cloudwatch"
 
 # botocore method -> (service, IAM action). Everything lbdoctor may ask AWS, and nothing more.
 OPERATIONS: Mapping[str, tuple[str, str]] = {
@@ -42,6 +42,8 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
     "describe_network_acls": (EC2, "ec2:DescribeNetworkAcls"),
     "describe_route_tables": (EC2, "ec2:DescribeRouteTables"),
     "describe_vpcs": (EC2, "ec2:DescribeVpcs"),
+    # The change detector (exporter.aws.detect): the LBs' own UnHealthyHostCount, 500 target groups a call.
+    "get_metric_data": (CLOUDWATCH, "cloudwatch:GetMetricData"),
 }
 
 _DENIED = {
@@ -128,7 +130,7 @@ ClientFactory = Callable[[str], Any]
 
 
 class AwsApi:
-    """boto3 clients for ELBv2 and EC2 behind ``await call(operation, **params)``.
+    """boto3 clients for ELBv2, EC2 and CloudWatch behind ``await call(operation, **params)``.
 
     ``client_factory`` (service name -> botocore client) replaces the standard clients; tests use it
     to attach botocore's Stubber. Counts of every request (by operation and outcome) are kept for
@@ -143,6 +145,7 @@ class AwsApi:
         max_attempts: int = 3,
         elbv2_limiter: TokenBucket | None = None,
         ec2_limiter: TokenBucket | None = None,
+        cloudwatch_limiter: TokenBucket | None = None,
         workers: int = 8,
         endpoint_url: str | None = None,
         connect_timeout: float = 5.0,
@@ -160,8 +163,9 @@ class AwsApi:
         self._endpoint_url = endpoint_url
         self._factory = client_factory or self._standard_client
         self._limiters = {
-            ELBV2: elbv2_limiter or TokenBucket(5.0, 10),
-            EC2: ec2_limiter or TokenBucket(10.0, 20),
+            ELBV2: elbv2_limiter or TokenBucket(2.0, 10),
+            EC2: ec2_limiter or TokenBucket(2.0, 10),
+            CLOUDWATCH: cloudwatch_limiter or TokenBucket(1.0, 5),
         }
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lbdoctor-aws")
         self._clients: dict[str, Any] = {}
@@ -207,6 +211,14 @@ class AwsApi:
 
     def limiter(self, service: str) -> TokenBucket:
         return self._limiters[service]
+
+    def budgets(self) -> dict[str, tuple[float, int]]:
+        """Per service: lbdoctor's client-side rate (calls a second) and burst."""
+        return {service: (bucket.rate, bucket.burst) for service, bucket in self._limiters.items()}
+
+    def waited(self) -> dict[str, float]:
+        """Per service: seconds calls have waited for lbdoctor's own budget (how budget-bound it is)."""
+        return {service: bucket.waited for service, bucket in self._limiters.items()}
 
     # -- calls -----------------------------------------------------------------------------------
     async def call(self, operation: str, **params: Any) -> dict[str, Any]:

@@ -8,11 +8,14 @@ One ``collect()`` is one round. What it asks, and how often:
   the cluster's target groups (20 a call), and per VPC the ENIs, subnets, NACLs and route tables
   (one paged call each, filtered by ``vpc-id``), the nodes' and instance targets' instances, the
   security groups they and the LBs use, and the VPCs.
-- **Target health** (each target group every ``target_health_interval``, 60 s, or ``hot_interval``,
-  15 s, when one of its targets is not healthy or a node agent's probe of it fails): one
-  DescribeTargetHealth per target group, the one call ELBv2 cannot batch. A round spends at most the
-  limiter's budget for ``round_seconds`` (hot groups first, then the stalest), so a round stays short
-  and a big cluster is covered over several rounds without ever exceeding the rate limit.
+- **Target health**: one DescribeTargetHealth per target group, the one call ELBv2 cannot batch, when
+  something says the load balancer's verdict may have changed (a *trigger*) or its interval is up:
+  at once for a CloudWatch disagreement (``exporter.aws.detect``) or a reconcile failure on its
+  TargetGroupBinding; every ``hot_interval`` (15 s) while a target is not healthy, a node agent's probe
+  of one fails, or a pod waits on its readiness gate; every ``target_health_interval`` (60 s)
+  otherwise (the *sweep*), as far as the budget allows. A round spends at most the limiter's budget
+  for ``round_seconds`` (triggered first, then hot, then the stalest), so a round stays short and a big
+  cluster is covered over several rounds without ever exceeding the rate limit.
 - Between topology refreshes, IPs and instances not seen before are looked up incrementally.
 
 Failures never abort a round: each part records an ``ApiProblem`` and the checks depending on it
@@ -22,13 +25,14 @@ say ``unknown`` with the IAM action that failed.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
 
-from exporter.aws import parse
+from exporter.aws import detect, parse
 from exporter.aws.api import AwsApi, AwsCallError, action_of
 from exporter.aws.config import AwsSettings
 from exporter.aws.history import advance
@@ -64,6 +68,28 @@ TG_PAGE = 400  # DescribeTargetGroups PageSize maximum
 EC2_PAGE = 1000  # EC2 MaxResults maximum
 MAX_PAGES = 1000  # a runaway paginator must not loop forever
 TAG_TTL_TOPOLOGY_ROUNDS = 12  # re-read a target group's tags after this many topology refreshes
+TRIGGER_GAP = 5.0  # a triggered target group is not read again sooner than this
+
+# Why a target group's health is read (lbdoctor_aws_target_health_reads_total{trigger}), in priority order.
+FIRST, CLOUDWATCH, BINDING = "first", "cloudwatch", "binding"  # read at once
+PROBE, READINESS_GATE, NOT_HEALTHY = "probe", "readiness_gate", "not_healthy"  # hot: every hot_interval
+SWEEP, FULL = "sweep", "full"  # every target_health_interval as the budget allows; diagnose
+# A probe that just started failing or a pod that just started waiting: read at once, counted as probe /
+# readiness_gate like the hot reads that follow.
+PROBE_NEWS, READINESS_GATE_NEWS = "probe_news", "readiness_gate_news"
+_RANK = {
+    FIRST: 0,
+    CLOUDWATCH: 0,
+    BINDING: 0,
+    PROBE_NEWS: 0,
+    READINESS_GATE_NEWS: 0,
+    NOT_HEALTHY: 1,
+    PROBE: 1,
+    READINESS_GATE: 1,
+    SWEEP: 2,
+    FULL: 0,
+}
+_COUNTED_AS = {PROBE_NEWS: PROBE, READINESS_GATE_NEWS: READINESS_GATE}
 
 
 class _NoErrors:
@@ -118,6 +144,13 @@ class AwsCollector:
         self._problems: dict[Topic, ApiProblem] = {}
         self._ec2 = _Ec2State()
         self._history: dict[TargetKey, TargetTrack] = {}
+        self._triggered: dict[str, str] = {}  # ARN -> trigger, until it is read
+        self._reads: Counter[str] = Counter()  # target-health reads by trigger
+        self._cloudwatch_at: float | None = None
+        self._cloudwatch_acted: dict[str, float] = {}  # ARN -> period end of the datapoint acted upon
+        self._watched = 0  # target groups the detector watched in its last pass
+        self._hot_targets_before: set[str] = set()
+        self._hot_groups_before: set[str] = set()
 
     # -- the round ---------------------------------------------------------------------------
     async def collect(
@@ -126,10 +159,14 @@ class AwsCollector:
         now: float,
         *,
         hot_targets: Iterable[str] = (),
+        hot_groups: Iterable[str] = (),
+        triggered_groups: Iterable[str] = (),
         full: bool = False,
     ) -> AwsSnapshot:
-        """One round. ``hot_targets``: target ids (pod IPs, instance ids) whose probes fail, refreshed
-        first. ``full``: refresh everything now regardless of cadence and budget (``lbdoctor diagnose``)."""
+        """One round. ``hot_targets``: target ids (pod IPs, instance ids) whose probes fail; ``hot_groups``:
+        ARNs of target groups pods wait on (readiness gates); both are read every hot interval.
+        ``triggered_groups``: ARNs to read at once (a reconcile failure on their binding). ``full``:
+        refresh everything now regardless of cadence and budget (``lbdoctor diagnose``)."""
         bound = frozenset(b.target_group_arn for b in cluster.target_group_bindings.values() if b.target_group_arn)
         topology_due = (
             full
@@ -144,7 +181,14 @@ class AwsCollector:
         groups = self._cluster_target_groups(bound)
         if topology_due:
             await self._refresh_load_balancers(groups)
-        fetched, vanished = await self._refresh_health(bound, groups, now, set(hot_targets), full)
+        for arn in triggered_groups:
+            self._triggered.setdefault(arn, BINDING)
+        hot_targets = {normalise_ip(t) for t in hot_targets}
+        hot_groups = set(hot_groups)
+        self._trigger_on_news(hot_targets, hot_groups)
+        if not full:
+            await self._detect(groups, now, hot_targets)
+        fetched, vanished = await self._refresh_health(bound, groups, now, hot_targets, hot_groups, full)
         for arn in vanished:
             groups.pop(arn, None)
         await self._refresh_ec2(cluster, groups, full_refresh=topology_due)
@@ -172,6 +216,10 @@ class AwsCollector:
             problems=dict(self._problems),
             history=dict(self._history),
             api_requests=self._api.counts(),
+            target_health_reads=dict(self._reads),
+            budgets=self._api.budgets(),
+            budget_waited=self._api.waited(),
+            cloudwatch_watched=self._watched,
         )
 
     # -- helpers -------------------------------------------------------------------------------
@@ -308,38 +356,120 @@ class AwsCollector:
 
         await self._topic(Topic.LOAD_BALANCERS, job())
 
-    # -- target health -------------------------------------------------------------------------
-    def _is_hot(self, arn: str, hot_targets: set[str]) -> bool:
-        if arn in self._health_problems:
-            return True
+    # -- which target groups to read -------------------------------------------------------------
+    def _trigger_on_news(self, hot_targets: set[str], hot_groups: set[str]) -> None:
+        """A probe that starts failing, or a pod that starts waiting on a readiness gate, is news: its
+        target group is read at once (once; while it lasts, every hot interval)."""
+        new_targets = hot_targets - self._hot_targets_before
+        for arn, health in self._health.items():
+            if new_targets and any(normalise_ip(t.id) in new_targets for t in health.targets):
+                self._triggered.setdefault(arn, PROBE_NEWS)
+        for arn in hot_groups - self._hot_groups_before:
+            if arn in self._health:
+                self._triggered.setdefault(arn, READINESS_GATE_NEWS)
+        self._hot_targets_before, self._hot_groups_before = hot_targets, hot_groups
+
+    def _trigger(self, arn: str, hot_targets: set[str], hot_groups: set[str]) -> str | None:
+        """Why this target group should be read sooner than the sweep would, or None."""
         health = self._health.get(arn)
         if health is None:
-            return True
-        return any(t.state != "healthy" or normalise_ip(t.id) in hot_targets for t in health.targets)
+            return FIRST
+        if arn in self._triggered:
+            return self._triggered[arn]
+        if arn in self._health_problems or any(t.state != "healthy" for t in health.targets):
+            return NOT_HEALTHY
+        if hot_targets and any(normalise_ip(t.id) in hot_targets for t in health.targets):
+            return PROBE
+        if arn in hot_groups:
+            return READINESS_GATE
+        return None
 
-    def _due(self, arns: Iterable[str], now: float, hot_targets: set[str], full: bool) -> list[str]:
+    def _due(
+        self, arns: Iterable[str], now: float, hot_targets: set[str], hot_groups: set[str], full: bool
+    ) -> list[tuple[str, str]]:
+        """(ARN, trigger) of the target groups to read this round: triggered first, then hot, then the stalest."""
         settings = self._settings
-        ranked: list[tuple[int, float, str]] = []
+        ranked: list[tuple[int, float, str, str]] = []
         for arn in arns:
-            hot = self._is_hot(arn, hot_targets)
+            trigger = self._trigger(arn, hot_targets, hot_groups)
             fetched = self._health[arn].fetched_at if arn in self._health else float("-inf")
-            interval = settings.hot_interval if hot else settings.target_health_interval
-            if full or now - fetched >= interval:
-                ranked.append((0 if hot else 1, fetched, arn))
+            if full:
+                ranked.append((0, fetched, arn, FULL))
+                continue
+            if trigger is None:
+                wait, trigger = settings.target_health_interval, SWEEP
+            elif _RANK[trigger] == 0:
+                wait = TRIGGER_GAP
+            else:
+                wait = settings.hot_interval
+            if now - fetched >= wait:
+                ranked.append((_RANK[trigger], fetched, arn, trigger))
         ranked.sort()
-        due = [arn for _, _, arn in ranked]
+        due = [(arn, trigger) for _, _, arn, trigger in ranked]
         if full:
             return due
+        # What the bucket holds now plus what it refills in round_seconds: a round stays short even when
+        # the sweep keeps the bucket empty, so a trigger waits for at most one short round.
         limiter = self._api.limiter("elbv2")
-        budget = max(1, int(limiter.burst + limiter.rate * settings.round_seconds))
+        budget = max(1, int(limiter.available() + limiter.rate * settings.round_seconds))
         return due[:budget]
 
+    # -- the change detector ---------------------------------------------------------------------
+    def _cold(self, groups: Mapping[str, TargetGroup], hot_targets: set[str]) -> dict[str, TargetGroup]:
+        return {
+            arn: group
+            for arn, group in groups.items()
+            if group.supported and self._trigger(arn, hot_targets, set()) is None
+        }
+
+    async def _detect(self, groups: Mapping[str, TargetGroup], now: float, hot_targets: set[str]) -> None:
+        """Ask CloudWatch whether a cold target group's unhealthy count moved; mark those that did."""
+        settings = self._settings
+        if settings.cloudwatch == "off":
+            self._watched = 0
+            return
+        if self._cloudwatch_at is not None and not detect.poll_due(
+            self._cloudwatch_at, now, settings.cloudwatch_interval
+        ):
+            return
+        if settings.cloudwatch == "auto" and sum(g.supported for g in groups.values()) <= settings.sweep_capacity:
+            self._watched = 0
+            return
+        series = detect.watches(self._cold(groups, hot_targets))
+        self._watched = len({watch.arn for watch in series})
+        if not series:
+            return  # nothing read yet (the first round) or nothing cold: ask once something is
+        self._cloudwatch_at = now
+        start, end = detect.window(now)
+        found: dict[str, detect.Reading] = {}
+        try:
+            for chunk in detect.chunks(series):
+                answer = await self._api.call(
+                    "get_metric_data",
+                    MetricDataQueries=detect.queries(chunk),
+                    StartTime=start,
+                    EndTime=end,
+                    ScanBy="TimestampDescending",
+                )
+                for arn, reading in detect.readings(chunk, answer).items():
+                    found[arn] = detect.later(found.get(arn), reading)
+        except AwsCallError as error:
+            self._failed(error)  # counted and logged; the sweep still covers every target group
+            return
+        for reading in detect.disagreements(found, self._health, self._cloudwatch_acted):
+            self._triggered.setdefault(reading.arn, CLOUDWATCH)
+            self._cloudwatch_acted[reading.arn] = reading.period_end
+        for arn in [arn for arn in self._cloudwatch_acted if arn not in groups]:
+            del self._cloudwatch_acted[arn]
+
+    # -- target health -------------------------------------------------------------------------
     async def _refresh_health(
         self,
         bound: frozenset[str],
         groups: Mapping[str, TargetGroup],
         now: float,
         hot_targets: set[str],
+        hot_groups: set[str],
         full: bool,
     ) -> tuple[list[TargetGroupHealth], set[str]]:
         candidates = {arn for arn, group in groups.items() if group.supported}
@@ -349,22 +479,26 @@ class AwsCollector:
         for arn in list(self._health):
             if arn not in candidates:
                 del self._health[arn]
+        for arn in [arn for arn in self._triggered if arn not in candidates]:
+            del self._triggered[arn]
         if self._health_blocked is not None:
             until, blocked = self._health_blocked
             if now < until and not full:
                 self._health_problems.update(dict.fromkeys(candidates, blocked))
                 return [], set()
             self._health_blocked = None
-        due = self._due(sorted(candidates), now, {normalise_ip(t) for t in hot_targets}, full)
+        due = self._due(sorted(candidates), now, hot_targets, hot_groups, full)
         gate = asyncio.Semaphore(self._settings.workers)
         fetched: list[TargetGroupHealth] = []
         vanished: set[str] = set()
 
-        async def one(arn: str) -> None:
+        async def one(arn: str, trigger: str) -> None:
             async with gate:
                 if self._health_blocked is not None:
                     self._health_problems[arn] = self._health_blocked[1]
                     return
+                self._reads[_COUNTED_AS.get(trigger, trigger)] += 1
+                self._triggered.pop(arn, None)
                 try:
                     answer = await self._api.call("describe_target_health", TargetGroupArn=arn)
                 except AwsCallError as error:
@@ -388,7 +522,7 @@ class AwsCollector:
                 self._health_problems.pop(arn, None)
                 fetched.append(health)
 
-        await asyncio.gather(*(one(arn) for arn in due))
+        await asyncio.gather(*(one(arn, trigger) for arn, trigger in due))
         return fetched, vanished
 
     # -- EC2 -----------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class TokenBucket:
         self._updated = clock()
         self._lock = asyncio.Lock()
         self.granted = 0
+        self.waited = 0.0  # seconds acquirers spent waiting for a token, in total
 
     def _refill(self) -> None:
         now = self._clock()
@@ -52,10 +53,17 @@ class TokenBucket:
             self._refill()
             # The tolerance keeps float rounding from turning into an endless series of tiny sleeps.
             while self._tokens < 1 - _EPSILON:
-                await self._sleep(max((1 - self._tokens) / self.rate, _EPSILON))
+                pause = max((1 - self._tokens) / self.rate, _EPSILON)
+                await self._sleep(pause)
+                self.waited += pause
                 self._refill()
             self._tokens -= 1
             self.granted += 1
+
+    def available(self) -> float:
+        """Tokens in the bucket now (after refilling)."""
+        self._refill()
+        return self._tokens
 
     def seconds_for(self, calls: int) -> float:
         """Least time ``calls`` acquisitions take from a full bucket (for planning a round)."""

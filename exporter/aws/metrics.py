@@ -3,6 +3,7 @@
 lbdoctor_elb_target_state{target_group="k8s-shop-web-0a1b2c3d4e",namespace="shop",service="web",target="10.0.1.7",port="8080",state="unhealthy"} 1
 lbdoctor_elb_target_transitions_total{target_group="k8s-shop-web-0a1b2c3d4e",namespace="shop",service="web",target="10.0.1.7",port="8080"} 3
 lbdoctor_aws_api_requests_total{operation="DescribeTargetHealth",outcome="success"} 1520
+lbdoctor_aws_target_health_reads_total{trigger="cloudwatch"} 3
 """  # noqa: E501
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
-from exporter.aws.model import TARGET_STATES
+from exporter.aws.model import TARGET_STATES, AwsSnapshot
 from exporter.metrics import names
 from exporter.metrics.exposition import FamilyWriter, join_labels
 
@@ -34,7 +35,8 @@ class ElbTargetSample(Protocol):
     def transitions(self) -> int: ...
 
 
-def render_aws(targets: Sequence[ElbTargetSample], api_requests: Mapping[tuple[str, str], int]) -> Iterable[str]:
+def render_aws(targets: Sequence[ElbTargetSample], aws: AwsSnapshot, now: float | None = None) -> Iterable[str]:
+    """The AWS families of one round; ``now`` (default: the round's time) ages the stalest verdict."""
     state = FamilyWriter(names.ELB_TARGET_STATE)
     transitions = FamilyWriter(names.ELB_TARGET_TRANSITIONS)
     seen: set[tuple[str, ...]] = set()
@@ -49,8 +51,30 @@ def render_aws(targets: Sequence[ElbTargetSample], api_requests: Mapping[tuple[s
             state.add(f'{labels},state="{known}"', 1 if known == row.state else 0)
         transitions.add(labels, row.transitions)
     requests = FamilyWriter(names.AWS_API_REQUESTS)
-    for (operation, outcome), count in sorted(api_requests.items()):
+    for (operation, outcome), count in sorted(aws.api_requests.items()):
         requests.add(join_labels(("operation", "outcome"), (operation, outcome)), count)
     yield from state.render()
     yield from transitions.render()
     yield from requests.render()
+    yield from _per_service(names.AWS_API_BUDGET, {s: rate for s, (rate, _) in aws.budgets.items()})
+    yield from _per_service(names.AWS_API_BUDGET_BURST, {s: burst for s, (_, burst) in aws.budgets.items()})
+    yield from _per_service(names.AWS_API_BUDGET_WAIT, aws.budget_waited)
+    reads = FamilyWriter(names.AWS_TARGET_HEALTH_READS)
+    for trigger, count in sorted(aws.target_health_reads.items()):
+        reads.add(join_labels(("trigger",), (trigger,)), count)
+    yield from reads.render()
+    oldest = aws.oldest_read_at
+    if oldest is not None:
+        age = FamilyWriter(names.AWS_TARGET_HEALTH_AGE)
+        age.add("", max(0.0, (aws.taken_at if now is None else now) - oldest))
+        yield from age.render()
+    watched = FamilyWriter(names.AWS_CLOUDWATCH_WATCHED)
+    watched.add("", aws.cloudwatch_watched)
+    yield from watched.render()
+
+
+def _per_service(metric: names.MetricName, values: Mapping[str, float]) -> Iterable[str]:
+    family = FamilyWriter(metric)
+    for service, value in sorted(values.items()):
+        family.add(join_labels(("service",), (service,)), value)
+    return family.render()

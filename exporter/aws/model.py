@@ -256,6 +256,15 @@ class AwsSnapshot:
     problems: Mapping[Topic, ApiProblem] = field(default_factory=dict)
     history: Mapping[TargetKey, TargetTrack] = field(default_factory=dict)
     api_requests: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (operation, outcome) -> count
+    target_health_reads: Mapping[str, int] = field(default_factory=dict)  # trigger -> DescribeTargetHealth calls
+    budgets: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # service -> (calls a second, burst)
+    budget_waited: Mapping[str, float] = field(default_factory=dict)  # service -> seconds held back by the budget
+    cloudwatch_watched: int = 0  # target groups the CloudWatch change detector watched last
+
+    @property
+    def oldest_read_at(self) -> float | None:
+        """When the stalest target-health verdict lbdoctor holds was read (None: none held)."""
+        return min((h.fetched_at for h in self.health.values()), default=None)
 
     @cached_property
     def _nacl_by_subnet(self) -> Mapping[str, NetworkAcl]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from exporter.checks.context import NodeContext
+from exporter.lb.readiness_gates import LB_GATE_PREFIXES
 from exporter.model.objects import Pod
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
-
-# Readiness gates the AWS Load Balancer Controller injects (current and legacy prefix).
-LB_GATE_PREFIXES = ("target-health.elbv2.k8s.aws/", "target-health.alb.ingress.k8s.aws/")
 
 
 def evaluate(context: NodeContext) -> Iterable[CheckResult]:

@@ -6,6 +6,7 @@ reason lbdoctor must report for it. Tests assert exactly these expectations.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,13 @@ class Scenario:
             return "HTTPRoute"
         return "Ingress" if self.lb == "alb" else "Service"
 
+    # With the demo's AWS (the demo extra): the fault seeded on the load balancer's network path, if any,
+    # and what the cluster role reports from AWS (check, reason).
+    aws_fault: str | None = None  # "security_group" | "nacl"
+    aws: tuple[tuple[str, str], ...] = ()
+    aws_case: str = ""  # the AWS side's case, in words, for the banner
+    readiness_gate: bool = False  # its pods carry the controller's target-health readiness gate
+
 
 # Every demo load balancer drains its targets for 30 s and every pod outlives that (preStop sleep 10 s, grace
 # 45 s), as the rollout check asks, except the one scenario that shows the window.
@@ -131,6 +139,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "ResponseCodeMismatch",
         (PodSpec("catalog-6f5d4-uvwxy", _ip(2, 0), Behaviour(paths=frozenset({"/healthz"}))),),
         dict(_FAST_ALB),
+        aws=(("elb_target_health", "Target.ResponseCodeMismatch"),),
+        aws_case="the ALB gets 404 too: the application's side",
     ),
     Scenario(
         "orders",
@@ -140,6 +150,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "ConnectionRefused",
         (PodSpec("orders-8a7b6-zabcd", _ip(3, 0), Behaviour(), listen_port=9090),),
         dict(_FAST_NLB),
+        aws=(("elb_target_health", "Target.FailedHealthChecks"),),
+        aws_case="the NLB cannot connect either: the application's side",
     ),
     Scenario(
         "search",
@@ -149,6 +161,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Timeout",
         (PodSpec("search-9b8c7-efghi", _ip(4, 0), Behaviour(delay=4.0)),),
         {**_FAST_ALB, ALB + "healthcheck-path": "/healthz"},
+        aws=(("elb_target_health", "Target.Timeout"),),
+        aws_case="the ALB times out too: the application's side",
     ),
     Scenario(
         "recommendations",
@@ -197,6 +211,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         cluster_reason="NoPodsMatchSelector",
         selector={"app": "alb-instance-1"},
         service_type="NodePort",
+        aws=(("elb_target_health", "Target.FailedHealthChecks"),),
+        aws_case="the NodePort has no endpoint behind it on any node",
     ),
     Scenario(
         "nlb-local",
@@ -209,6 +225,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         cluster_check="traffic_policy",
         cluster_reason="ExternalTrafficPolicyLocal",
         traffic_policy="Local",
+        aws=(("elb_target_health", "Target.FailedHealthChecks"),),
+        aws_case="the two nodes without its pod fail the healthCheckNodePort, as designed",
     ),
     Scenario(
         "legacy-api",
@@ -221,6 +239,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         cluster_check="target_port",
         cluster_reason="TargetPortNotExposed",
         container_port=80,
+        aws=(("elb_target_health", "Target.FailedHealthChecks"),),
+        aws_case="the NLB cannot connect to 8080 either",
     ),
     Scenario(
         "coupons",
@@ -232,15 +252,46 @@ SCENARIOS: tuple[Scenario, ...] = (
         {**_FAST_ALB, ALB + "healthcheck-path": "/healthz", ALB + "success-codes": "200-600"},
         cluster_check="ingress_annotations",
         cluster_reason="InvalidSuccessCodes",
+        aws_case="the controller cannot build it, so it has no load balancer",
     ),
     Scenario(
         "reviews",
+        "alb",
+        "the ALB's own security groups (alb.ingress.kubernetes.io/security-groups) without "
+        "manage-backend-security-group-rules: the node group's security group has no rule for it",
+        "pod_status",
+        "ReadinessGateNotReady",
+        (PodSpec("reviews-7c6b5-vwxyz", _ip(12, 0), Behaviour()),),
+        {**_FAST_ALB, ALB + "healthcheck-path": "/healthz", ALB + "security-groups": "k8s-shop-reviews-frontend"},
+        cluster_check="pod_status",
+        cluster_reason="ReadinessGateNotReady",
+        aws_fault="security_group",
+        aws=(("security_groups", "HealthCheckPortNotAllowed"), ("elb_target_health", "Target.Timeout")),
+        aws_case="the ALB says Target.Timeout, our probe from the node passes: the network path, its security "
+        "group; the pod waits on its readiness gate",
+        readiness_gate=True,
+    ),
+    Scenario(
+        "ledger",
+        "nlb",
+        "an internal NLB whose subnets' traffic the node subnet's network ACL denies on the health-check port",
+        "health_probe",
+        None,
+        (PodSpec("ledger-5d4c3-abcde", _ip(13, 0), Behaviour()),),
+        {**_FAST_NLB, NLB + "scheme": "internal", NLB + "subnets": "ledger-internal-a,ledger-internal-b"},
+        aws_fault="nacl",
+        aws=(("network", "NaclDeniesHealthCheck"), ("elb_target_health", "Target.FailedHealthChecks")),
+        aws_case="the NLB says Target.FailedHealthChecks, our probe from the node passes: the network path, a "
+        "network ACL",
+    ),
+    Scenario(
+        "ratings",
         "alb",
         "an HTTPRoute whose Service TargetGroupConfiguration sets healthCheckConfig, replacing the Gateway default's "
         "whole block: its path /healthz is lost, and / answers 404",
         "health_probe",
         "ResponseCodeMismatch",
-        (PodSpec("reviews-5d4c3-vwxyz", _ip(12, 0), Behaviour(paths=frozenset({"/healthz"}))),),
+        (PodSpec("ratings-5d4c3-vwxyz", _ip(14, 0), Behaviour(paths=frozenset({"/healthz"}))),),
         front="gateway",
         tgc={"healthCheckConfig": {"healthCheckInterval": 5, "healthCheckTimeout": 2}},
         cluster_check="gateway_config",
@@ -252,7 +303,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "an Ingress of Auto Mode's IngressClass (ip targets by default) sets group.name, which Auto Mode ignores",
         "ingress_annotations",
         "NotSupportedByAutoMode",
-        (PodSpec("wishlist-8c7b6-abcde", _ip(13, 0), Behaviour()),),
+        (PodSpec("wishlist-8c7b6-abcde", _ip(15, 0), Behaviour()),),
         {
             ALB + "healthcheck-path": "/healthz",
             ALB + "healthcheck-interval-seconds": "5",
@@ -274,7 +325,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         (
             PodSpec(
                 "pricing-2b1a0-fghij",
-                _ip(14, 0),
+                _ip(16, 0),
                 Behaviour(grpc_methods=frozenset({"/grpc.health.v1.Health/Check"})),
             ),
         ),
@@ -287,7 +338,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "deletion: every rollout cuts requests",
         "health_probe",
         None,
-        (PodSpec("notifications-6e5f4-klmno", _ip(15, 0), Behaviour()),),
+        (PodSpec("notifications-6e5f4-klmno", _ip(17, 0), Behaviour()),),
         {k: v for k, v in _HTTP_NLB.items() if k != NLB + "target-group-attributes"},
         cluster_check="rollout",
         cluster_reason="GracePeriodShorterThanDeregistrationDelay",
@@ -306,6 +357,17 @@ GATEWAY_DEFAULTS = {
 }
 # EKS Auto Mode's IngressClass and its parameters.
 AUTO_MODE_CLASS = "eks-alb"
+
+# Namespace label that makes the controller's webhook inject readiness gates into new pods.
+READINESS_GATE_INJECT = {"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"}
+READINESS_GATE_PREFIX = "target-health.elbv2.k8s.aws/"
+
+
+def binding_name(scenario: Scenario) -> str:
+    """The TargetGroupBinding (and target group) the controller makes: k8s-<ns>-<svc>-<hash>."""
+    digest = hashlib.sha256(f"{NAMESPACE}/{scenario.name}".encode()).hexdigest()[:10]
+    return f"k8s-{NAMESPACE[:8]}-{scenario.name[:8]}-{digest}"
+
 
 # The AWS Load Balancer Controller, whose IAM role lacks a permission its logs name.
 CONTROLLER_NAMESPACE = "kube-system"
@@ -327,13 +389,37 @@ def _labels(scenario: Scenario) -> dict[str, str]:
     return {"app.kubernetes.io/name": scenario.name} if scenario.selector is None else {"app": scenario.name}
 
 
-def _pod(scenario: Scenario, spec: PodSpec, net: str) -> dict[str, Any]:
-    ready = not spec.crash_looping
+@dataclass(frozen=True)
+class GateCondition:
+    """The controller's readiness-gate condition on a pod: True once the load balancer says healthy."""
+
+    status: str = "False"
+    reason: str = "Elb.RegistrationInProgress"
+    message: str = "Target registration is in progress"
+    since: str = "2026-11-27T00:00:00Z"
+
+
+def _ready(scenario: Scenario, spec: PodSpec, gate: GateCondition | None) -> bool:
+    """The pod's Ready condition: containers ready and, with a readiness gate, the gate True."""
+    if spec.crash_looping:
+        return False
+    return not scenario.readiness_gate or (gate or GateCondition()).status == "True"
+
+
+def pod_object(
+    scenario: Scenario,
+    spec: PodSpec,
+    net: str,
+    created: str = "2026-11-27T00:00:00Z",
+    gate: GateCondition | None = None,
+) -> dict[str, Any]:
+    """One pod as the API server holds it; ``gate`` is its readiness-gate condition (gated scenarios)."""
+    containers_ready = not spec.crash_looping
     status: dict[str, Any] = {
         "name": "app",
-        "ready": ready,
+        "ready": containers_ready,
         "restartCount": 14 if spec.crash_looping else 0,
-        "state": {"running": {"startedAt": "2026-11-27T00:00:00Z"}},
+        "state": {"running": {"startedAt": created}},
     }
     if spec.crash_looping:
         status["state"] = {
@@ -343,30 +429,50 @@ def _pod(scenario: Scenario, spec: PodSpec, net: str) -> dict[str, Any]:
             }
         }
         status["lastState"] = {"terminated": {"reason": "Error", "exitCode": 1}}
+    conditions: list[dict[str, Any]] = [
+        {"type": "Ready", "status": "True" if _ready(scenario, spec, gate) else "False"},
+        {"type": "ContainersReady", "status": "True" if containers_ready else "False"},
+    ]
+    pod_spec: dict[str, Any] = {
+        "nodeName": NODE,
+        "terminationGracePeriodSeconds": scenario.grace,
+        "containers": [
+            {
+                "name": "app",
+                "image": f"example/{scenario.name}:1.4.2",
+                "ports": [{"name": "http", "containerPort": scenario.container_port}],
+                **({"lifecycle": {"preStop": {"sleep": {"seconds": 10}}}} if scenario.pre_stop else {}),
+            }
+        ],
+    }
+    if scenario.readiness_gate:
+        gate = gate or GateCondition(since=created)
+        gate_type = READINESS_GATE_PREFIX + binding_name(scenario)
+        pod_spec["readinessGates"] = [{"conditionType": gate_type}]
+        conditions.append(
+            {
+                "type": gate_type,
+                "status": gate.status,
+                "reason": gate.reason,
+                "message": gate.message,
+                "lastTransitionTime": gate.since,
+            }
+        )
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": spec.name, "namespace": NAMESPACE, "labels": _labels(scenario)},
-        "spec": {
-            "nodeName": NODE,
-            "terminationGracePeriodSeconds": scenario.grace,
-            "containers": [
-                {
-                    "name": "app",
-                    "image": f"example/{scenario.name}:1.4.2",
-                    "ports": [{"name": "http", "containerPort": scenario.container_port}],
-                    **({"lifecycle": {"preStop": {"sleep": {"seconds": 10}}}} if scenario.pre_stop else {}),
-                }
-            ],
+        "metadata": {
+            "name": spec.name,
+            "namespace": NAMESPACE,
+            "labels": _labels(scenario),
+            "creationTimestamp": created,
         },
+        "spec": pod_spec,
         "status": {
             "phase": "Running",
             "podIP": f"{net}.{spec.host}",
             "hostIP": NODE_IP,
-            "conditions": [
-                {"type": "Ready", "status": "True" if ready else "False"},
-                {"type": "ContainersReady", "status": "True" if ready else "False"},
-            ],
+            "conditions": conditions,
             "containerStatuses": [status],
         },
     }
@@ -431,7 +537,7 @@ def _controller() -> Iterator[dict[str, Any]]:
         }
 
 
-def _endpoint_slice(scenario: Scenario, net: str) -> dict[str, Any]:
+def endpoint_slice(scenario: Scenario, net: str, gate: GateCondition | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -448,7 +554,11 @@ def _endpoint_slice(scenario: Scenario, net: str) -> dict[str, Any]:
         else [
             {
                 "addresses": [f"{net}.{pod.host}"],
-                "conditions": {"ready": not pod.crash_looping, "serving": not pod.crash_looping, "terminating": False},
+                "conditions": {
+                    "ready": _ready(scenario, pod, gate),
+                    "serving": _ready(scenario, pod, gate),
+                    "terminating": False,
+                },
                 "nodeName": NODE,
                 "targetRef": {"kind": "Pod", "name": pod.name, "namespace": NAMESPACE},
             }
@@ -557,13 +667,25 @@ def _route(scenario: Scenario) -> Iterator[dict[str, Any]]:
         }
 
 
-def objects(net: str = DEFAULT_NET) -> Iterator[dict[str, Any]]:
-    yield {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+# The instances behind the nodes when there is no AWS side (the demo's moto gives them ids of its own).
+INSTANCE_IDS = {
+    NODE: "i-0123456789abcdef0",
+    OTHER_NODES[0]: "i-0fedcba9876543210",
+    OTHER_NODES[1]: "i-0fedcba9876543211",
+}
+
+
+def objects(
+    net: str = DEFAULT_NET, created: str = "2026-11-27T00:00:00Z", instances: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every object of the demo cluster; ``created`` stamps the pods, ``instances`` maps node → instance id."""
+    ids = {**INSTANCE_IDS, **(instances or {})}
+    yield {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": READINESS_GATE_INJECT}}
     yield {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": NODE, "labels": {"topology.kubernetes.io/zone": "eu-west-1a"}},
-        "spec": {"providerID": "aws:///eu-west-1a/i-0123456789abcdef0"},
+        "spec": {"providerID": f"aws:///eu-west-1a/{ids[NODE]}"},
         "status": {
             "addresses": [{"type": "InternalIP", "address": NODE_IP}],
             "conditions": [{"type": "Ready", "status": "True"}],
@@ -574,7 +696,7 @@ def objects(net: str = DEFAULT_NET) -> Iterator[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": f"eu-west-1{'bc'[index]}"}},
-            "spec": {"providerID": f"aws:///eu-west-1{'bc'[index]}/i-0fedcba987654321{index}"},
+            "spec": {"providerID": f"aws:///eu-west-1{'bc'[index]}/{ids[name]}"},
             "status": {
                 "addresses": [{"type": "InternalIP", "address": f"10.0.{2 + index}.45"}],
                 "conditions": [{"type": "Ready", "status": "True"}],
@@ -590,17 +712,22 @@ def objects(net: str = DEFAULT_NET) -> Iterator[dict[str, Any]]:
     yield from _gateway()
     for index, scenario in enumerate(SCENARIOS):
         yield _service(scenario, index)
-        yield _endpoint_slice(scenario, net)
+        yield endpoint_slice(scenario, net)
         if scenario.front == "gateway":
             yield from _route(scenario)
         elif scenario.lb == "alb":
             yield _ingress(scenario)
         for spec in scenario.pods:
-            yield _pod(scenario, spec, net)
+            yield pod_object(scenario, spec, net, created)
 
 
-def seed(state: ClusterState, net: str = DEFAULT_NET) -> None:
-    for obj in objects(net):
+def seed(
+    state: ClusterState,
+    net: str = DEFAULT_NET,
+    created: str = "2026-11-27T00:00:00Z",
+    instances: dict[str, str] | None = None,
+) -> None:
+    for obj in objects(net, created, instances):
         state.apply(obj)
     for pod in CONTROLLER_PODS:
         state.logs[(CONTROLLER_NAMESPACE, pod)] = CONTROLLER_LOG

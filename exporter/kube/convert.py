@@ -180,6 +180,7 @@ def pod(raw: Json) -> Pod:
             status=str(c.get("status") or "Unknown"),
             reason=c.get("reason"),
             message=c.get("message"),
+            last_transition_time=c.get("lastTransitionTime") or None,
         )
         for c in (_list(status.get("conditions")) if gates else ())
         if isinstance(c, dict) and c.get("type") in gates
@@ -199,6 +200,7 @@ def pod(raw: Json) -> Pod:
         pod_ips=ips if len(ips) > 1 else (),  # kept only for dual-stack pods; pod_ip is the one address otherwise
         termination_grace=30 if grace is None else grace,
         pre_stop=tuple(hook for c in _list(spec.get("containers")) if (hook := _pre_stop(_obj(c))) is not None),
+        created=(_obj(raw.get("metadata")).get("creationTimestamp") or None) if gates else None,
     )
 
 

@@ -73,7 +73,8 @@ class FamilyWriter:
         self._lines: list[str] = []
 
     def add(self, labels: str, value: float) -> None:
-        self._lines.append(f"{self._metric.name}{{{labels}}} {number(value)}\n")
+        series = f"{self._metric.name}{{{labels}}}" if labels else self._metric.name
+        self._lines.append(f"{series} {number(value)}\n")
 
     def render(self) -> Iterable[str]:
         yield header(self._metric)

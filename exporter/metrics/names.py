@@ -136,6 +136,39 @@ FAMILIES = (
     KUBE_PROXY_HEALTHY,
 )
 
+# ---- readiness gates and TargetGroupBindings (cluster role): exporter.metrics.bindings ---------------
+GATE_LABELS = ("namespace", "pod", "targetgroupbinding")
+READINESS_GATE_READY = MetricName(
+    "lbdoctor_readiness_gate_ready",
+    "gauge",
+    "1 when the pod's target-health.elbv2.k8s.aws/<targetgroupbinding> readiness gate is True (the load balancer "
+    "counts the target healthy), 0 while the pod waits on it.",
+    GATE_LABELS,
+)
+READINESS_GATE_WAITING = MetricName(
+    "lbdoctor_readiness_gate_waiting_seconds",
+    "gauge",
+    "How long the pod has waited on the load balancer's readiness gate (since the condition last changed, or "
+    "the pod was created); 0 once it is True.",
+    GATE_LABELS,
+)
+BINDING_LABELS = ("namespace", "targetgroupbinding")
+BINDING_TARGET_GROUP_EXISTS = MetricName(
+    "lbdoctor_targetgroupbinding_target_group_exists",
+    "gauge",
+    "1 when AWS knows the TargetGroupBinding's target group, 0 when AWS says it does not exist; absent when "
+    "lbdoctor cannot ask AWS.",
+    (*BINDING_LABELS, "target_group"),
+)
+BINDING_RECONCILE_ERROR = MetricName(
+    "lbdoctor_targetgroupbinding_last_reconcile_error_timestamp_seconds",
+    "gauge",
+    "Unix time of the last reconcile failure the AWS Load Balancer Controller reported on the binding (a "
+    "Warning Event), with its reason; absent while there is none.",
+    (*BINDING_LABELS, "reason"),
+)
+BINDING_FAMILIES = (READINESS_GATE_READY, READINESS_GATE_WAITING, BINDING_TARGET_GROUP_EXISTS, BINDING_RECONCILE_ERROR)
+
 # ---- AWS (cluster role): rendered by exporter.aws.metrics.render_aws ------------------------------
 ELB_TARGET_LABELS = ("target_group", "namespace", "service", "target", "port")
 
@@ -159,4 +192,52 @@ AWS_API_REQUESTS = MetricName(
     ("operation", "outcome"),
 )
 
-AWS_FAMILIES = (ELB_TARGET_STATE, ELB_TARGET_TRANSITIONS, AWS_API_REQUESTS)
+AWS_API_BUDGET = MetricName(
+    "lbdoctor_aws_api_budget_requests_per_second",
+    "gauge",
+    "lbdoctor's client-side budget for AWS calls per service (elbv2, ec2, cloudwatch): calls a second on average.",
+    ("service",),
+)
+AWS_API_BUDGET_BURST = MetricName(
+    "lbdoctor_aws_api_budget_burst",
+    "gauge",
+    "Most calls lbdoctor makes back to back to the service before its budget's rate applies.",
+    ("service",),
+)
+AWS_API_BUDGET_WAIT = MetricName(
+    "lbdoctor_aws_api_budget_wait_seconds_total",
+    "counter",
+    "Seconds AWS calls waited for lbdoctor's own budget; rising steadily: the budget, not the cadence, sets "
+    "how fresh target health is.",
+    ("service",),
+)
+AWS_TARGET_HEALTH_READS = MetricName(
+    "lbdoctor_aws_target_health_reads_total",
+    "counter",
+    "DescribeTargetHealth calls by what made lbdoctor read the target group: first, cloudwatch, binding, probe, "
+    "readiness_gate, not_healthy, sweep, full.",
+    ("trigger",),
+)
+AWS_TARGET_HEALTH_AGE = MetricName(
+    "lbdoctor_aws_target_health_oldest_age_seconds",
+    "gauge",
+    "Age of the stalest target-health verdict lbdoctor holds: how long ago its least recently read target group "
+    "was read.",
+)
+AWS_CLOUDWATCH_WATCHED = MetricName(
+    "lbdoctor_aws_cloudwatch_watched_target_groups",
+    "gauge",
+    "Target groups whose UnHealthyHostCount lbdoctor watched in CloudWatch in its last pass (0: detector idle).",
+)
+
+AWS_FAMILIES = (
+    ELB_TARGET_STATE,
+    ELB_TARGET_TRANSITIONS,
+    AWS_API_REQUESTS,
+    AWS_API_BUDGET,
+    AWS_API_BUDGET_BURST,
+    AWS_API_BUDGET_WAIT,
+    AWS_TARGET_HEALTH_READS,
+    AWS_TARGET_HEALTH_AGE,
+    AWS_CLOUDWATCH_WATCHED,
+)

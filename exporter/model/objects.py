@@ -52,6 +52,7 @@ class PodCondition:
     status: str  # "True" | "False" | "Unknown"
     reason: str | None = None
     message: str | None = None
+    last_transition_time: str | None = None  # RFC 3339, as the API server gives it
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class Pod:
     pod_ips: tuple[str, ...] = ()  # status.podIPs of a dual-stack pod (IPv4 and IPv6); empty: just pod_ip
     termination_grace: int = 30  # spec.terminationGracePeriodSeconds
     pre_stop: tuple[PreStopHook, ...] = ()  # the containers' preStop hooks (containers without one: absent)
+    created: str | None = None  # creationTimestamp (RFC 3339); kept only for pods with readiness gates
 
     def ip_of_family(self, ipv6: bool) -> str | None:
         """The pod's address of one family (an IPv6 target group registers the IPv6 one)."""

@@ -27,9 +27,11 @@ from exporter.kube.watch import Reflector
 from exporter.lb.aws_settings import to_document
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import combine
+from exporter.lb.readiness_gates import GateTracker
+from exporter.metrics.bindings import binding_rows
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.model.objects import AgentPod
-from exporter.model.results import ResultSet
+from exporter.model.results import CheckResult, ResultSet
 from exporter.model.snapshot import ClusterSnapshot, matches
 from exporter.report import iso
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
@@ -166,6 +168,7 @@ class ClusterAgent:
                 inactivity_timeout=settings.watch_inactivity_timeout_seconds,
                 watch_timeout=settings.watch_timeout_seconds,
             )
+        self._gates = GateTracker()  # pods waiting on the load balancer's readiness gate
         self._doctor: Any = None
         if settings.cluster_name:
             # boto3 is loaded only by a cluster role that has AWS work to do.
@@ -261,8 +264,9 @@ class ClusterAgent:
         if self._full_next:
             changes = None  # everything
         logs_changed, self._logs_changed = self._logs_changed, False
+        pod_changes = None if changes is None or changes["pods"].full else changes["pods"].items
         self._full_next = True  # until this round is through: one that raises leaves the evaluator half done
-        results = await asyncio.to_thread(self._evaluator.evaluate, snapshot, changes, logs_changed)
+        results = await asyncio.to_thread(self._evaluate, snapshot, changes, pod_changes, logs_changed)
         self._full_next = False
         self._published_as_leader = True
         self._snapshot = snapshot
@@ -275,11 +279,24 @@ class ClusterAgent:
                 plans=self._evaluator.plans,
                 snapshot=snapshot,
                 aws=aws,
+                gates=self._gates.rows(),
+                bindings=binding_rows(snapshot, aws.aws if aws is not None else None),
             )
         )
         elapsed = time.perf_counter() - started
         self._metrics.cycle_duration.labels("evaluate").set(elapsed)
         log.debug("evaluated", units=self._evaluator.last_units_evaluated, results=len(results), seconds=elapsed)
+
+    def _evaluate(
+        self,
+        snapshot: ClusterSnapshot,
+        changes: dict[str, Changes] | None,
+        pod_changes: dict[str, tuple[Any, Any]] | None,
+        logs_changed: bool,
+    ) -> tuple[CheckResult, ...]:
+        """In a worker thread: the object checks and the readiness-gate rows, from what changed."""
+        self._gates.update(snapshot.pods, pod_changes)
+        return self._evaluator.evaluate(snapshot, changes, logs_changed)
 
     def _is_own_agent(self, pod: AgentPod) -> bool:
         return pod.controller_kind == "DaemonSet" and pod.controller_name == self._settings.node_agent_daemonset
@@ -305,7 +322,8 @@ class ClusterAgent:
             if self.leading and snapshot is not None:
                 probes = await self._feed.fetch(self.node_agents())
                 plan = combine(self._evaluator.plans)
-                self._aws = await doctor.refresh(snapshot, plan=plan, probes=probes)
+                waiting = self._gates.waiting(snapshot.target_group_bindings)
+                self._aws = await doctor.refresh(snapshot, plan=plan, probes=probes, waiting=waiting)
                 self._cache_changed.set()  # publish the round with the next evaluation
             elif not self.leading:
                 self._aws = None

@@ -33,6 +33,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from exporter import __version__
 from exporter.aws.metrics import render_aws
 from exporter.checks.causes import order
+from exporter.metrics.bindings import binding_steps
 from exporter.metrics.collectors import ProbeRenderer, check_steps, kube_proxy_steps
 from exporter.metrics.exposition import CONTENT_TYPE
 from exporter.metrics.selfmetrics import SelfMetrics
@@ -82,6 +83,7 @@ def exposition_steps(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer
         renderer.steps(published.probes, text),
         kube_proxy_steps(published.node, published.dataplane, published.results, text),
         _aws_steps(published, text),
+        _binding_steps(published, text),
     ):
         spent += time.perf_counter() - resumed
         yield
@@ -103,8 +105,13 @@ def exposition_steps(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer
 
 def _aws_steps(published: Published, out: list[str]) -> Iterator[None]:
     if published.aws is not None:
-        out.extend(render_aws(published.aws.targets, published.aws.aws.api_requests))
+        out.extend(render_aws(published.aws.targets, published.aws.aws, time.time()))
     yield
+
+
+def _binding_steps(published: Published, out: list[str]) -> Iterator[None]:
+    if published.gates or published.bindings:
+        yield from binding_steps(published.gates, published.bindings, time.time(), out)
 
 
 PROXIED = "X-Lbdoctor-Proxied"  # set by a standby cluster role asking the leader

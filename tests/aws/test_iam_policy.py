@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,17 @@ def test_the_policy_is_read_only_and_matches_the_code() -> None:
     """Every operation the code may call is in the policy, and the policy grants nothing else."""
     actions = policy_actions()
     assert {action for _, action in OPERATIONS.values()} == actions
-    assert all(action.split(":")[1].startswith("Describe") for action in actions)
+    assert all(action.split(":")[1].startswith(("Describe", "GetMetricData")) for action in actions)
 
 
 async def test_a_full_round_needs_nothing_outside_the_policy(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """With moto enforcing IAM for a user holding exactly the policy, a full round reads everything, and
     every operation botocore sends (recorded on the real clients) is one the policy allows."""
-    key, secret = iam_user(world, policy())
+    # moto authorises CloudWatch calls under its signing name (monitoring:GetMetricData) where AWS uses
+    # cloudwatch:GetMetricData; the user also gets moto's spelling of that one action, nothing more.
+    document = policy()
+    document["Statement"].append({"Effect": "Allow", "Action": ["monitoring:GetMetricData"], "Resource": "*"})
+    key, secret = iam_user(world, document)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     enforce_iam(world)
@@ -50,16 +55,19 @@ async def test_a_full_round_needs_nothing_outside_the_policy(world: World, monke
 
     def client(service: str) -> Any:
         made = boto3.session.Session(region_name=REGION).client(service)
-        prefix = made.meta.service_model.signing_name  # elasticloadbalancing | ec2: the IAM service prefix
+        # The IAM service prefix: elasticloadbalancing and ec2 sign with it; CloudWatch signs as "monitoring".
+        prefix = {"monitoring": "cloudwatch"}.get(made.meta.service_model.signing_name, made.meta.service_model.signing_name)
         made.meta.events.register("before-call", lambda model, **_: sent.append(f"{prefix}:{model.name}"))
         return made
 
-    doctor = AwsDoctor(settings(), client_factory=client)
+    doctor = AwsDoctor(settings(cloudwatch="on"), client_factory=client)
     try:
         round_ = await doctor.refresh(world.snapshot(), plan=world.plan(), now=1000.0, full=True)
+        # The daemon's rounds also ask CloudWatch, the change detector.
+        daemon = await doctor.refresh(world.snapshot(), plan=world.plan(), now=time.time())
     finally:
         doctor.close()
     assert [r.message for r in round_.results if r.status is not Status.OK] == []
     assert set(sent) <= policy_actions()
-    assert {"elasticloadbalancing:DescribeTargetHealth", "ec2:DescribeNetworkAcls"} <= set(sent)
-    assert not any(outcome != "success" for _, outcome in round_.aws.api_requests)
+    assert {"elasticloadbalancing:DescribeTargetHealth", "ec2:DescribeNetworkAcls", "cloudwatch:GetMetricData"} <= set(sent)
+    assert not any(outcome != "success" for _, outcome in daemon.aws.api_requests)

@@ -113,14 +113,14 @@ async def body(real: RealCluster, client: KubeClient, kubeconfig: Path, capsys: 
         "apiVersion": "gateway.k8s.aws/v1",
         "kind": "TargetGroupConfiguration",
         "metadata": {"name": "bad", "namespace": NAMESPACE},
-        "spec": {"targetReference": {"name": "reviews"}, "defaultConfiguration": {"targetType": "pod"}},
+        "spec": {"targetReference": {"name": "ratings"}, "defaultConfiguration": {"targetType": "pod"}},
     }
     with pytest.raises(ApiFailure) as refused:
         real.admin.apply(bad)
     assert refused.value.status == 422 and "targetType" in json.dumps(refused.value.body)
     gateway = real.admin.get(f"/apis/gateway.networking.k8s.io/v1/namespaces/{NAMESPACE}/gateways/{demo.GATEWAY}")
     assert gateway["spec"]["listeners"][0]["allowedRoutes"] == {"namespaces": {"from": "Same"}}
-    route = real.admin.get(f"/apis/gateway.networking.k8s.io/v1/namespaces/{NAMESPACE}/httproutes/reviews")
+    route = real.admin.get(f"/apis/gateway.networking.k8s.io/v1/namespaces/{NAMESPACE}/httproutes/ratings")
     assert route["spec"]["parentRefs"][0]["kind"] == "Gateway"
     assert route["spec"]["rules"][0]["backendRefs"][0]["kind"] == "Service"
 
@@ -132,7 +132,7 @@ async def body(real: RealCluster, client: KubeClient, kubeconfig: Path, capsys: 
     assert (merge["status"], merge["reason"], merge["object"]["name"]) == (
         "warn",
         "HealthCheckConfigReplacesDefault",
-        "reviews",
+        "ratings",
     )
     assert "healthCheckPath" in merge["message"]
     accepted = next(r for r in results if r["object"]["kind"] == "GatewayClass")
@@ -161,7 +161,7 @@ async def body(real: RealCluster, client: KubeClient, kubeconfig: Path, capsys: 
             "metadata": {"name": "late", "namespace": NAMESPACE},
             "spec": {
                 "parentRefs": [{"name": demo.GATEWAY}],
-                "rules": [{"backendRefs": [{"name": "reviews", "port": 80}]}],
+                "rules": [{"backendRefs": [{"name": "ratings", "port": 80}]}],
             },
         }
         real.admin.apply(late)
@@ -170,7 +170,7 @@ async def body(real: RealCluster, client: KubeClient, kubeconfig: Path, capsys: 
                 break
             await asyncio.sleep(0.05)
         seen = store.view()[f"{NAMESPACE}/late"]
-        assert seen.kind == "HTTPRoute" and seen.backends[0].name == "reviews" and seen.backends[0].kind == "Service"
+        assert seen.kind == "HTTPRoute" and seen.backends[0].name == "ratings" and seen.backends[0].kind == "Service"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

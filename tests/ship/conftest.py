@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_demo import cluster_missing, settled
+from tests.test_demo import WITH_AWS, aws_missing, cluster_missing, settled
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def start_demo(log: Path) -> Demo | None:
 
 @pytest.fixture(scope="package", name="demo")
 def _demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """`lbdoctor demo` as a user runs it, once every seeded fault shows (about 30 s). Package scope: it
+    """`lbdoctor demo` as a user runs it, once every seeded fault shows (about 30-60 s). Package scope: it
     stops before tests/test_demo.py starts its own on the same addresses."""
     log = tmp_path_factory.mktemp("demo") / "demo.log"
     deadline = time.monotonic() + 120
@@ -77,7 +77,8 @@ def _demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         missing = ["not polled yet"]
         while missing and time.monotonic() < deadline:
             missing = settled(json.loads(demo.get("/api/v1/results")))
-            missing += cluster_missing(json.loads(demo.get("/api/v1/results", demo.cluster)))
+            central = json.loads(demo.get("/api/v1/results", demo.cluster))
+            missing += cluster_missing(central) + (aws_missing(central) if WITH_AWS else [])
             if missing:
                 time.sleep(1)
         assert not missing, f"the demo never showed: {missing}"
