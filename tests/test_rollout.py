@@ -94,3 +94,15 @@ def test_pre_stop_parsing() -> None:
     assert [(h.action, h.seconds) for h in parsed.pre_stop] == [("exec", None)]
     deleting = convert.pod(pod("web-1", deletionTimestamp="2026-11-27T00:00:30Z", deletionGracePeriodSeconds=30))
     assert deleting.meta.deletion_deadline == 1795737630.0 and deleting.termination_grace == 30
+
+
+def test_a_hand_made_target_groups_delay_is_not_guessed() -> None:
+    """A TargetGroupBinding to a target group the controller did not create: its delay lives in AWS only."""
+    from exporter.lb.plan import plan_binding
+    from exporter.model.objects import ObjectMeta, TargetGroupBinding
+
+    service = g.svc(type_="ClusterIP")
+    snap = g.snapshot(service, pod("web-1", grace=30, hook={"sleep": {"seconds": 10}}))
+    plan = plan_binding(TargetGroupBinding(ObjectMeta("shop", "mine"), "arn:…", "ip", "web", 80), snap)
+    assert plan is not None
+    assert rollout.evaluate_service(snap.services["shop/web"], tuple(snap.pods.values()), plan.backends) == []

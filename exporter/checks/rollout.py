@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from exporter.checks.aws_context import AwsContext, TargetView
 from exporter.lb.backends import Backend
-from exporter.lb.healthcheck import IP
+from exporter.lb.healthcheck import IP, TGB
 from exporter.model.objects import Pod, Service
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
 
@@ -40,11 +40,12 @@ class _Delay:
 
 
 def _delay(backends: Sequence[Backend]) -> _Delay | None:
-    """The longest deregistration delay of the Service's ip target groups, and whose they are."""
+    """The longest deregistration delay of the Service's ip target groups, and whose they are. A target group
+    the controller did not create (a TargetGroupBinding's) has its delay in AWS only: it is left out."""
     found = [
         (b.resolution.deregistration_delay, f"{b.owner.kind} {b.owner.namespace}/{b.owner.name}")
         for b in backends
-        if b.resolution is not None and b.resolution.spec.target_type == IP
+        if b.resolution is not None and b.resolution.spec.target_type == IP and b.lb != TGB
     ]
     if not found:
         return None

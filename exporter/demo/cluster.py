@@ -78,6 +78,8 @@ class Scenario:
     aws: tuple[tuple[str, str], ...] = ()
     aws_case: str = ""  # the AWS side's case, in words, for the banner
     readiness_gate: bool = False  # its pods carry the controller's target-health readiness gate
+    # With the demo's AWS: a pod of the last rollout, gone, whose target still drains (the host part of its IP)
+    departed: str | None = None
 
 
 # Every demo load balancer drains its targets for 30 s and every pod outlives that (preStop sleep 10 s, grace
@@ -330,6 +332,8 @@ SCENARIOS: tuple[Scenario, ...] = (
             ),
         ),
         {**_FAST_ALB, ALB + "backend-protocol-version": "GRPC", ALB + "success-codes": "0"},
+        aws=(("elb_target_health", "Target.ResponseCodeMismatch"),),
+        aws_case="the ALB's gRPC check gets status 12 too: the application's side",
     ),
     Scenario(
         "notifications",
@@ -344,6 +348,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         cluster_reason="GracePeriodShorterThanDeregistrationDelay",
         pre_stop=False,
         grace=30,
+        aws=(("rollout", "TerminatedWhileRegistered"),),
+        aws_case="a pod of the last rollout is gone while its target still drains: the window, seen",
+        departed=_ip(17, 8),
     ),
 )
 

@@ -139,6 +139,9 @@ if WITH_AWS:
     EXPECTED["ledger"].append(
         ("LbDoctorRunbookCheckFailing", {"check": "network", "name": "ledger", "reason": "NaclDeniesHealthCheck"})
     )
+    EXPECTED["notifications"].append(
+        ("LbDoctorTargetTerminatedWhileRegistered", {"kind": "Service", "name": "notifications"})
+    )
 # kube-proxy's rules, as root: one stale endpoint and one missing Service on the demo's node.
 if WITH_KUBE_PROXY:
     EXPECTED[KUBE_PROXY] = [("LbDoctorKubeProxyRulesStale", {"node": NODE})]
