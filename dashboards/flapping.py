@@ -16,7 +16,7 @@ from dashboards.grafana import (
 )
 
 UID = "lbdoctor-flapping"
-TARGET = "namespace, service, pod"
+TARGET = "namespace, service, owner, pod"
 
 
 def changed(metric: str) -> str:
@@ -34,7 +34,7 @@ def build() -> Dashboard:
         "Targets by healthy/unhealthy changes of the load balancer's state (predicted) in the time range.",
         [
             Query(
-                "sort_desc(topk(25, sum by (namespace, service, pod, lb, port) "
+                "sort_desc(topk(25, sum by (namespace, service, owner, pod, lb, port) "
                 f"(increase({sel('lbdoctor_probe_transitions_total')}[$__range])) > 0))"
             )
         ],
@@ -42,6 +42,7 @@ def build() -> Dashboard:
             "namespace": "Namespace",
             "service": "Service",
             "pod": "Pod",
+            "owner": "Target group of",
             "lb": "LB",
             "port": "Port",
             "Value": "Changes",
@@ -79,7 +80,7 @@ def build() -> Dashboard:
         "Load balancer's state of targets that changed",
         "Healthy and unhealthy spells of each target that changed state in the time range, by the load "
         "balancer's thresholds. A regular rhythm points at something periodic in the app.",
-        [Query(changed("lbdoctor_probe_predicted_healthy"), "{{namespace}}/{{service}} {{pod}}")],
+        [Query(changed("lbdoctor_probe_predicted_healthy"), "{{namespace}}/{{service}} {{pod}} ({{owner}})")],
         HEALTHY,
         height=10,
     )
@@ -87,7 +88,7 @@ def build() -> Dashboard:
     history = status_history(
         "Health-check results of targets that changed",
         "The last health-check result at each point in time: single failures that the thresholds absorb show here.",
-        [Query(changed("lbdoctor_probe_success"), "{{namespace}}/{{service}} {{pod}}")],
+        [Query(changed("lbdoctor_probe_success"), "{{namespace}}/{{service}} {{pod}} ({{owner}})")],
         PROBE,
         height=10,
     )
@@ -97,7 +98,7 @@ def build() -> Dashboard:
         [
             Query(
                 f"sum by ({TARGET}) (increase({sel('lbdoctor_probe_transitions_total')}[$__rate_interval])) > 0",
-                "{{namespace}}/{{service}} {{pod}}",
+                "{{namespace}}/{{service}} {{pod}} ({{owner}})",
             )
         ],
         width=24,

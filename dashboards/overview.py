@@ -85,6 +85,47 @@ def build() -> Dashboard:
             ),
         ],
     )
+    causes = "check, namespace, kind, name, reason"
+    roots = table(
+        "Root causes now",
+        "What to fix first: failing or warning steps nothing else explains, by lbdoctor's causal rules "
+        "(docs/diagnose.md). A node agent's finding that the cluster role explains (a probe failing behind a "
+        "security group) is left out. Each other failing step follows from one of these.",
+        [
+            Query(
+                f"max by ({causes}) ({sel('lbdoctor_check_root_cause')})\n"
+                f"unless on ({causes}) max by ({causes}) ({sel('lbdoctor_check_caused_by')})"
+            )
+        ],
+        columns={"check": "Runbook step", "namespace": "Namespace", "kind": "Kind", "name": "Name", "reason": "Reason"},
+        width=12,
+        height=9,
+        overrides=[
+            link_override("Runbook step", "Runbook for ${__value.raw}", runbook("README.md", "${__value.raw}")),
+        ],
+    )
+    consequences = table(
+        "What follows from them",
+        "Failing steps explained by another finding, and which: the cause's step, object and reason.",
+        [
+            Query(
+                f"max by ({causes}, cause_check, cause_kind, cause_name, cause_reason) "
+                f"({sel('lbdoctor_check_caused_by')})"
+            )
+        ],
+        columns={
+            "check": "Step",
+            "kind": "Kind",
+            "name": "Name",
+            "reason": "Reason",
+            "cause_check": "Caused by step",
+            "cause_kind": "Cause kind",
+            "cause_name": "Cause name",
+            "cause_reason": "Cause reason",
+        },
+        width=12,
+        height=9,
+    )
     by_step = state_timeline(
         "Runbook steps over time",
         "The worst status of each runbook step across the selected namespaces.",
@@ -145,6 +186,6 @@ def build() -> Dashboard:
         "lbdoctor / Overview",
         "Which steps of the EKS load-balancer health-check runbook fail, where, and since when.",
         [datasource_variable(), cluster_variable(), namespace_variable()],
-        [stats, [now], [by_step], over_time[:2], over_time[2:], [unhealthy]],
+        [stats, [roots, consequences], [now], [by_step], over_time[:2], over_time[2:], [unhealthy]],
         links=[runbooks_link()],
     )

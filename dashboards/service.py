@@ -29,7 +29,7 @@ from dashboards.grafana import (
 UID = "lbdoctor-service"
 
 SERVICE = 'service=~"$service"'
-TARGET = "pod, node, lb, port, path"
+TARGET = "pod, node, lb, port, path, owner"
 
 
 def probe(metric: str, *matchers: str) -> str:
@@ -98,6 +98,7 @@ def build() -> Dashboard:
         ],
         columns={
             "pod": "Pod",
+            "owner": "Target group of",
             "node": "Node",
             "lb": "LB",
             "port": "Port",
@@ -120,8 +121,8 @@ def build() -> Dashboard:
         table(
             "Why targets fail",
             "The reason of each failing target's last health check.",
-            [Query(f"max by (pod, port, path, reason) ({probe('lbdoctor_probe_failure_reason')})")],
-            columns={"pod": "Pod", "port": "Port", "path": "Path", "reason": "Reason"},
+            [Query(f"max by (pod, owner, port, path, reason) ({probe('lbdoctor_probe_failure_reason')})")],
+            columns={"pod": "Pod", "owner": "Target group of", "port": "Port", "path": "Path", "reason": "Reason"},
             width=12,
         ),
         table(

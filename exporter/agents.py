@@ -31,7 +31,8 @@ import aiohttp
 import structlog
 
 from exporter.lb.targets import TargetStatus
-from exporter.report import parse_targets
+from exporter.model.results import CheckResult
+from exporter.report import parse_targets, results_from_json
 from exporter.settings import Settings
 from exporter.telemetry import ErrorSink
 
@@ -144,6 +145,7 @@ class ProbeFeed:
         self._client = client or PeerClient()
         self._stale_after = stale_after
         self._last: dict[str, tuple[float, tuple[TargetStatus, ...]]] = {}
+        self._results: dict[str, tuple[CheckResult, ...]] = {}  # each agent's failing and warning results
         self._session: aiohttp.ClientSession | None = None
 
     async def fetch(self, agents: Iterable[Agent | str]) -> tuple[TargetStatus, ...]:
@@ -168,6 +170,7 @@ class ProbeFeed:
         now = loop.time()
         for base in [b for b in self._last if b not in wanted or now - self._last[b][0] > self._stale_after]:
             del self._last[base]
+            self._results.pop(base, None)
         return tuple(status for _, statuses in self._last.values() for status in statuses)
 
     def _statuses(self, agent: Agent, document: Any) -> tuple[TargetStatus, ...]:
@@ -184,7 +187,13 @@ class ProbeFeed:
         if parsed.foreign:
             self._errors.error("agents", "foreign_node")
             log.warning("node agent's rows about other nodes refused", agent=agent.base, rows=parsed.foreign)
+        self._results[agent.base] = results_from_json(document.get("results"), node=agent.node)
         return parsed.statuses
+
+    def results(self) -> tuple[CheckResult, ...]:
+        """The node agents' failing and warning results from the last ``fetch``: the causal rules link the
+        cluster role's findings with them (a security group that explains a node's failing probe)."""
+        return tuple(result for base in self._last for result in self._results.get(base, ()))
 
     async def close(self) -> None:
         if self._session is not None:

@@ -63,9 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     diagnose.add_argument("-o", "--output", choices=("table", "json"), default="table")
     diagnose.add_argument("--show-ok", action="store_true", help="list passing results too")
-    diagnose.add_argument("--controller-namespace", default="kube-system", metavar="NS")
-    diagnose.add_argument("--controller-name", default="aws-load-balancer-controller", metavar="NAME")
-    diagnose.add_argument("--default-target-type", choices=("instance", "ip"), default="instance")
+    # The controller's settings and the AWS ones are the daemon's (exporter/settings.py): these flags, then
+    # LBDOCTOR_* variables, then --config, then the defaults, exactly as for ``lbdoctor run``.
+    diagnose.add_argument("--config", metavar="FILE", help="YAML settings file (also $LBDOCTOR_CONFIG)")
+    diagnose.add_argument("--controller-namespace", metavar="NS", help="where the controller runs (kube-system)")
+    diagnose.add_argument("--controller-name", metavar="NAME", help="its Deployment (aws-load-balancer-controller)")
+    diagnose.add_argument("--default-target-type", choices=("instance", "ip"), help="the controller's (instance)")
+    diagnose.add_argument("--load-balancer-class", metavar="CLASS", help="the controller's (service.k8s.aws/nlb)")
+    diagnose.add_argument("--ingress-controller", metavar="NAME", help="IngressClass controller (ingress.k8s.aws/alb)")
     diagnose.add_argument(
         "--cluster-name", metavar="NAME", help="EKS cluster name for the AWS steps (default: from the context)"
     )
@@ -104,16 +109,30 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return load(flags, config_file=args.config)
 
 
+_DIAGNOSE_SETTINGS = (
+    "controller_namespace",
+    "controller_name",
+    "default_target_type",
+    "load_balancer_class",
+    "ingress_controller",
+    "cluster_name",
+)
+
+
 def _diagnose(args: argparse.Namespace) -> int:
     from exporter import diagnose
-    from exporter.checks.controller import ControllerLocation
-    from exporter.lb.healthcheck import ControllerConfig
 
     if args.all_namespaces and args.namespace:
         print("lbdoctor: use either -n/--namespace or -A/--all-namespaces", file=sys.stderr)
         return 2
     if args.target and args.all_namespaces:
         print("lbdoctor: a service/NAME or ingress/NAME lives in one namespace: use -n, not -A", file=sys.stderr)
+        return 2
+    flags = {key: getattr(args, key) for key in _DIAGNOSE_SETTINGS}
+    try:
+        settings = load({**flags, "aws_region": args.region, "role": "cluster"}, config_file=args.config)
+    except SettingsError as error:
+        print(f"lbdoctor: {error}", file=sys.stderr)
         return 2
     logs.configure("console", "error")
     options = diagnose.Options(
@@ -124,11 +143,8 @@ def _diagnose(args: argparse.Namespace) -> int:
         target=args.target,
         output=args.output,
         show_ok=args.show_ok,
-        controller=ControllerLocation(namespace=args.controller_namespace, name=args.controller_name),
-        controller_config=ControllerConfig(default_target_type=args.default_target_type),
+        settings=settings,
         node=args.node,
-        cluster_name=args.cluster_name,
-        region=args.region,
         aws=not args.no_aws,
         iptables_save_file=args.iptables_save_file,
         nft_json_file=args.nft_json_file,

@@ -19,31 +19,44 @@ import aiohttp
 
 from exporter import diagnose_output
 from exporter.aws.ids import eks_cluster_of
-from exporter.checks.causes import order
-from exporter.checks.cluster import evaluate_cluster, pods_of
-from exporter.checks.controller import ControllerLocation
+from exporter.checks.causes import link, order
+from exporter.checks.cluster import cluster_results, pods_of
+from exporter.checks.controller import ControllerLocation, find_deployment
+from exporter.checks.registry import REGISTRY, Needs
 from exporter.dataplane import offline
-from exporter.kube import resources
+from exporter.kube import controller_logs, resources
 from exporter.kube.client import ApiError, ConfigError, KubeClient, kubeconfig_cluster
 from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Store
 from exporter.kube.watch import Reflector, served
+from exporter.lb import annotations as ann
 from exporter.lb.healthcheck import ControllerConfig
 from exporter.lb.plan import ROUTE_OWNER_KINDS, build_plan, ingress_class_of, plan_all
-from exporter.model.results import CheckResult, ObjectRef, Status
+from exporter.model.results import Check, CheckResult, ObjectRef, Status
 from exporter.model.snapshot import ClusterSnapshot
 from exporter.report import iso, results_json, summary
+from exporter.settings import Settings
 
 SCHEMA = "lbdoctor.diagnosis/v1"
 
 EXIT_OK, EXIT_FAILING, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
-# Steps that need something diagnose does not have from a laptop, and where to get them.
-NOT_RUN = {
-    "health_probe": "needs the node agent on each node (pod IPs are rarely reachable from a laptop)",
-    "kube_proxy": "needs the node agent, or --node NAME --iptables-save-file FILE",
+# What a laptop lacks for some steps, and where to get it (the registry says which step needs what).
+NEEDS = {
+    Needs.NODE_AGENT: "needs the node agent on each node (pod IPs are rarely reachable from a laptop)",
+    Needs.NODE_DUMP: "needs the node agent, or --node NAME --iptables-save-file FILE",
 }
-AWS_CHECKS = ("elb_target_health", "security_groups", "network")
+
+
+def not_run(*, node_dump: bool, aws_not_run: str | None) -> dict[Check, str]:
+    """The steps diagnose did not run, each with what it needs: the "not run" lines of its table."""
+    found: dict[Check, str] = {}
+    for entry in REGISTRY:
+        if entry.needs is Needs.AWS and aws_not_run:
+            found[entry.check] = aws_not_run
+        elif (entry.needs is Needs.NODE_DUMP and not node_dump) or entry.needs is Needs.NODE_AGENT:
+            found[entry.check] = NEEDS[entry.needs]
+    return found
 
 
 class Unreachable(Exception):
@@ -65,8 +78,17 @@ class Options:
     cluster_name: str | None = None  # None: from an `aws eks update-kubeconfig` context's ARN
     region: str | None = None
     aws: bool = True  # False: skip the AWS steps
-    controller: ControllerLocation = field(default_factory=ControllerLocation)
-    controller_config: ControllerConfig = field(default_factory=ControllerConfig)
+    # The daemon's settings model: the controller's location and flags, the AWS settings (flags,
+    # LBDOCTOR_* variables and --config, as for ``lbdoctor run``).
+    settings: Settings = field(default_factory=lambda: Settings(role="cluster"))
+
+    @property
+    def controller(self) -> ControllerLocation:
+        return ControllerLocation.from_settings(self.settings)
+
+    @property
+    def controller_config(self) -> ControllerConfig:
+        return ControllerConfig.from_settings(self.settings)
 
 
 class _Quiet:
@@ -142,37 +164,15 @@ async def collect(
     progress("listing…")
     # All at once: the API server prepares one list while lbdoctor converts another.
     await asyncio.gather(*(list_one(resource, where) for resource, where in wanted))
-    logs, logs_error = await _controller_logs(client, stores, options.controller)
-    return build_snapshot(stores, 1, logs, logs_error)
+    listed = build_snapshot(stores, 1)
+    found = await controller_logs.read(client, find_deployment(listed, options.controller), _Quiet())
+    return build_snapshot(stores, 1, found.logs, found.error)
 
 
 def _why(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientConnectorError):
         return str(error.os_error.strerror or error.os_error) if error.os_error else str(error)
     return str(error) or type(error).__name__
-
-
-async def _controller_logs(
-    client: KubeClient, stores: dict[str, Store], where: ControllerLocation
-) -> tuple[dict[str, str], str | None]:
-    deployments = [d for d in stores["deployments"].values() if d.meta.name == where.name]
-    if not deployments or not deployments[0].selector:
-        return {}, None
-    selector = ",".join(f"{k}={v}" for k, v in sorted(deployments[0].selector.items()))
-    try:
-        pods = await client.get(f"/api/v1/namespaces/{where.namespace}/pods", {"labelSelector": selector})
-        logs = {}
-        for raw in pods.get("items") or []:
-            name = (raw.get("metadata") or {}).get("name")
-            text = await client.get_text(
-                f"/api/v1/namespaces/{where.namespace}/pods/{name}/log", {"sinceSeconds": "3600", "tailLines": "2000"}
-            )
-            logs[f"{where.namespace}/{name}"] = text
-        return logs, None
-    except ApiError as error:
-        if error.status == 403:
-            return {}, f"{error.reason}: {error.message}"
-        return {}, f"{error.status} {error.reason}"
 
 
 def scope(results: Sequence[CheckResult], snapshot: ClusterSnapshot, options: Options) -> list[CheckResult]:
@@ -200,14 +200,34 @@ def scope(results: Sequence[CheckResult], snapshot: ClusterSnapshot, options: Op
     service = snapshot.service(namespace, name) if kind == "Service" else None
     if service is not None:
         related.update(ObjectRef("Pod", namespace, p.meta.name) for p in pods_of(snapshot, service))
-    # The controller's Deployment, the GatewayClasses of the routes and the IngressClasses of the Ingresses concerned.
+    # The controller's Deployment, its IngressClass, the GatewayClasses of the routes and the IngressClasses of
+    # the Ingresses concerned (EKS Auto Mode's are kept only for their own Ingresses).
     for ref in list(related):
         ingress = snapshot.ingresses.get(f"{ref.namespace}/{ref.name}") if ref.kind == "Ingress" else None
         found = ingress_class_of(ingress, snapshot) if ingress is not None else None
         class_name = found.meta.name if found is not None else ingress.class_name if ingress is not None else None
         if class_name:
             related.add(ObjectRef("IngressClass", "", class_name))
-    return [r for r in results if r.object in related or r.object.kind == "Deployment"]
+
+    def concerned(ref: ObjectRef) -> bool:
+        if ref in related or ref.kind == "Deployment":
+            return True
+        if ref.kind != "IngressClass":
+            return False
+        found = snapshot.ingress_classes.get(ref.name)
+        return found is None or found.controller != ann.AUTO_MODE_ALB_CONTROLLER
+
+    kept = [r for r in results if concerned(r.object)]
+    # Keep what the kept results follow from, wherever it is: an effect names its cause in the same report.
+    by_key = {r.key: r for r in results}
+    wanted = {r.key for r in kept}
+    for result in list(kept):
+        up = result.caused_by
+        while up is not None and up not in wanted and up in by_key:
+            wanted.add(up)
+            kept.append(by_key[up])
+            up = by_key[up].caused_by
+    return kept
 
 
 async def aws_steps(snapshot: ClusterSnapshot, options: Options) -> tuple[tuple[CheckResult, ...], str | None]:
@@ -215,8 +235,8 @@ async def aws_steps(snapshot: ClusterSnapshot, options: Options) -> tuple[tuple[
     if not options.aws:
         return (), "skipped (--no-aws)"
     found = eks_cluster_of(options.context) or eks_cluster_of(kubeconfig_cluster(options.kubeconfig, options.context))
-    cluster_name = options.cluster_name or (found[1] if found else None)
-    region = options.region or (found[0] if found else None)
+    cluster_name = options.cluster_name or options.settings.cluster_name or (found[1] if found else None)
+    region = options.region or options.settings.aws_region or (found[0] if found else None)
     if not cluster_name:
         return (
             (),
@@ -226,7 +246,8 @@ async def aws_steps(snapshot: ClusterSnapshot, options: Options) -> tuple[tuple[
     from exporter.aws.config import AwsSettings
     from exporter.aws.doctor import AwsDoctor
 
-    doctor = AwsDoctor(AwsSettings(cluster_name=cluster_name, region=region))
+    named = options.settings.model_copy(update={"cluster_name": cluster_name, "aws_region": region})
+    doctor = AwsDoctor(AwsSettings.from_settings(named))
     try:
         if await doctor.api.credential_source() is None:
             return (), "no AWS credentials found (AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO, …); the other steps ran"
@@ -298,7 +319,7 @@ async def run(options: Options) -> int:
         return EXIT_UNREACHABLE
     finally:
         await client.close()
-    results = evaluate_cluster(snapshot, options.controller_config, options.controller)
+    results: tuple[CheckResult, ...] = tuple(cluster_results(snapshot, options.controller_config, options.controller))
     if options.node is not None:
         if options.node not in snapshot.nodes:
             print(f"lbdoctor: node {options.node!r} is not in the cluster (kubectl get nodes)", file=sys.stderr)
@@ -312,11 +333,11 @@ async def run(options: Options) -> int:
         )
         results = (*results, *found)
     aws_results, aws_not_run = await aws_steps(snapshot, options)
-    results = order(scope((*results, *aws_results), snapshot, options))
+    # One round: every step that ran, linked by the causal rules, then narrowed to the target asked for.
+    results = order(scope(link((*results, *aws_results)), snapshot, options))
     if options.output == "json":
         print(json.dumps(document(results, time.time(), unreadable(snapshot)), indent=2))
     else:
-        not_run = {k: v for k, v in NOT_RUN.items() if not (k == "kube_proxy" and options.node)}
-        not_run.update(dict.fromkeys(AWS_CHECKS, aws_not_run) if aws_not_run else {})
-        diagnose_output.table(results, snapshot, options.show_ok, not_run)
+        skipped = not_run(node_dump=options.node is not None, aws_not_run=aws_not_run)
+        diagnose_output.table(results, snapshot, options.show_ok, skipped)
     return exit_code(results)

@@ -11,9 +11,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from exporter.model.results import RUNBOOK_ORDER, CheckResult, Status
+from exporter.checks.registry import REGISTRY
+from exporter.model.results import Check, CheckResult, Status
 from exporter.model.snapshot import ClusterSnapshot
-from exporter.report import CHECK_TITLES
 
 _STYLE = {Status.FAIL: "bold red", Status.WARN: "yellow", Status.UNKNOWN: "magenta", Status.OK: "green"}
 
@@ -29,7 +29,9 @@ def progress(output: str) -> Iterator[Callable[[str], None]]:
         yield lambda text: status.update(text)
 
 
-def table(results: Sequence[CheckResult], snapshot: ClusterSnapshot, show_ok: bool, not_run: Mapping[str, str]) -> None:
+def table(
+    results: Sequence[CheckResult], snapshot: ClusterSnapshot, show_ok: bool, not_run: Mapping[Check, str]
+) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=120)
     counts: dict[str, dict[Status, int]] = {}
     for result in results:
@@ -42,17 +44,18 @@ def table(results: Sequence[CheckResult], snapshot: ClusterSnapshot, show_ok: bo
     runbook.add_column("Check id")
     runbook.add_column("Status")
     runbook.add_column("Results")
-    for check in RUNBOOK_ORDER:
+    for entry in REGISTRY:
+        check = entry.check
         found = counts.get(check.value)
         if found:
             worst = max(found, key=lambda s: s.severity)
             detail = ", ".join(
                 f"{found[s]} {s.value}" for s in (Status.FAIL, Status.WARN, Status.UNKNOWN, Status.OK) if s in found
             )
-            runbook.add_row(CHECK_TITLES[check.value], check.value, Text(worst.value, _STYLE[worst]), detail)
+            runbook.add_row(entry.title, check.value, Text(worst.value, _STYLE[worst]), detail)
         else:
-            why = not_run.get(check.value, "nothing to check")
-            runbook.add_row(CHECK_TITLES[check.value], check.value, Text("not run", "dim"), Text(why, "dim"))
+            why = not_run.get(check, "nothing to check")
+            runbook.add_row(entry.title, check.value, Text("not run", "dim"), Text(why, "dim"))
     console.print(runbook)
 
     shown = [r for r in results if show_ok or r.status is not Status.OK]

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.lb.successcodes import SuccessCodesError, parse_success_codes
 from exporter.lb.targets import ProbeTarget, TargetStatus
 from exporter.lb.thresholds import LbState, PredictedHealth
+from exporter.model import subjects
 from exporter.model.probe import ProbeOutcome, ProbeRequest
-from exporter.model.results import CheckResult, ObjectRef, Reason, Status
-
-CHECK_TITLES = {
-    "pod_status": "Pod running, containers ready",
-    "selector": "Pod and Service label selectors",
-    "endpoints": "Service endpoints",
-    "traffic_policy": "externalTrafficPolicy and target type",
-    "security_groups": "Node-group security groups",
-    "target_port": "targetPort matches containerPort",
-    "controller": "AWS Load Balancer Controller",
-    "ingress_annotations": "Ingress annotations (ALB)",
-    "service_annotations": "Service annotations (NLB)",
-    "health_probe": "Health check tested by hand (curl / nc)",
-    "network": "Network ACLs and route tables",
-    "kube_proxy": "kube-proxy rules",
-    "elb_target_health": "Target health reported by the load balancer",
-    "gateway_config": "Gateway API routes and TargetGroupConfigurations",
-    "rollout": "Deregistration delay vs pod termination (rollouts)",
-}
+from exporter.model.results import Check, CheckResult, ObjectRef, Reason, ResultKey, Status, Subject, TargetRef
 
 
 def iso(timestamp: float) -> str:
@@ -44,7 +29,10 @@ def summary(results: Sequence[CheckResult]) -> dict[str, int]:
 
 
 def results_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
-    index = {result.key: position for position, result in enumerate(results)}
+    """``caused_by`` is the position of the cause in the same list (the first result with its key)."""
+    index: dict[ResultKey, int] = {}
+    for position, result in enumerate(results):
+        index.setdefault(result.key, position)
     return [
         {
             "check": result.check.value,
@@ -59,9 +47,109 @@ def results_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
             "message": result.message,
             "remedy": result.remedy,
             "caused_by": index.get(result.caused_by) if result.caused_by is not None else None,
+            "node": result.node,
+            "about": [subjects.text(subject) for subject in result.about],
         }
         for result in results
     ]
+
+
+def results_from_json(
+    rows: Any, *, statuses: frozenset[str] = frozenset({"fail", "warn"}), node: str | None = None
+) -> tuple[CheckResult, ...]:
+    """The inverse of ``results_json`` for the rows with one of ``statuses`` (the cluster role reads the node
+    agents' failing and warning results, the only ones a causal rule can link). Rows that do not parse
+    (an unknown check, a newer agent) are skipped; a ``caused_by`` that points at a skipped row is dropped."""
+    if not isinstance(rows, list):
+        return ()
+    parsed: dict[int, CheckResult] = {}
+    causes: dict[int, int] = {}
+    for position, row in enumerate(rows):
+        if not isinstance(row, dict) or row.get("status") not in statuses:
+            continue
+        try:
+            result = _result_from_json(row)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if node is not None and result.node not in (None, node):
+            continue  # an agent speaks for its own node only
+        parsed[position] = result
+        cause = row.get("caused_by")
+        if isinstance(cause, int) and not isinstance(cause, bool):
+            causes[position] = cause
+    found = []
+    for position, result in parsed.items():
+        cause = parsed.get(causes.get(position, -1))
+        found.append(replace(result, caused_by=cause.key) if cause is not None else result)
+    return tuple(found)
+
+
+_ABOUT_MAX = 64  # subjects one result may name
+
+
+def _result_problem(row: dict[str, Any]) -> str | None:
+    """Why a result row is not one this lbdoctor wrote, or None: every string and list bounded, so a forged
+    answer costs no memory and names no impossible object."""
+    ref = row.get("object")
+    if not isinstance(ref, dict) or not _text(ref, "kind", 63) or not _text(ref, "namespace") or not _text(ref, "name"):
+        return "object is not {kind, namespace, name}"
+    for key in ("message", "remedy"):
+        if row.get(key) is not None and not _text(row, key, 4 * _TEXT_MAX):
+            return f"{key} is not text"
+    if row.get("node") is not None and not _text(row, "node"):
+        return "node is not a name"
+    about = row.get("about")
+    if about is not None and (
+        not isinstance(about, list)
+        or len(about) > _ABOUT_MAX
+        or not all(isinstance(text, str) and len(text) <= _TEXT_MAX for text in about)
+    ):
+        return "about is not a short list of subjects"
+    target = row.get("target")
+    if target is not None and (
+        not isinstance(target, dict)
+        or (target.get("pod") is not None and not _text(target, "pod"))
+        or (target.get("ip") is not None and not _text(target, "ip", 64))
+        or (target.get("port") is not None and not _number(target, "port", 1, 65535, integer=True))
+    ):
+        return "target is malformed"
+    return None
+
+
+def _result_from_json(row: dict[str, Any]) -> CheckResult:
+    problem = _result_problem(row)
+    if problem is not None:
+        raise ValueError(problem)
+    ref = row["object"]
+    target = row.get("target")
+    reason = row.get("reason")
+    about: list[Subject] = []
+    for text in row.get("about") or ():
+        subject = subjects.parse(text)
+        if subject is not None:
+            about.append(subject)
+    node = row.get("node")
+    return CheckResult(
+        check=Check(row["check"]),
+        status=Status(row["status"]),
+        reason=None if reason is None else Reason(reason),
+        object=ObjectRef(str(ref["kind"]), str(ref["namespace"]), str(ref["name"])),
+        message=str(row.get("message") or ""),
+        remedy=str(row.get("remedy") or ""),
+        target=None
+        if not isinstance(target, dict)
+        else TargetRef(
+            None if target.get("pod") is None else str(target["pod"]),
+            None if target.get("ip") is None else str(target["ip"]),
+            None if target.get("port") is None else int(target["port"]),
+        ),
+        node=None if node is None else str(node),
+        about=tuple(about),
+    )
+
+
+def success_codes_text(ranges: Sequence[tuple[int, int]]) -> str:
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
 
 
 def targets_json(statuses: Sequence[TargetStatus]) -> list[dict[str, Any]]:
@@ -74,6 +162,8 @@ def targets_json(statuses: Sequence[TargetStatus]) -> list[dict[str, Any]]:
                 "namespace": target.namespace,
                 "service": target.service,
                 "owner": {"kind": target.owner.kind, "name": target.owner.name},
+                "owner_label": target.owner_label,
+                "target_type": target.target_type,
                 "pod": target.pod,
                 "node": target.node,
                 "lb": target.lb,
@@ -82,6 +172,7 @@ def targets_json(statuses: Sequence[TargetStatus]) -> list[dict[str, Any]]:
                 "protocol": request.protocol,
                 "protocol_version": request.protocol_version,
                 "path": request.path if request.protocol != "TCP" else None,
+                "success_codes": success_codes_text(request.success_ranges) if request.protocol != "TCP" else None,
                 "interval_seconds": target.interval,
                 "timeout_seconds": request.timeout,
                 "healthy_threshold": target.healthy_threshold,
@@ -173,6 +264,10 @@ def _row_problem(row: Any) -> str | None:
             return f"{key} is out of range"
     if row.get("path") is not None and not _text(row, "path", _TEXT_MAX):
         return "path is not text"
+    if row.get("success_codes") is not None and not _text(row, "success_codes", 64):
+        return "success_codes is not text"
+    if row.get("target_type") not in (None, "ip", "instance"):
+        return "unknown target_type"
     last = row.get("last_probe")
     if last is not None:
         if not isinstance(last, dict) or not isinstance(last.get("success"), bool) or not _text(last, "at", 64):
@@ -211,6 +306,11 @@ def parse_targets(rows: Any, *, node: str | None = None) -> ParsedTargets:
 
 
 def _target_from_json(row: dict[str, Any]) -> TargetStatus:
+    codes = row.get("success_codes")
+    ranges: tuple[tuple[int, int], ...] = ((200, 399),)
+    if isinstance(codes, str) and codes:
+        with contextlib.suppress(SuccessCodesError):
+            ranges = parse_success_codes(codes, (0, 999)).ranges
     request = ProbeRequest(
         protocol=str(row["protocol"]),
         ip=str(row["ip"]),
@@ -218,6 +318,7 @@ def _target_from_json(row: dict[str, Any]) -> TargetStatus:
         timeout=float(row["timeout_seconds"]),
         path=str(row.get("path") or "/"),
         protocol_version=str(row.get("protocol_version") or "HTTP1"),
+        success_ranges=ranges,
     )
     owner = row["owner"]
     target = ProbeTarget(
@@ -231,6 +332,7 @@ def _target_from_json(row: dict[str, Any]) -> TargetStatus:
         interval=float(row["interval_seconds"]),
         healthy_threshold=int(row["healthy_threshold"]),
         unhealthy_threshold=int(row["unhealthy_threshold"]),
+        target_type=str(row.get("target_type") or "ip"),
     )
     health = PredictedHealth(
         LbState(row["predicted_state"]),

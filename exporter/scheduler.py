@@ -151,7 +151,7 @@ class ProbeScheduler:
         return max(target.interval, self._min_interval)
 
     def set_targets(self, targets: Iterable[ProbeTarget]) -> None:
-        wanted = {target.labels: target for target in targets}
+        wanted = {target.key: target for target in targets}
         loop = asyncio.get_running_loop()
         now = loop.time()
         changed = False
@@ -288,5 +288,13 @@ class ProbeScheduler:
 
 
 def _log_labels(target: ProbeTarget) -> dict[str, str]:
-    namespace, service, pod, _node, lb, port, path = target.labels
-    return {"namespace": namespace, "service": service, "pod": pod, "lb": lb, "port": port, "path": path}
+    namespace, service, pod, _node, lb, port, path, owner = target.labels
+    return {
+        "namespace": namespace,
+        "service": service,
+        "pod": pod,
+        "lb": lb,
+        "port": port,
+        "path": path,
+        "owner": owner,
+    }

@@ -172,7 +172,7 @@ def test_one_object_makes_at_most_a_bounded_number_of_target_groups() -> None:
     snapshot = ClusterSnapshot.of(services=[svc], pods=[pod()])
     plan = build_plan(snapshot, CONTROLLER)
     assert len(plan.backends) == ann.MAX_TARGET_GROUPS_PER_OWNER
-    problems = plan.owners(Check.SERVICE_ANNOTATIONS)[ObjectRef("Service", "shop", "web")]
+    problems = [p for owner, p in plan.problems if owner == ObjectRef("Service", "shop", "web")]
     assert [p.reason for p in problems] == [Reason.TOO_MANY_TARGET_GROUPS]
     assert "150 target groups" in problems[0].message
     alb = ingress(annotations={ann.ALB_HC_PATH: "/x"})

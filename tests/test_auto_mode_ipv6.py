@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.checks import controller
+from exporter.checks import cluster
 from exporter.checks.controller import ControllerLocation
 from exporter.lb import annotations as ann
 from exporter.lb.healthcheck import ControllerConfig
@@ -19,21 +19,38 @@ CONTROLLER = ControllerConfig()
 WHERE = ControllerLocation()
 
 
-def ingress(name: str = "web", class_name: str = "auto-alb", annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def ingress(
+    name: str = "web", class_name: str = "auto-alb", annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {"name": name, "namespace": "shop", "annotations": annotations or {}},
         "spec": {
             "ingressClassName": class_name,
-            "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
-                                           "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}],
+            "rules": [
+                {
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "web", "port": {"number": 80}}},
+                            }
+                        ]
+                    }
+                }
+            ],
         },
     }
 
 
-def ingress_class(name: str = "auto-alb", controller_name: str = ann.AUTO_MODE_ALB_CONTROLLER,
-                  params: str | None = "auto-params", group: str = "eks.amazonaws.com") -> dict[str, Any]:
+def ingress_class(
+    name: str = "auto-alb",
+    controller_name: str = ann.AUTO_MODE_ALB_CONTROLLER,
+    params: str | None = "auto-params",
+    group: str = "eks.amazonaws.com",
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"controller": controller_name}
     if params is not None:
         spec["parameters"] = {"apiGroup": group, "kind": "IngressClassParams", "name": params}
@@ -63,8 +80,12 @@ def test_auto_mode_ingress_defaults_to_ip_targets() -> None:
 
 
 def test_auto_mode_ignores_some_annotations() -> None:
-    snap = g.snapshot(ingress_class(), params(), g.svc(),
-                      ingress(annotations={ann.ALB_GROUP_NAME: "shop", ann.ALB_HC_PATH: "/healthz"}))
+    snap = g.snapshot(
+        ingress_class(),
+        params(),
+        g.svc(),
+        ingress(annotations={ann.ALB_GROUP_NAME: "shop", ann.ALB_HC_PATH: "/healthz"}),
+    )
     [backend] = plans(snap)[ObjectRef("Ingress", "shop", "web")].backends
     assert backend.resolution is not None
     [problem] = backend.resolution.problems
@@ -83,8 +104,12 @@ def test_auto_mode_nlb_service() -> None:
 
 
 def test_lbc_ingress_class_params_override_the_target_type() -> None:
-    snap = g.snapshot(ingress_class("alb", "ingress.k8s.aws/alb", "alb-params", "elbv2.k8s.aws"),
-                      params("alb-params", "elbv2.k8s.aws", targetType="ip"), g.svc(), ingress(class_name="alb"))
+    snap = g.snapshot(
+        ingress_class("alb", "ingress.k8s.aws/alb", "alb-params", "elbv2.k8s.aws"),
+        params("alb-params", "elbv2.k8s.aws", targetType="ip"),
+        g.svc(),
+        ingress(class_name="alb"),
+    )
     [backend] = plans(snap)[ObjectRef("Ingress", "shop", "web")].backends
     assert backend.resolution is not None and backend.resolution.spec.target_type == "ip"
 
@@ -93,7 +118,7 @@ def test_controller_step_asks_auto_mode_through_its_api() -> None:
     """No Deployment to look at: Auto Mode is there when its API is served and the IngressClassParams exist."""
     objects = [ingress_class(), g.svc(), ingress()]
     enabled = g.snapshot(*objects, params())
-    results = controller.evaluate(enabled, WHERE, plan_all(enabled, CONTROLLER))
+    results = cluster.controller_unit(enabled, WHERE, plan_all(enabled, CONTROLLER))
     [auto] = [r for r in results if r.object == ObjectRef("IngressClass", "", "auto-alb")]
     assert auto.status is Status.OK and "EKS Auto Mode reconciles IngressClass auto-alb" in auto.message
     # The self-managed controller is not needed for Auto Mode's objects: no ControllerNotFound failure.
@@ -101,24 +126,24 @@ def test_controller_step_asks_auto_mode_through_its_api() -> None:
     assert deployment.status is Status.WARN and deployment.reason is Reason.CONTROLLER_NOT_FOUND
 
     missing_params = g.snapshot(*objects)
-    results = controller.evaluate(missing_params, WHERE, plan_all(missing_params, CONTROLLER))
+    results = cluster.controller_unit(missing_params, WHERE, plan_all(missing_params, CONTROLLER))
     [auto] = [r for r in results if r.object.kind == "IngressClass"]
     assert (auto.status, auto.reason) == (Status.FAIL, Reason.INGRESS_CLASS_PARAMS_NOT_FOUND)
 
     not_enabled = g.snapshot(*objects, absent=["ingressclassparams.eks.amazonaws.com"])
-    results = controller.evaluate(not_enabled, WHERE, plan_all(not_enabled, CONTROLLER))
+    results = cluster.controller_unit(not_enabled, WHERE, plan_all(not_enabled, CONTROLLER))
     [auto] = [r for r in results if r.object.kind == "IngressClass"]
     assert (auto.status, auto.reason) == (Status.FAIL, Reason.AUTO_MODE_NOT_ENABLED)
     assert "Auto Mode is not enabled on this cluster" in auto.message
 
     hidden = g.snapshot(*objects, forbidden=["ingressclassparams.eks.amazonaws.com"])
-    results = controller.evaluate(hidden, WHERE, plan_all(hidden, CONTROLLER))
+    results = cluster.controller_unit(hidden, WHERE, plan_all(hidden, CONTROLLER))
     [auto] = [r for r in results if r.object.kind == "IngressClass"]
     assert (auto.status, auto.reason) == (Status.UNKNOWN, Reason.FORBIDDEN)
 
     nlb = g.svc("db", type_="LoadBalancer", loadBalancerClass="eks.amazonaws.com/nlb")
     without = g.snapshot(nlb, absent=["ingressclassparams.eks.amazonaws.com"])
-    results = controller.evaluate(without, WHERE, plan_all(without, CONTROLLER))
+    results = cluster.controller_unit(without, WHERE, plan_all(without, CONTROLLER))
     [auto] = [r for r in results if r.object.kind == "LoadBalancerClass"]
     assert auto.reason is Reason.AUTO_MODE_NOT_ENABLED and "1 Service(s)" in auto.message
 
@@ -132,8 +157,13 @@ def test_ipv6_service_behind_an_ipv4_alb_is_refused() -> None:
     [problem] = backend.resolution.problems
     assert problem.reason is Reason.IPV6_REQUIRES_DUALSTACK and problem.status is Status.FAIL
     assert "IPv4, IPv6" in problem.message  # a dual-stack Service gets an IPv6 target group, IPv4 first or not
-    ok = g.snapshot(lbc_class, dual, g.pod(ips=("10.0.0.5", "fd00:10::5")), g.node(),
-                    ingress(class_name="alb", annotations={ann.ALB_TARGET_TYPE: "ip", ann.ALB_IP_ADDRESS_TYPE: "dualstack"}))
+    ok = g.snapshot(
+        lbc_class,
+        dual,
+        g.pod(ips=("10.0.0.5", "fd00:10::5")),
+        g.node(),
+        ingress(class_name="alb", annotations={ann.ALB_TARGET_TYPE: "ip", ann.ALB_IP_ADDRESS_TYPE: "dualstack"}),
+    )
     plan = plan_all(ok, CONTROLLER)
     [backend] = [b for p in plan for b in p.backends]
     assert backend.resolution is not None and backend.resolution.problems == ()
@@ -145,7 +175,9 @@ def test_ipv6_service_behind_an_ipv4_alb_is_refused() -> None:
 def test_ipv6_instance_targets_need_nodes_with_ipv6_addresses() -> None:
     service = g.svc("db", type_="LoadBalancer", ipFamilies=["IPv6"])
     service["metadata"]["annotations"] = {
-        ann.NLB_TYPE: "external", ann.NLB_TARGET_TYPE: "instance", ann.NLB_IP_ADDRESS_TYPE: "dualstack",
+        ann.NLB_TYPE: "external",
+        ann.NLB_TARGET_TYPE: "instance",
+        ann.NLB_IP_ADDRESS_TYPE: "dualstack",
     }
     snap = g.snapshot(service, g.node("v4-only", ("10.0.1.1",)), g.node("dual", ("10.0.1.2", "fd00::2")))
     plan = plans(snap)[ObjectRef("Service", "shop", "db")]
@@ -159,7 +191,9 @@ def test_ipv6_instance_targets_need_nodes_with_ipv6_addresses() -> None:
 def test_invalid_ip_address_type_and_target_group_attributes() -> None:
     service = g.svc("db", type_="LoadBalancer")
     service["metadata"]["annotations"] = {
-        ann.NLB_TYPE: "external", ann.NLB_TARGET_TYPE: "ip", ann.NLB_IP_ADDRESS_TYPE: "ipv6",
+        ann.NLB_TYPE: "external",
+        ann.NLB_TARGET_TYPE: "ip",
+        ann.NLB_IP_ADDRESS_TYPE: "ipv6",
         ann.NLB_TARGET_GROUP_ATTRIBUTES: "deregistration_delay.timeout_seconds=30,preserve_client_ip.enabled=true",
     }
     [backend] = plans(g.snapshot(service))[ObjectRef("Service", "shop", "db")].backends

@@ -59,39 +59,39 @@ def controller_deployment(ready: int = 2) -> Deployment:
 def test_selector_matching_nothing_names_the_near_miss() -> None:
     svc = service("web", selector={"app": "web-1"})
     snapshot = ClusterSnapshot.of(services=[svc], pods=[pod("web-a", app="web"), pod("web-b", app="web")])
-    result = selector.evaluate(snapshot, svc)
+    result = selector.verdict(snapshot, svc)
     assert (result.status, result.reason) == (Status.FAIL, Reason.NO_PODS_MATCH_SELECTOR)
     assert "app=web-1" in result.message and "app=web (2)" in result.message
 
 
 def test_selectorless_service_with_and_without_manual_slices() -> None:
     bare = service("ext", selector={})
-    assert selector.evaluate(ClusterSnapshot.of(services=[bare]), bare).reason is Reason.SELECTOR_MISSING
+    assert selector.verdict(ClusterSnapshot.of(services=[bare]), bare).reason is Reason.SELECTOR_MISSING
     manual = ClusterSnapshot.of(services=[bare], endpoint_slices=[slice_of("ext", Endpoint(("10.0.0.9",)))])
-    assert selector.evaluate(manual, bare).status is Status.OK
+    assert selector.verdict(manual, bare).status is Status.OK
 
 
 def test_forbidden_pods_make_the_selector_unknown() -> None:
     svc = service()
-    result = selector.evaluate(ClusterSnapshot.of(services=[svc], forbidden=["pods"]), svc)
+    result = selector.verdict(ClusterSnapshot.of(services=[svc], forbidden=["pods"]), svc)
     assert (result.status, result.reason) == (Status.UNKNOWN, Reason.FORBIDDEN)
     assert "RBAC forbids listing pods" in result.message
 
 
 def test_endpoints_none_and_none_ready() -> None:
     svc = service()
-    empty = endpoints.evaluate(ClusterSnapshot.of(services=[svc]), svc)
+    empty = endpoints.verdict(ClusterSnapshot.of(services=[svc]), svc)
     assert empty.reason is Reason.NO_ENDPOINTS
     not_ready = ClusterSnapshot.of(
         services=[svc], endpoint_slices=[slice_of("web", Endpoint(("10.0.0.1",), ready=False, pod_name="web-1"))]
     )
-    result = endpoints.evaluate(not_ready, svc)
+    result = endpoints.verdict(not_ready, svc)
     assert result.reason is Reason.NO_READY_ENDPOINTS and "web-1" in result.message
     mixed = ClusterSnapshot.of(
         services=[svc],
         endpoint_slices=[slice_of("web", Endpoint(("10.0.0.1",), ready=False), Endpoint(("10.0.0.2",), ready=None))],
     )
-    assert endpoints.evaluate(mixed, svc).status is Status.OK  # ready unset counts as ready (kube-proxy, LBC)
+    assert endpoints.verdict(mixed, svc).status is Status.OK  # ready unset counts as ready (kube-proxy, LBC)
 
 
 def test_traffic_policy_local_with_instance_targets() -> None:
@@ -100,14 +100,14 @@ def test_traffic_policy_local_with_instance_targets() -> None:
     snapshot = ClusterSnapshot.of(
         services=[svc], nodes=nodes, endpoint_slices=[slice_of("web", Endpoint(("10.0.0.1",), node_name="a"))]
     )
-    result = traffic_policy.evaluate(snapshot, svc, {"instance"})
+    result = traffic_policy.verdict(snapshot, svc, {"instance"})
     assert result is not None
     assert (result.status, result.reason) == (Status.WARN, Reason.EXTERNAL_TRAFFIC_POLICY_LOCAL)
     assert "2 of 3 nodes" in result.message and "fargate" not in result.message
-    assert traffic_policy.evaluate(snapshot, svc, {"ip"}).status is Status.OK  # type: ignore[union-attr]
+    assert traffic_policy.verdict(snapshot, svc, {"ip"}).status is Status.OK  # type: ignore[union-attr]
     nowhere = ClusterSnapshot.of(services=[svc], nodes=nodes)
-    assert traffic_policy.evaluate(nowhere, svc, {"instance"}).status is Status.FAIL  # type: ignore[union-attr]
-    assert traffic_policy.evaluate(snapshot, nlb(), {"instance"}) is None
+    assert traffic_policy.verdict(nowhere, svc, {"instance"}).status is Status.FAIL  # type: ignore[union-attr]
+    assert traffic_policy.verdict(snapshot, nlb(), {"instance"}) is None
 
 
 def test_denial_lines_name_the_action_when_aws_does() -> None:
@@ -119,7 +119,7 @@ def test_denial_lines_name_the_action_when_aws_does() -> None:
 def test_controller_found_ready_denied() -> None:
     logs = {"kube-system/alb-ctrl-1": "\n".join(["ok line", ELB_DENIED, EC2_DENIED])}
     snapshot = ClusterSnapshot.of(deployments=[controller_deployment()], controller_logs=logs)
-    results = controller.evaluate(snapshot, WHERE, 3)
+    results = controller.health(snapshot, WHERE, lb_objects=3)
     assert results[0].status is Status.OK
     denied = [r for r in results if r.reason is Reason.CONTROLLER_ACCESS_DENIED]
     assert {r.message.split(" (pod")[0] for r in denied} == {
@@ -129,34 +129,34 @@ def test_controller_found_ready_denied() -> None:
 
 
 def test_controller_missing_not_ready_and_unreadable_logs() -> None:
-    missing = controller.evaluate(ClusterSnapshot.of(), WHERE, 2)[0]
+    missing = controller.health(ClusterSnapshot.of(), WHERE, lb_objects=2)[0]
     assert (missing.status, missing.reason) == (Status.FAIL, Reason.CONTROLLER_NOT_FOUND)
-    down = controller.evaluate(ClusterSnapshot.of(deployments=[controller_deployment(ready=0)]), WHERE, 1)[0]
+    down = controller.health(ClusterSnapshot.of(deployments=[controller_deployment(ready=0)]), WHERE, 1)[0]
     assert (down.status, down.reason) == (Status.FAIL, Reason.CONTROLLER_NOT_READY)
     hidden = ClusterSnapshot(controller_logs_error="pods/log is forbidden")
-    results = controller.evaluate(hidden, WHERE, 1)
+    results = controller.health(hidden, WHERE, 1)
     assert any(r.reason is Reason.FORBIDDEN and "pods/log is forbidden" in r.message for r in results)
 
 
 def test_controller_without_its_target_group_binding_crd() -> None:
     snapshot = ClusterSnapshot.of(deployments=[controller_deployment()], absent=["targetgroupbindings"])
-    results = controller.evaluate(snapshot, WHERE, lb_objects=1)
+    results = controller.health(snapshot, WHERE, lb_objects=1)
     (crd,) = [r for r in results if r.reason is Reason.TARGET_GROUP_BINDING_CRD_MISSING]
     assert crd.status is Status.FAIL and "targetgroupbindings.elbv2.k8s.aws" in crd.message
     assert crd.remedy and "crds" in crd.remedy
     # With the CRD served, or without a controller at all (ControllerNotFound says it all), nothing more.
-    served = controller.evaluate(ClusterSnapshot.of(deployments=[controller_deployment()]), WHERE, 1)
+    served = controller.health(ClusterSnapshot.of(deployments=[controller_deployment()]), WHERE, 1)
     assert not [r for r in served if r.reason is Reason.TARGET_GROUP_BINDING_CRD_MISSING]
-    alone = controller.evaluate(ClusterSnapshot.of(absent=["targetgroupbindings"]), WHERE, 1)
+    alone = controller.health(ClusterSnapshot.of(absent=["targetgroupbindings"]), WHERE, 1)
     assert [r.reason for r in alone] == [Reason.CONTROLLER_NOT_FOUND]
 
 
 def test_ingress_class_missing_or_owned_by_another_controller() -> None:
     ing = ingress()
-    missing = controller.evaluate(ClusterSnapshot.of(ingresses=[ing]), WHERE, 1)
+    missing = controller.health(ClusterSnapshot.of(ingresses=[ing]), WHERE, 1)
     assert any(r.reason is Reason.INGRESS_CLASS_NOT_FOUND and "no such IngressClass" in r.message for r in missing)
     nginx = IngressClass(ObjectMeta("", "alb"), "k8s.io/ingress-nginx")
-    other = controller.evaluate(ClusterSnapshot.of(ingresses=[ing], ingress_classes=[nginx]), WHERE, 1)
+    other = controller.health(ClusterSnapshot.of(ingresses=[ing], ingress_classes=[nginx]), WHERE, 1)
     assert any(r.reason is Reason.INGRESS_CLASS_NOT_FOUND and "ingress-nginx" in r.message for r in other)
 
 

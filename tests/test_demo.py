@@ -25,6 +25,9 @@ from tests.conftest import require_tool
 pytestmark = pytest.mark.slow
 
 AWS_CHECKS = ("elb_target_health", "security_groups", "network")
+# The node agents' findings: the cluster role lists those a causal link ties to its own (a probe that explains
+# the LB's verdict), so they are not its object checks.
+NODE_CHECKS = ("health_probe", "kube_proxy")
 # The demo's AWS side runs when moto is installed (the test extra has it); its kube-proxy side as root.
 WITH_AWS = demo_aws.missing() is None
 WITH_KUBE_PROXY = demo_kube_proxy.missing() is None
@@ -135,6 +138,14 @@ def test_demo_shows_every_seeded_fault(demo: tuple[subprocess.Popen[str], str], 
     )
     assert results[consequence["caused_by"]] == crash  # the crash loop is named as the root cause
     assert results.index(crash) < results.index(consequence)
+    assert consequence["remedy"].startswith("caused by pod_status CrashLoopBackOff on Pod shop/checkout-2e1f0-tuvwx")
+    # Every effect the demo's node agent sees names its cause: the refused probe of legacy-api follows from the
+    # targetPort its pod does not expose.
+    refused = next(r for r in results if r["check"] == "health_probe" and r["object"]["name"] == "legacy-api")
+    port = results[refused["caused_by"]]
+    assert (port["check"], port["reason"], port["object"]["name"]) == ("target_port", "TargetPortNotExposed", "legacy-api")
+    effects = [r for r in results if r["status"] != "ok" and r["caused_by"] is not None]
+    assert {(r["check"], r["object"]["name"]) for r in effects} >= {("health_probe", "checkout"), ("health_probe", "legacy-api")}
 
     page = get(f"{base}/")
     (output_dir / "status.html").write_text(page)
@@ -156,6 +167,9 @@ def test_demo_shows_every_seeded_fault(demo: tuple[subprocess.Popen[str], str], 
                 )
             ), scenario.name
     assert re.search(r'lbdoctor_probe_transitions_total\{[^}]*service="recommendations"[^}]*\} [1-9]', metrics)
+    # The metrics' root-cause view: the crash loop is a root, the refused probe follows from it.
+    assert 'lbdoctor_check_root_cause{check="pod_status",namespace="shop",kind="Pod",name="checkout-2e1f0-tuvwx",reason="CrashLoopBackOff"} 1' in metrics
+    assert re.search(r'lbdoctor_check_caused_by\{check="health_probe",[^}]*name="legacy-api",[^}]*cause_check="target_port"', metrics)
     assert 'lbdoctor_probe_predicted_healthy{namespace="shop",service="storefront"' in metrics
     # The front ends beyond Ingress and Service: a gRPC check answered 12 (UNIMPLEMENTED) where 0 is expected,
     # an HTTPRoute's target probed on the path the merged TargetGroupConfigurations give it, Auto Mode's ip targets.
@@ -213,7 +227,7 @@ def cluster_missing(document: dict[str, Any]) -> list[str]:
     results = document["results"]
     missing = []
     for scenario in SCENARIOS:
-        mine = [r for r in _mine(results, scenario.name) if r["check"] not in AWS_CHECKS]
+        mine = [r for r in _mine(results, scenario.name) if r["check"] not in AWS_CHECKS + NODE_CHECKS]
         if scenario.cluster_check is None:
             bad = [f"{r['check']}:{r['reason']}" for r in mine if r["status"] == "fail"]
             if bad:
@@ -242,6 +256,7 @@ def test_cluster_role_and_diagnose_show_every_object_finding(
     selector = next(r for r in results if r["reason"] == "NoPodsMatchSelector")
     endpoints = next(r for r in results if r["reason"] == "NoEndpoints")
     assert results[endpoints["caused_by"]] == selector  # no pods → no endpoints is one problem, rooted in the selector
+    assert endpoints["remedy"] == f"caused by selector NoPodsMatchSelector on Service shop/alb-instance: {selector['remedy']}"
 
     metrics = get(f"{urls['cluster']}/metrics")
     page = get(f"{urls['cluster']}/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -16,9 +17,11 @@ import pytest
 from exporter import diagnose
 from exporter.demo import cluster
 from exporter.fakeapi import FakeApiServer
+from exporter.fakeapi.state import KINDS_BY_KEY
 
 GOLDEN = Path(__file__).parent / "golden"
-UPDATE = os.environ.get("LBDOCTOR_UPDATE_GOLDEN") == "1"
+# Not LBDOCTOR_*: diagnose reads those as settings, and would refuse an unknown one.
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
 def _nlb(name: str, namespace: str = "edge", **spec: Any) -> dict[str, Any]:
@@ -120,7 +123,7 @@ async def test_golden(name: str, api: FakeApiServer, tmp_path: Path, capsys: pyt
     golden = GOLDEN / f"{name}.json"
     if UPDATE:
         golden.write_text(json.dumps(report, indent=2) + "\n")
-    assert golden.exists(), f"no golden file: run LBDOCTOR_UPDATE_GOLDEN=1 scripts/test -k {name} and review it"
+    assert golden.exists(), f"no golden file: run UPDATE_GOLDEN=1 scripts/test -k {name} and review it"
     assert report == json.loads(golden.read_text())
     for result in report["results"]:  # causes come before consequences
         if result["caused_by"] is not None:
@@ -181,3 +184,63 @@ async def test_table_reads_as_the_runbook(api: FakeApiServer, tmp_path: Path, ca
     assert "not run" in text and "needs the node agent" in text
     assert "NoPodsMatchSelector" in text and "↳ follows from #" in text
     assert "found" in text and "do" in text
+
+
+async def test_controller_found_by_label_when_its_deployment_has_another_name(
+    api: FakeApiServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Installed under another release name, the controller is still found by its label, as the cluster role
+    finds it, and its logs still show the denied action."""
+    cluster.seed(api.state, "127.77")
+    for obj in list(cluster.objects("127.77")):
+        if obj["kind"] == "Deployment":
+            api.state.delete(KINDS_BY_KEY["apps/v1/deployments"], cluster.CONTROLLER_NAMESPACE, cluster.CONTROLLER_NAME)
+            api.state.apply({**obj, "metadata": {**obj["metadata"], "name": "lbc"}})
+    options = diagnose.Options(namespace="shop", output="json", kubeconfig=str(api.write_kubeconfig(tmp_path / "k")))
+    await diagnose.run(options)
+    results = json.loads(capsys.readouterr().out)["results"]
+    [denied] = [r for r in results if r["reason"] == "ControllerAccessDenied"]
+    assert denied["object"] == {"kind": "Deployment", "namespace": "kube-system", "name": "aws-load-balancer-controller"}
+    assert cluster.CONTROLLER_DENIED_ACTION in denied["message"]
+    assert not [r for r in results if r["reason"] == "ControllerNotFound"]
+
+
+async def test_diagnose_takes_the_controllers_settings_like_the_daemon(api: FakeApiServer, tmp_path: Path) -> None:
+    """A Service of load-balancer class custom/nlb is an NLB only for a controller run with that class: the
+    flag, LBDOCTOR_LOAD_BALANCER_CLASS and the config file say so, as for lbdoctor run."""
+    api.state.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "custom", "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "loadBalancerClass": "custom/nlb", "selector": {"app": "x"},
+                     "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]},
+        }
+    )  # fmt: skip
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+
+    async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "exporter", "diagnose", "--kubeconfig", str(kubeconfig), "--no-aws", *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    async def checks(*args: str, env: dict[str, str] | None = None) -> set[str]:
+        code, out, err = await run("-o", "json", *args, env=env)
+        assert code in (0, 1), err
+        return {r["check"] for r in json.loads(out)["results"] if r["object"]["name"] == "custom"}
+
+    assert "service_annotations" not in await checks()
+    assert "service_annotations" in await checks("--load-balancer-class", "custom/nlb")
+    assert "service_annotations" in await checks(env={"LBDOCTOR_LOAD_BALANCER_CLASS": "custom/nlb"})
+    config = tmp_path / "settings.yaml"
+    config.write_text("load_balancer_class: custom/nlb\n")
+    assert "service_annotations" in await checks("--config", str(config))
+    config.write_text("load_balancer_clas: custom/nlb\n")
+    code, _, err = await run("--config", str(config))
+    assert code == 2 and "unknown setting 'load_balancer_clas'" in err and "Traceback" not in err

@@ -61,8 +61,15 @@ def test_service_tgc_replaces_the_default_health_check_block_whole() -> None:
         },
     )
     service_tgc = g.tgc("web-tgc", service="web", default={"healthCheckConfig": {"healthCheckTimeout": 3}})
-    snap = g.snapshot(g.gateway_class(), g.gateway(lbc="web-lbc"), g.svc(), g.route(), default, service_tgc,
-                      g.lbc("web-lbc", defaultTargetGroupConfiguration={"name": "gateway-defaults"}))
+    snap = g.snapshot(
+        g.gateway_class(),
+        g.gateway(lbc="web-lbc"),
+        g.svc(),
+        g.route(),
+        default,
+        service_tgc,
+        g.lbc("web-lbc", defaultTargetGroupConfiguration={"name": "gateway-defaults"}),
+    )
     plan = plan_of(snap)
     [backend] = plan.backends
     assert backend.resolution is not None
@@ -77,14 +84,27 @@ def test_service_tgc_replaces_the_default_health_check_block_whole() -> None:
 
 @pytest.mark.parametrize(("mode", "path"), [(None, "/from-class"), ("prefer-gateway", "/from-gateway")])
 def test_merging_mode_decides_between_class_and_gateway_defaults(mode: str | None, path: str) -> None:
-    class_lbc = g.lbc("class-lbc", namespace="infra", defaultTargetGroupConfiguration={"name": "class-tgc"},
-                      **({"mergingMode": mode} if mode else {}))
+    class_lbc = g.lbc(
+        "class-lbc",
+        namespace="infra",
+        defaultTargetGroupConfiguration={"name": "class-tgc"},
+        **({"mergingMode": mode} if mode else {}),
+    )
     objects = [
-        g.gateway_class(parametersRef={"group": "gateway.k8s.aws", "kind": "LoadBalancerConfiguration",
-                                       "name": "class-lbc", "namespace": "infra"}),
+        g.gateway_class(
+            parametersRef={
+                "group": "gateway.k8s.aws",
+                "kind": "LoadBalancerConfiguration",
+                "name": "class-lbc",
+                "namespace": "infra",
+            }
+        ),
         class_lbc,
-        g.tgc("class-tgc", namespace="infra",
-              default={"healthCheckConfig": {"healthCheckPath": "/from-class"}, "targetType": "ip"}),
+        g.tgc(
+            "class-tgc",
+            namespace="infra",
+            default={"healthCheckConfig": {"healthCheckPath": "/from-class"}, "targetType": "ip"},
+        ),
         g.gateway(lbc="gw-lbc"),
         g.lbc("gw-lbc", defaultTargetGroupConfiguration={"name": "gw-tgc"}),
         g.tgc("gw-tgc", default={"healthCheckConfig": {"healthCheckPath": "/from-gateway"}}),
@@ -103,11 +123,18 @@ def test_route_configuration_longest_match_wins() -> None:
         service="web",
         default={"healthCheckConfig": {"healthCheckPath": "/default"}},
         routes=[
-            {"routeIdentifier": {"kind": "HTTPRoute"}, "targetGroupProps": {"healthCheckConfig": {"healthCheckPath": "/kind"}}},
-            {"routeIdentifier": {"kind": "HTTPRoute", "namespace": "shop"},
-             "targetGroupProps": {"healthCheckConfig": {"healthCheckPath": "/kind-ns"}}},
-            {"routeIdentifier": {"kind": "HTTPRoute", "namespace": "shop", "name": "other"},
-             "targetGroupProps": {"healthCheckConfig": {"healthCheckPath": "/other"}}},
+            {
+                "routeIdentifier": {"kind": "HTTPRoute"},
+                "targetGroupProps": {"healthCheckConfig": {"healthCheckPath": "/kind"}},
+            },
+            {
+                "routeIdentifier": {"kind": "HTTPRoute", "namespace": "shop"},
+                "targetGroupProps": {"healthCheckConfig": {"healthCheckPath": "/kind-ns"}},
+            },
+            {
+                "routeIdentifier": {"kind": "HTTPRoute", "namespace": "shop", "name": "other"},
+                "targetGroupProps": {"healthCheckConfig": {"healthCheckPath": "/other"}},
+            },
         ],
     )
     [backend] = plan_of(base(g.route(), service_tgc)).backends
@@ -142,13 +169,13 @@ def test_grpc_route_on_http_listener_is_not_attached() -> None:
 
 
 def test_route_from_another_namespace_needs_allowed_routes() -> None:
-    snap = g.snapshot(g.gateway_class(), g.gateway(namespace="infra"), g.svc(),
-                      g.route(gateway_namespace="infra"))
+    snap = g.snapshot(g.gateway_class(), g.gateway(namespace="infra"), g.svc(), g.route(gateway_namespace="infra"))
     plan = plan_of(snap)
     assert [p.reason for p in plan.problems] == [Reason.ROUTE_NOT_ATTACHED]
     allowed = [{"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}]
-    snap = g.snapshot(g.gateway_class(), g.gateway(namespace="infra", listeners=allowed), g.svc(),
-                      g.route(gateway_namespace="infra"))
+    snap = g.snapshot(
+        g.gateway_class(), g.gateway(namespace="infra", listeners=allowed), g.svc(), g.route(gateway_namespace="infra")
+    )
     assert len(plan_of(snap).backends) == 1
 
 
@@ -165,14 +192,23 @@ def test_nlb_routes_tcp_udp_and_local_instance_targets() -> None:
     )
     [tcp] = plan_of(snap, "TCPRoute").backends
     assert tcp.lb == "nlb" and tcp.resolution is not None
-    assert (tcp.resolution.spec.protocol, tcp.resolution.spec.path, tcp.resolution.spec.success_codes) == ("TCP", None, None)
+    assert (tcp.resolution.spec.protocol, tcp.resolution.spec.path, tcp.resolution.spec.success_codes) == (
+        "TCP",
+        None,
+        None,
+    )
     udp = plan_of(snap, "UDPRoute", "dns")
     assert Reason.UDP_HEALTH_CHECK_IS_TCP in reasons(udp)
     [local] = plan_of(snap, "TCPRoute", "local").backends
     assert local.resolution is not None
     spec = local.resolution.spec
     assert (spec.protocol, spec.path, spec.port, spec.interval, spec.timeout, spec.healthy_threshold) == (
-        "HTTP", "/healthz", 32100, 10, 6, 2
+        "HTTP",
+        "/healthz",
+        32100,
+        10,
+        6,
+        2,
     )
     assert spec.node_health_check
 
@@ -183,7 +219,9 @@ def test_unknown_service_or_port() -> None:
     assert plan.backends == ()
     messages = [p.message for p in plan.problems]
     assert [p.reason for p in plan.problems] == [
-        Reason.BACKEND_NOT_FOUND, Reason.BACKEND_NOT_FOUND, Reason.INVALID_CONFIGURATION
+        Reason.BACKEND_NOT_FOUND,
+        Reason.BACKEND_NOT_FOUND,
+        Reason.INVALID_CONFIGURATION,
     ]
     assert "Service shop/gone, which does not exist" in messages[0]
     assert "port 8080 of Service shop/web, which has no such port (ports: 80)" in messages[1]
@@ -203,43 +241,77 @@ def test_conflicting_service_tgcs_first_by_name_wins() -> None:
 
 
 def test_default_configuration_problems() -> None:
-    with_ref = g.snapshot(g.gateway_class(), g.gateway(lbc="web-lbc"), g.svc(), g.route(),
-                          g.lbc("web-lbc", defaultTargetGroupConfiguration={"name": "web-tgc"}),
-                          g.tgc("web-tgc", service="web"))
+    with_ref = g.snapshot(
+        g.gateway_class(),
+        g.gateway(lbc="web-lbc"),
+        g.svc(),
+        g.route(),
+        g.lbc("web-lbc", defaultTargetGroupConfiguration={"name": "web-tgc"}),
+        g.tgc("web-tgc", service="web"),
+    )
     assert Reason.INVALID_CONFIGURATION in reasons(plan_of(with_ref))
-    missing_tgc = g.snapshot(g.gateway_class(), g.gateway(lbc="web-lbc"), g.svc(), g.route(),
-                             g.lbc("web-lbc", defaultTargetGroupConfiguration={"name": "nope"}))
+    missing_tgc = g.snapshot(
+        g.gateway_class(),
+        g.gateway(lbc="web-lbc"),
+        g.svc(),
+        g.route(),
+        g.lbc("web-lbc", defaultTargetGroupConfiguration={"name": "nope"}),
+    )
     assert Reason.TARGET_GROUP_CONFIGURATION_NOT_FOUND in reasons(plan_of(missing_tgc))
     missing_lbc = g.snapshot(g.gateway_class(), g.gateway(lbc="nope"), g.svc(), g.route())
     assert Reason.LOAD_BALANCER_CONFIGURATION_NOT_FOUND in reasons(plan_of(missing_lbc))
 
 
 def test_invalid_values_name_the_rule_that_rejects_them() -> None:
-    bad = g.tgc("web-tgc", service="web", default={"healthCheckConfig": {
-        "healthCheckInterval": 400, "healthCheckTimeout": 6, "matcher": {"httpCode": "200-600"},
-        "healthCheckProtocol": "TCP"}, "targetGroupAttributes": [
-            {"key": "deregistration_delay.timeout_seconds", "value": "7200"}]})
+    bad = g.tgc(
+        "web-tgc",
+        service="web",
+        default={
+            "healthCheckConfig": {
+                "healthCheckInterval": 400,
+                "healthCheckTimeout": 6,
+                "matcher": {"httpCode": "200-600"},
+                "healthCheckProtocol": "TCP",
+            },
+            "targetGroupAttributes": [{"key": "deregistration_delay.timeout_seconds", "value": "7200"}],
+        },
+    )
     plan = plan_of(base(g.route(), bad))
     found = [(p.reason, p.message) for b in plan.backends if b.resolution for p in b.resolution.problems]
     assert found == [
-        (Reason.INVALID_CONFIGURATION, "healthCheckConfig.healthCheckProtocol='TCP' on TargetGroupConfiguration "
-         "shop/web-tgc is TCP, which an ALB target group does not allow: AWS rejects the target group"),
-        (Reason.INVALID_SUCCESS_CODES, "healthCheckConfig.matcher.httpCode='200-600' on TargetGroupConfiguration "
-         "shop/web-tgc has '200-600', outside the 200-499 this load balancer accepts"),
-        (Reason.INVALID_CONFIGURATION, "healthCheckConfig.healthCheckInterval='400' on TargetGroupConfiguration "
-         "shop/web-tgc is outside 5-300, the range AWS accepts"),
-        (Reason.INVALID_TARGET_GROUP_ATTRIBUTES, "targetGroupAttributes deregistration_delay.timeout_seconds='7200' "
-         "from TargetGroupConfiguration shop/web-tgc is outside the 0-3600 seconds AWS accepts"),
+        (
+            Reason.INVALID_CONFIGURATION,
+            "healthCheckConfig.healthCheckProtocol='TCP' on TargetGroupConfiguration "
+            "shop/web-tgc is TCP, which an ALB target group does not allow: AWS rejects the target group",
+        ),
+        (
+            Reason.INVALID_SUCCESS_CODES,
+            "healthCheckConfig.matcher.httpCode='200-600' on TargetGroupConfiguration "
+            "shop/web-tgc has '200-600', outside the 200-499 this load balancer accepts",
+        ),
+        (
+            Reason.INVALID_CONFIGURATION,
+            "healthCheckConfig.healthCheckInterval='400' on TargetGroupConfiguration "
+            "shop/web-tgc is outside 5-300, the range AWS accepts",
+        ),
+        (
+            Reason.INVALID_TARGET_GROUP_ATTRIBUTES,
+            "targetGroupAttributes deregistration_delay.timeout_seconds='7200' "
+            "from TargetGroupConfiguration shop/web-tgc is outside the 0-3600 seconds AWS accepts",
+        ),
     ]
     spec = plan.backends[0].resolution.spec if plan.backends[0].resolution else None
     assert spec is not None and (spec.protocol, spec.interval) == ("HTTP", 15)  # probed with the defaults meanwhile
-    short = g.tgc("web-tgc", service="web", default={"healthCheckConfig": {"healthCheckInterval": 5, "healthCheckTimeout": 10}})
+    short = g.tgc(
+        "web-tgc", service="web", default={"healthCheckConfig": {"healthCheckInterval": 5, "healthCheckTimeout": 10}}
+    )
     assert Reason.INTERVAL_SHORTER_THAN_TIMEOUT in reasons(plan_of(base(g.route(), short)))
 
 
 def test_other_implementations_gateways_are_not_ours() -> None:
-    snap = g.snapshot(g.gateway_class("istio", "istio.io/gateway-controller"), g.gateway(class_name="istio"), g.svc(),
-                      g.route())
+    snap = g.snapshot(
+        g.gateway_class("istio", "istio.io/gateway-controller"), g.gateway(class_name="istio"), g.svc(), g.route()
+    )
     assert [p for p in plan_all(snap, CONTROLLER) if p.owner.kind == "HTTPRoute"] == []
 
 
@@ -247,8 +319,14 @@ def test_ipv6_service_needs_a_dualstack_load_balancer_and_is_probed_over_ipv6() 
     six = g.svc(ipFamilies=["IPv6"], ipFamilyPolicy="SingleStack")
     plan = plan_of(g.snapshot(g.gateway_class(), g.gateway(), six, g.route()))
     assert Reason.IPV6_REQUIRES_DUALSTACK in reasons(plan)
-    objects = [g.gateway_class(), g.gateway(lbc="dual"), g.lbc("dual", ipAddressType="dualstack"), six, g.route(),
-               g.tgc("ip", service="web", default={"targetType": "ip"})]
+    objects = [
+        g.gateway_class(),
+        g.gateway(lbc="dual"),
+        g.lbc("dual", ipAddressType="dualstack"),
+        six,
+        g.route(),
+        g.tgc("ip", service="web", default={"targetType": "ip"}),
+    ]
     plan = plan_of(g.snapshot(*objects))
     assert reasons(plan) == []
     assert plan.backends[0].resolution is not None and plan.backends[0].resolution.spec.ip_address_type == "ipv6"
@@ -259,9 +337,22 @@ def test_ipv6_service_needs_a_dualstack_load_balancer_and_is_probed_over_ipv6() 
 
 def test_controller_status_on_the_route_is_reported() -> None:
     route = g.route()
-    route["status"] = {"parents": [{"controllerName": "gateway.k8s.aws/alb", "parentRef": {"name": "web"},
-                                    "conditions": [{"type": "ResolvedRefs", "status": "False",
-                                                    "reason": "RefNotPermitted", "message": "no ReferenceGrant"}]}]}
+    route["status"] = {
+        "parents": [
+            {
+                "controllerName": "gateway.k8s.aws/alb",
+                "parentRef": {"name": "web"},
+                "conditions": [
+                    {
+                        "type": "ResolvedRefs",
+                        "status": "False",
+                        "reason": "RefNotPermitted",
+                        "message": "no ReferenceGrant",
+                    }
+                ],
+            }
+        ]
+    }
     plan = plan_of(base(route))
     [problem] = [p for p in plan.problems if p.reason is Reason.ROUTE_NOT_ACCEPTED]
     assert "ResolvedRefs=False (RefNotPermitted)" in problem.message and "no ReferenceGrant" in problem.message
@@ -281,17 +372,35 @@ def test_bindings_the_controller_made_for_gateways_are_not_probed_twice() -> Non
 
 
 def test_a_probe_failing_on_what_the_merge_left_names_the_merge() -> None:
-    from exporter.checks.causes import link_causes
+    from exporter.checks.causes import link
+    from exporter.checks.lb_annotations import owner_results
+    from exporter.lb.healthcheck import Problem
+    from exporter.model import subjects
     from exporter.model.results import CheckResult, TargetRef
 
     route = ObjectRef("HTTPRoute", "shop", "web")
-    merge = CheckResult(Check.GATEWAY_CONFIG, Status.WARN, Reason.HEALTH_CHECK_CONFIG_REPLACES_DEFAULT, route, "lost")
+    lost = Problem(Check.GATEWAY_CONFIG, Reason.HEALTH_CHECK_CONFIG_REPLACES_DEFAULT, Status.WARN, "lost", "merge")
+    [merge] = owner_results(Check.GATEWAY_CONFIG, route, [lost])
+    # What a route's probe result is about (exporter.checks.health_probe.about): its pod, and the route's model.
+    about = (subjects.pod("shop", "web-1"), subjects.model(route))
     probe = CheckResult(
-        Check.HEALTH_PROBE, Status.WARN, Reason.RESPONSE_CODE_MISMATCH, route, "404", target=TargetRef("web-1", "10.0.0.5", 8080)
+        Check.HEALTH_PROBE,
+        Status.WARN,
+        Reason.RESPONSE_CODE_MISMATCH,
+        route,
+        "404",
+        target=TargetRef("web-1", "10.0.0.5", 8080),
+        about=about,
     )
     refused = CheckResult(
-        Check.HEALTH_PROBE, Status.WARN, Reason.CONNECTION_REFUSED, route, "refused", target=TargetRef("web-2", "10.0.0.6", 8080)
+        Check.HEALTH_PROBE,
+        Status.WARN,
+        Reason.CONNECTION_REFUSED,
+        route,
+        "refused",
+        target=TargetRef("web-2", "10.0.0.6", 8080),
+        about=about,
     )
-    linked = {r.target.pod if r.target else None: r for r in link_causes([merge, probe, refused])}
+    linked = {r.target.pod if r.target else None: r for r in link([merge, probe, refused])}
     assert linked["web-1"].caused_by == merge.key
     assert linked["web-2"].caused_by is None  # a refused connection is not the health check's settings

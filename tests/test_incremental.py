@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from exporter.checks.causes import order
+from exporter.checks.causes import link, link_round, order
 from exporter.checks.controller import ControllerLocation
 from exporter.kube import convert_gateway
 from exporter.kube.snapshots import build_snapshot
@@ -24,6 +24,7 @@ from exporter.model.objects import (
     Service,
     ServicePort,
 )
+from exporter.model.results import Status
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from tests import gateway_objects as g
 from tests.builders import ALB_CLASS, pod
@@ -187,6 +188,12 @@ def test_incremental_matches_full(seed: int) -> None:
         got = incremental.evaluate(snapshot, changes)
         fresh = IncrementalEvaluator(ControllerConfig(), where, include_controller=True).evaluate(snapshot, None)
         assert normalised(got) == normalised(fresh), f"seed {seed}, generation {generation}"
+        # What the causal rules read each round: the failing results, kept apart as units change.
+        steady, failing = incremental.split()
+        assert sorted(map(repr, (*steady, *failing))) == sorted(map(repr, got))
+        assert {r.status for r in failing} <= {Status.FAIL, Status.WARN} and Status.FAIL not in {r.status for r in steady}
+        # Linked over the failures only, the round equals the whole round linked.
+        assert normalised((*steady, *link_round(failing, ()))) == normalised(tuple(link(fresh)))
 
 
 def test_one_pod_change_re_evaluates_only_its_services() -> None:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import subprocess
 
-from exporter.lb.targets import TargetStatus
+from exporter.checks import health_probe
+from exporter.checks.causes import link_round
+from exporter.checks.cluster import cluster_results
+from exporter.checks.controller import ControllerLocation
+from exporter.checks.registry import Role
+from exporter.lb.healthcheck import ControllerConfig
+from exporter.lb.plan import build_plan
+from exporter.lb.targets import TargetStatus, node_targets
 from exporter.lb.thresholds import LbState, PredictedHealth
 from exporter.metrics.collectors import ProbeRenderer, render_checks
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.model.probe import ProbeOutcome
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, ResultSet, Status
+from exporter.model.snapshot import ClusterSnapshot
+from tests.builders import NODE, nlb, pod
 from tests.conftest import require_tool
 from tests.test_scheduler import target
 
@@ -65,3 +74,34 @@ def test_full_exposition_passes_promtool() -> None:
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr
     assert "lbdoctor_errors_total" in text and "lbdoctor_build_info{" in text and "_created" not in text
+
+
+def test_the_root_cause_view_and_the_roles_own_checks() -> None:
+    """The cluster role's round, linked with a node agent's failing probe: its own steps have status series
+    and root causes; the agent's probe (which the agent publishes itself) shows only as an effect, with the
+    cause it follows from."""
+
+    crashing = pod(waiting="CrashLoopBackOff", ready=False)
+    snapshot = ClusterSnapshot.of(services=[nlb()], pods=[crashing])
+    [probe_target] = node_targets(build_plan(snapshot, ControllerConfig()), snapshot, NODE).targets
+    refused = ProbeOutcome(False, Reason.CONNECTION_REFUSED, 0.001, detail="connection refused")
+    status = TargetStatus(probe_target, refused, 1.0, PredictedHealth(LbState.UNHEALTHY, 0, 3), refused)
+    own = cluster_results(snapshot, ControllerConfig(), ControllerLocation(), include_controller=False)
+    linked = link_round(own, [health_probe.verdict(status, 1.0)])
+    text = "".join(render_checks(ResultSet(1, 1.0, tuple(linked)), Role.CLUSTER))
+    pod_labels = 'check="pod_status",namespace="shop",kind="Pod",name="web-1"'
+    assert f'lbdoctor_check_root_cause{{{pod_labels},reason="CrashLoopBackOff"}} 1' in text
+    assert 'lbdoctor_check_status{check="health_probe"' not in text
+    assert 'lbdoctor_check_root_cause{check="health_probe"' not in text
+    assert (
+        'lbdoctor_check_caused_by{check="health_probe",namespace="shop",kind="Service",name="web",'
+        'reason="ConnectionRefused",cause_check="pod_status",cause_namespace="shop",cause_kind="Pod",'
+        'cause_name="web-1",cause_reason="CrashLoopBackOff"} 1'
+    ) in text
+    # The node agent's own view: the probe has status series, and (having its cause) is no root.
+    node_text = "".join(render_checks(ResultSet(1, 1.0, tuple(linked)), Role.NODE))
+    assert (
+        'lbdoctor_check_status{check="health_probe",namespace="shop",kind="Service",name="web",status="fail"} 1'
+        in node_text
+    )
+    assert 'lbdoctor_check_root_cause{check="health_probe"' not in node_text

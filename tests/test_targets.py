@@ -42,7 +42,7 @@ def test_only_pods_on_this_node_are_probed() -> None:
     assert [t.pod for t in found.targets] == ["web-1"]
     target = found.targets[0]
     assert (target.request.ip, target.request.port, target.request.protocol) == ("10.0.0.1", 8080, "TCP")
-    assert target.labels == ("shop", "web", "web-1", NODE, "nlb", "8080", "")
+    assert target.labels == ("shop", "web", "web-1", NODE, "nlb", "8080", "", "service/web")
 
 
 def test_alb_ingress_backend_gets_the_ingress_health_check() -> None:

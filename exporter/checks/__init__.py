@@ -1,35 +1,30 @@
-"""The runbook's checks: pure functions of a snapshot (and probe statuses) returning results.
+"""The runbook's checks: pure functions of a scope (and probe statuses) returning results.
 
-Each module holds one check and exposes ``evaluate(context) -> Iterable[CheckResult]``. No I/O here.
+Each module holds one check; ``exporter.checks.registry`` describes every check once and calls them.
+No I/O here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 import structlog
 
-from exporter.checks import health_probe, kube_proxy, lb_annotations, pod_status, target_port
-from exporter.checks.causes import link_causes, order
 from exporter.checks.context import NodeContext
-from exporter.model.results import CheckResult
+from exporter.model.results import Check, CheckResult
 from exporter.telemetry import ErrorSink
 
 log = structlog.get_logger("lbdoctor.checks")
 
-NODE_CHECKS = (
-    pod_status.evaluate,
-    target_port.evaluate,
-    lb_annotations.evaluate,
-    health_probe.evaluate,
-    kube_proxy.evaluate,
-)
-
 
 def evaluate_node(context: NodeContext) -> tuple[CheckResult, ...]:
-    """Every check the node role runs, roots first."""
-    results = [result for check in NODE_CHECKS for result in check(context)]
-    return order(link_causes(results))
+    """Every check the node role runs, linked to causes, roots first. (Imported here: the registry imports
+    every check module, and each of them imports this package first.)"""
+    from exporter.checks import registry
+    from exporter.checks.causes import link, order
+    from exporter.checks.context import node_scope
+    from exporter.lb.plan import owner_plans
+
+    scope = node_scope(context, owner_plans(context.plan))
+    return order(link(registry.evaluate(scope, registry.Role.NODE)))
 
 
 class NodeRounds:
@@ -38,19 +33,25 @@ class NodeRounds:
 
     def __init__(self, errors: ErrorSink) -> None:
         self._errors = errors
-        self._last: dict[Callable[[NodeContext], Iterable[CheckResult]], tuple[CheckResult, ...]] = {}
+        self._last: dict[Check, tuple[CheckResult, ...]] = {}
 
     def __call__(self, context: NodeContext) -> tuple[CheckResult, ...]:
+        from exporter.checks import registry
+        from exporter.checks.causes import link, order
+        from exporter.checks.context import node_scope
+        from exporter.lb.plan import owner_plans
+
+        scope = node_scope(context, owner_plans(context.plan))
         results: list[CheckResult] = []
-        for check in NODE_CHECKS:
+        for entry in registry.checks_for(scope, registry.Role.NODE):
             try:
-                found = self._last[check] = tuple(check(context))
+                found = self._last[entry.check] = tuple(entry.evaluate(scope))
             except Exception:
                 self._errors.error("checks", "internal")  # before the log: formatting a traceback takes a while
-                log.exception("a check failed; it keeps its last results", check=check.__module__)
-                found = self._last.get(check, ())
+                log.exception("a check failed; it keeps its last results", check=entry.check.value)
+                found = self._last.get(entry.check, ())
             results.extend(found)
-        return order(link_causes(results))
+        return order(link(results))
 
 
 __all__ = ["NodeContext", "NodeRounds", "evaluate_node"]

@@ -26,7 +26,8 @@ from exporter.aws.model import (
 from exporter.aws.netrules import TCP, UDP, contains
 from exporter.lb.plan import LbPlan
 from exporter.lb.targets import TargetStatus
-from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status, TargetRef
+from exporter.model import subjects
+from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status, Subject, TargetRef
 from exporter.model.snapshot import ClusterSnapshot
 
 _PROBLEM_REASONS = {
@@ -117,6 +118,31 @@ class TargetView:
 
     def describe(self) -> str:
         return self.place.describe(self.target)
+
+    @property
+    def elb_target(self) -> Subject:
+        """The ELB target as AWS names it: what the path findings and the LB's verdict on it share."""
+        return subjects.elb_target(self.owner, self.target.id, self.target.port)
+
+    @property
+    def about(self) -> tuple[Subject, ...]:
+        """What the load balancer's verdict on this target is about: the target, its pod (ip targets) or node
+        (instance targets), that target group's target there (where lbdoctor's probe meets it), the Service,
+        and the controller's work (registration)."""
+        owner, place = self.owner, self.place
+        namespace, service = self.group.owner.namespace, self.group.owner.service
+        found = [self.elb_target, subjects.controller()]
+        if place.pod is not None:
+            name = place.pod.meta.name
+            found += [subjects.pod(place.pod.meta.namespace, name), subjects.tg_pod(owner, name)]
+            if service:
+                found.append(subjects.service_pod(namespace, service, name))
+        elif place.node is not None:
+            name = place.node.meta.name
+            found += [subjects.node(name), subjects.tg_node(owner, name)]
+            if service:
+                found.append(subjects.service_node(namespace, service, name))
+        return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)

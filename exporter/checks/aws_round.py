@@ -8,18 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from exporter.aws.model import AwsSnapshot
 from exporter.aws.publish import real_health_checks
-from exporter.checks import elb_correlation, elb_target_health, network, rollout, security_groups
+from exporter.checks import elb_correlation, registry
 from exporter.checks.aws_context import AwsContext, merge_same
 from exporter.checks.causes import order
+from exporter.checks.context import Scope
 from exporter.lb.aws_settings import RealHealthCheck, to_document
 from exporter.lb.plan import LbPlan
 from exporter.lb.targets import TargetStatus
-from exporter.model.results import CheckResult
+from exporter.model.results import Check, CheckResult, Status
 from exporter.model.snapshot import ClusterSnapshot
+
+# The checks of the path between the load balancer and its targets (the LB's verdict is correlated with them).
+_PATH_CHECKS = frozenset({Check.SECURITY_GROUPS, Check.NETWORK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,15 @@ class AwsRound:
     targets: tuple[ElbTargetRow, ...]
     real_health_checks: tuple[RealHealthCheck, ...]
 
+    @cached_property
+    def failing(self) -> tuple[CheckResult, ...]:
+        """The failing and warning results: what the causal rules read."""
+        return tuple(r for r in self.results if r.status in (Status.FAIL, Status.WARN))
+
+    @cached_property
+    def steady(self) -> tuple[CheckResult, ...]:
+        return tuple(r for r in self.results if r.status not in (Status.FAIL, Status.WARN))
+
     def targetgroups_document(self, generated_at: str) -> dict[str, Any]:
         """The ``lbdoctor.targetgroups/v1`` document the cluster role serves to the node agents."""
         return to_document(self.real_health_checks, cluster=self.aws.cluster, generated_at=generated_at)
@@ -58,13 +72,15 @@ def evaluate_aws(
     probes: Sequence[TargetStatus] = (),
     now: float = 0.0,
 ) -> AwsRound:
-    """Every AWS check, correlated with the node agents' probes, roots first."""
+    """Every AWS check, correlated with the node agents' probes. Not yet linked to causes: the round's owner
+    (the cluster role, ``lbdoctor diagnose``) links them together with every other result."""
     context = AwsContext(snapshot, aws, plan, tuple(probes), now)
-    path_findings = merge_same([*security_groups.evaluate(context), *network.evaluate(context)])
-    elb = merge_same(elb_target_health.evaluate(context))
-    correlations = elb_correlation.correlate(context.targets, context.probes, path_findings)
-    windows = list(rollout.evaluate_aws(context))
-    results = order([*elb_correlation.apply(elb, correlations), *path_findings, *windows])
+    found = registry.evaluate(Scope(snapshot, aws=context, now=now), registry.Role.CLUSTER)
+    path_findings = merge_same(r for r in found if r.check in _PATH_CHECKS)
+    elb = merge_same(r for r in found if r.check is Check.ELB_TARGET_HEALTH)
+    windows = [r for r in found if r.check is not Check.ELB_TARGET_HEALTH and r.check not in _PATH_CHECKS]
+    correlations = elb_correlation.correlate(context.targets, context.probes)
+    results = order([*elb_correlation.apply(elb, correlations, path_findings), *path_findings, *windows])
     rows = []
     for view in context.targets:
         owner = view.group.owner

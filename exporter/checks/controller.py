@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
+from exporter.checks.context import Scope
 from exporter.lb import annotations as ann
 from exporter.lb.backends import OwnerPlan
 from exporter.lb.gateway import CONTROLLERS as GATEWAY_CONTROLLERS
-from exporter.lb.healthcheck import AUTO_MODE, LBC
+from exporter.lb.healthcheck import AUTO_MODE
 from exporter.lb.plan import ingress_class_of
+from exporter.model import subjects
 from exporter.model.gateway import AUTO_MODE_GROUP, AUTO_MODE_PARAMS_RESOURCE
 from exporter.model.objects import Deployment, KubeEvent
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
 from exporter.model.snapshot import ClusterSnapshot
+
+if TYPE_CHECKING:
+    from exporter.settings import Settings
 
 # Events the controller emits when it cannot reconcile an object (reference §1.9).
 RECONCILE_FAILURES = frozenset(
@@ -37,6 +43,14 @@ class ControllerLocation:
     name: str = "aws-load-balancer-controller"
     ingress_class: str = "alb"
     ingress_controller: str = "ingress.k8s.aws/alb"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ControllerLocation:
+        return cls(
+            namespace=settings.controller_namespace,
+            name=settings.controller_name,
+            ingress_controller=settings.ingress_controller,
+        )
 
 
 def find_deployment(snapshot: ClusterSnapshot, where: ControllerLocation) -> Deployment | None:
@@ -63,16 +77,26 @@ def denial(line: str) -> str | None:
     return "an AWS call (the log line does not name the action)"
 
 
-def evaluate(
-    snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: Sequence[OwnerPlan] | int
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    """The controller's reconcile failures on the owners in scope, and its own health when it is in scope."""
+    snapshot = scope.snapshot
+    for plan in scope.plans:
+        owner = plan.owner
+        events = [
+            event
+            for event in snapshot.events.in_namespace(owner.namespace).values()
+            if event.object_kind == owner.kind and event.object_name == owner.name
+        ]
+        yield from event_results(events, owner)
+    if scope.controller is not None:
+        yield from health(snapshot, scope.controller.where, scope.controller.lb_objects, scope.controller.plans)
+
+
+def health(
+    snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int, plans: Sequence[OwnerPlan] = ()
 ) -> list[CheckResult]:
-    """The controllers' own health: the AWS Load Balancer Controller, which the load-balanced objects (their
-    plans, or just how many there are) depend on unless EKS Auto Mode reconciles them, and EKS Auto Mode where
-    objects use it."""
-    plans: Sequence[OwnerPlan] = ()
-    if not isinstance(lb_objects, int):
-        plans = lb_objects
-        lb_objects = sum(1 for plan in plans if plan.manager == LBC)
+    """The controllers' own health: the AWS Load Balancer Controller (``lb_objects`` load-balanced objects
+    depend on it), and, for the objects in ``plans`` that use them, EKS Auto Mode and the GatewayClasses."""
     results = [_deployment_result(snapshot, where, lb_objects)]
     crd = _crd_result(snapshot, where)
     if crd is not None:
@@ -81,9 +105,12 @@ def evaluate(
     class_result = _ingress_class_result(snapshot, where)
     if class_result is not None:
         results.append(class_result)
-    results.extend(auto_mode_results(snapshot, plans))
-    results.extend(gateway_class_results(snapshot, plans))
-    return results
+    # Whatever the controller fails to do shows on the objects it reconciles: the causal rules join on this.
+    results = [replace(result, about=_ABOUT) if subjects.linkable(result.status) else result for result in results]
+    return [*results, *auto_mode_results(snapshot, plans), *gateway_class_results(snapshot, plans)]
+
+
+_ABOUT = (subjects.controller(),)
 
 
 def auto_mode_results(snapshot: ClusterSnapshot, plans: Sequence[OwnerPlan]) -> list[CheckResult]:
@@ -379,6 +406,7 @@ def event_results(events: Iterable[KubeEvent], owner: ObjectRef) -> list[CheckRe
     results = []
     for event in latest.values():
         denied = denial(event.message)
+        about = (subjects.controller(), subjects.model(owner)) if event.reason == "FailedBuildModel" else _ABOUT
         results.append(
             CheckResult(
                 Check.CONTROLLER,
@@ -389,6 +417,7 @@ def event_results(events: Iterable[KubeEvent], owner: ObjectRef) -> list[CheckRe
                 f"({event.count}×): {event.message[:400]}",
                 "fix what the message names; kubectl describe "
                 f"{owner.kind.lower()} -n {owner.namespace} {owner.name} shows the latest attempts",
+                about=about,
             )
         )
     return results

@@ -6,9 +6,12 @@ along the load balancer's network path. So, per target:
 - ELB unhealthy and the probe fails -> the **application**: it fails its own health check (the probe's
   reason says how);
 - ELB unhealthy and the probe passes -> the **network** between the load balancer and the target (a
-  security group, NACL or route; the finding that explains it, when lbdoctor found one);
+  security group, NACL or route, when lbdoctor found one);
 - probe failing while the ELB still says healthy -> **about to fail**: the load balancer has not
   counted enough failures yet; the lead time is the checks left times the interval.
+
+This module says which side, in the message. Which finding is the cause (``caused_by``) is the causal
+rules' business (``exporter.checks.causes``), evaluated later over every result of the round.
 
 Pure: a function of the ELB targets, the probe statuses and the network findings.
 """
@@ -21,9 +24,10 @@ from dataclasses import dataclass, replace
 
 from exporter.aws.ids import normalise_ip
 from exporter.checks.aws_context import TargetView
+from exporter.checks.causes import explained_by
 from exporter.lb.targets import TargetStatus
 from exporter.lb.thresholds import LbState
-from exporter.model.results import Check, CheckResult, ObjectRef, Reason, ResultKey, Status, TargetRef
+from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status, TargetRef
 
 _UNHEALTHY = ("unhealthy", "unhealthy.draining")
 
@@ -40,13 +44,7 @@ class Correlation:
     view: TargetView
     side: Side
     probe: TargetStatus
-    finding: CheckResult | None = None  # the security_groups/network result that explains a network-side failure
     lead_seconds: float | None = None  # about to fail: seconds before the LB marks it unhealthy
-
-    @property
-    def probe_key(self) -> ResultKey:
-        target = self.probe.target
-        return (Check.HEALTH_PROBE, target.owner, target.ref)
 
 
 def failing(status: TargetStatus) -> bool:
@@ -74,13 +72,7 @@ def _probes_for(view: TargetView, probes: Sequence[TargetStatus]) -> list[Target
     return same_owner or same_ip
 
 
-def correlate(
-    targets: Iterable[TargetView], probes: Sequence[TargetStatus], findings: Sequence[CheckResult]
-) -> tuple[Correlation, ...]:
-    explained: dict[tuple[ObjectRef, str | None, int | None], CheckResult] = {}
-    for finding in sorted(findings, key=lambda f: -f.status.severity):
-        if finding.target is not None and finding.status in (Status.FAIL, Status.WARN, Status.UNKNOWN):
-            explained.setdefault((finding.object, finding.target.ip, finding.target.port), finding)
+def correlate(targets: Iterable[TargetView], probes: Sequence[TargetStatus]) -> tuple[Correlation, ...]:
     found = []
     for view in targets:
         matched = _probes_for(view, probes)
@@ -93,8 +85,7 @@ def correlate(
             if bad and not good:
                 found.append(Correlation(view.owner, view, Side.APPLICATION, bad[0]))
             elif good:
-                cause = explained.get((view.owner, view.ref.ip, view.ref.port))
-                found.append(Correlation(view.owner, view, Side.NETWORK, good[0], cause))
+                found.append(Correlation(view.owner, view, Side.NETWORK, good[0]))
         elif state == "healthy" and bad and not good:
             probe = bad[0]
             limits = probe.target.thresholds
@@ -112,8 +103,9 @@ def _probe_words(status: TargetStatus) -> str:
     return f"{reason}{detail}"
 
 
-def explain(result: CheckResult, correlation: Correlation) -> CheckResult:
-    """The elb_target_health result, told which side the failure is on and linked to its cause."""
+def explain(result: CheckResult, correlation: Correlation, findings: Sequence[CheckResult] = ()) -> CheckResult:
+    """The elb_target_health result, told which side the failure is on. ``findings``: the path findings
+    (security groups, NACLs, routes) that may explain a network-side failure."""
     probe = correlation.probe
     node = probe.target.node
     if correlation.side is Side.APPLICATION:
@@ -121,17 +113,14 @@ def explain(result: CheckResult, correlation: Correlation) -> CheckResult:
             result,
             message=f"{result.message}. The application is at fault: lbdoctor's own probe from node {node} fails too "
             f"({_probe_words(probe)})",
-            caused_by=correlation.probe_key,
         )
     if correlation.side is Side.NETWORK:
-        finding = correlation.finding
+        finding = explained_by(result, findings)
         if finding is not None:
             return replace(
                 result,
                 message=f"{result.message}. The network path is at fault: lbdoctor's probe from node {node} passes, "
                 f"and {finding.check.value} says: {finding.message}",
-                remedy=finding.remedy or result.remedy,
-                caused_by=finding.key,
             )
         return replace(
             result,
@@ -149,11 +138,12 @@ def explain(result: CheckResult, correlation: Correlation) -> CheckResult:
         message=f"{result.message}, but about to fail: lbdoctor's probe from node {node} fails "
         f"({_probe_words(probe)}); the load balancer marks it unhealthy in about {lead:g} s",
         remedy="see the health_probe result of this target for the cause",
-        caused_by=correlation.probe_key,
     )
 
 
-def apply(results: Sequence[CheckResult], correlations: Sequence[Correlation]) -> list[CheckResult]:
+def apply(
+    results: Sequence[CheckResult], correlations: Sequence[Correlation], findings: Sequence[CheckResult] = ()
+) -> list[CheckResult]:
     """Rewrite the elb_target_health results the correlations speak about; the rest pass through."""
     by_target: dict[tuple[ObjectRef, TargetRef | None], Correlation] = {(c.owner, c.view.ref): c for c in correlations}
     rewritten = []
@@ -163,5 +153,5 @@ def apply(results: Sequence[CheckResult], correlations: Sequence[Correlation]) -
             (correlation.side is Side.ABOUT_TO_FAIL and result.status is Status.OK)
             or (correlation.side is not Side.ABOUT_TO_FAIL and result.status is not Status.OK)
         )
-        rewritten.append(explain(result, correlation) if wants and correlation is not None else result)
+        rewritten.append(explain(result, correlation, findings) if wants and correlation is not None else result)
     return rewritten

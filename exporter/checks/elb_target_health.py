@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from exporter.aws.model import ProblemKind, TargetTrack
 from exporter.aws.publish import real_health_check
 from exporter.checks.aws_context import AwsContext, GroupView, TargetView, problem_result
+from exporter.checks.context import Scope
 from exporter.lb.aws_settings import differences, real_spec
 from exporter.lb.healthcheck import ALB, NLB
+from exporter.model import subjects
 from exporter.model.results import Check, CheckResult, Reason, Status
 
 CHECK = Check.ELB_TARGET_HEALTH
@@ -49,7 +51,11 @@ _REMEDIES = {
 }
 
 
-def evaluate(context: AwsContext) -> Iterable[CheckResult]:
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    return () if scope.aws is None else evaluate_aws(scope.aws)
+
+
+def evaluate_aws(context: AwsContext) -> Iterable[CheckResult]:
     for view in context.groups:
         yield from _group_results(context, view)
     for target in context.targets:
@@ -109,6 +115,7 @@ def _group_results(context: AwsContext, view: GroupView) -> Iterable[CheckResult
             f"{view.label} has no registered targets, so its load balancer has nowhere to send traffic",
             "check that the Service selects ready pods (endpoints), that instance targets' nodes are eligible "
             "(not Fargate, have a providerID), and the controller's TargetGroupBinding events",
+            about=_GROUP_ABOUT,
         )
     drift = _drift(view)
     if drift is not None:
@@ -137,6 +144,7 @@ def _drift(view: GroupView) -> CheckResult | None:
         f"settings",
         "someone changed the target group outside Kubernetes, or the controller has not reconciled: fix the "
         "annotations to match, or let the controller reconcile (kubectl describe the object for its events)",
+        about=_GROUP_ABOUT,
     )
 
 
@@ -212,4 +220,9 @@ def _registration_limit(view: TargetView) -> float:
 
 
 def _result(view: TargetView, status: Status, reason: Reason | None, message: str, remedy: str = "") -> CheckResult:
-    return CheckResult(CHECK, status, reason, view.owner, message, remedy, target=view.ref)
+    about = view.about if subjects.linkable(status) else ()
+    return CheckResult(CHECK, status, reason, view.owner, message, remedy, target=view.ref, about=about)
+
+
+# Group-level findings (no registered targets, drift) are about the controller's work on the owner.
+_GROUP_ABOUT = (subjects.controller(),)

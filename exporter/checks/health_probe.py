@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from exporter.checks.context import NodeContext
+from exporter.checks.context import Scope
 from exporter.lb import annotations as ann
 from exporter.lb.backends import ROUTE_OWNER_KINDS
-from exporter.lb.healthcheck import ALB, NLB
+from exporter.lb.healthcheck import ALB, INSTANCE, NLB
 from exporter.lb.targets import ProbeTarget, TargetStatus
 from exporter.lb.thresholds import LbState
+from exporter.model import subjects
 from exporter.model.probe import ProbeOutcome
 from exporter.model.results import Check, CheckResult, Reason, Status
 
@@ -24,8 +25,38 @@ FLAP_WINDOW_SECONDS = 600.0
 FLAP_MIN_TRANSITIONS = 2
 
 
-def evaluate(context: NodeContext) -> Iterable[CheckResult]:
-    return (verdict(status, context.now) for status in context.statuses)
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    if scope.node is None:
+        return ()
+    return (verdict(status, scope.now) for status in scope.node.statuses)
+
+
+def about(target: ProbeTarget) -> tuple[tuple[str, str], ...]:
+    """What a probe result is about: the pod (or the node, for a node path), the Service, and the target
+    group's target there, which is where the load balancer's own verdict on it meets it."""
+    namespace, owner = target.namespace, target.owner
+    if target.node_path:
+        return (
+            subjects.node(target.node),
+            subjects.service(namespace, target.service),
+            subjects.service_node(namespace, target.service, target.node),
+            subjects.tg_node(owner, target.node),
+        )
+    found: tuple[tuple[str, str], ...] = (
+        subjects.pod(namespace, target.pod),
+        subjects.service(namespace, target.service),
+        subjects.service_pod(namespace, target.service, target.pod),
+        subjects.tg_pod(owner, target.pod),
+    )
+    if target.target_type == INSTANCE:
+        # An instance target reaches the pods of its node (and others) through the NodePort: the LB's verdict
+        # on the node's instance target meets the pod's probe too.
+        found = (*found, subjects.tg_node(owner, target.node))
+    if owner.kind in ROUTE_OWNER_KINDS:
+        # A route's health check is what its TargetGroupConfigurations merge to: a merge that dropped a field
+        # explains the probe that checks what is left.
+        found = (*found, subjects.model(owner))
+    return found
 
 
 def describe(target: ProbeTarget) -> str:
@@ -41,7 +72,17 @@ def describe(target: ProbeTarget) -> str:
 
 def _result(status: TargetStatus, verdict_: Status, reason: Reason | None, message: str, remedy: str) -> CheckResult:
     target = status.target
-    return CheckResult(Check.HEALTH_PROBE, verdict_, reason, target.owner, message, remedy, target=target.ref)
+    return CheckResult(
+        Check.HEALTH_PROBE,
+        verdict_,
+        reason,
+        target.owner,
+        message,
+        remedy,
+        target=target.ref,
+        node=target.node,
+        about=about(target) if subjects.linkable(verdict_) else (),
+    )
 
 
 def verdict(status: TargetStatus, now: float) -> CheckResult:

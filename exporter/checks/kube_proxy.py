@@ -13,12 +13,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from exporter.checks.context import NodeContext
+from exporter.checks.context import Scope
 from exporter.dataplane.compare import Finding, Problem
 from exporter.dataplane.names import join_host_port
 from exporter.dataplane.report import DataplaneReport, RulesReport, RulesState, TrackedFinding
 from exporter.lb.plan import LbPlan
-from exporter.model.results import Check, CheckResult, ObjectRef, Reason, ResultKey, Status, TargetRef
+from exporter.model import subjects
+from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status, TargetRef
 from exporter.model.snapshot import ClusterSnapshot
 
 RESTART = "kubectl -n kube-system rollout restart daemonset/kube-proxy"
@@ -42,8 +43,9 @@ _RANK = [
 ]
 
 
-def evaluate(context: NodeContext) -> Iterable[CheckResult]:
-    if context.dataplane is None:
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    context = scope.node
+    if context is None or context.dataplane is None:
         return ()
     return verdicts(context.node, context.dataplane, context.snapshot, load_balanced(context.plan), context.now)
 
@@ -93,22 +95,9 @@ def verdicts(
     pod = kube_proxy_pod(snapshot, node)
     node_ref = ObjectRef("Node", "", node)
     results = [_rules_result(node_ref, report, pod, now)]
-    health = _health_results(node_ref, report, pod, now)
-    results += health
-    # A kube-proxy that is down or stuck explains its stale rules (a draining node does not).
-    cause = next(
-        (
-            r.key
-            for r in health
-            if (r.reason is Reason.KUBE_PROXY_UNHEALTHY and r.status is Status.FAIL)
-            or r.reason is Reason.KUBE_PROXY_SYNC_STALE
-        ),
-        None,
-    )
+    results += _health_results(node_ref, report, pod, now)
     if rules.state is RulesState.COMPARED:
         service_results = _service_results(report.due(now), rules, pod, now, report.grace)
-        if cause is not None:
-            service_results = [_caused(r, cause) for r in service_results]
         failing = {r.object for r in service_results}
         for service in sorted(set(load_balanced) - failing, key=str):
             results.append(
@@ -122,11 +111,22 @@ def verdicts(
                 )
             )
         results += service_results
-    return results
+    return [_seen_on(node, result) for result in results]
 
 
-def _caused(result: CheckResult, cause: ResultKey) -> CheckResult:
-    return replace(result, caused_by=cause)
+def _seen_on(node: str, result: CheckResult) -> CheckResult:
+    """Every kube_proxy result is about this node's rules: what the causal rules join it on."""
+    if not subjects.linkable(result.status):
+        return replace(result, node=node)
+    about: tuple[tuple[str, str], ...] = (subjects.node(node),)
+    if result.object.kind == "Service":
+        ref = result.object
+        about = (
+            *about,
+            subjects.service(ref.namespace, ref.name),
+            subjects.service_node(ref.namespace, ref.name, node),
+        )
+    return replace(result, node=node, about=about)
 
 
 def _mode(rules: RulesReport) -> str:

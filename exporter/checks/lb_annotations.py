@@ -8,21 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from exporter.checks.context import NodeContext
-from exporter.lb.backends import LbPlan, OwnerPlan, config_check
+from exporter.checks.context import Scope
+from exporter.lb.backends import ROUTE_OWNER_KINDS, OwnerPlan, config_check
 from exporter.lb.healthcheck import Problem
+from exporter.model import subjects
 from exporter.model.results import Check, CheckResult, ObjectRef, Status
 
 
-def evaluate(context: NodeContext) -> Iterable[CheckResult]:
-    return annotation_results(context.plan, context.local_owners)
+def evaluate_ingress(scope: Scope) -> Iterable[CheckResult]:
+    for plan in scope.plans:
+        if plan.owner.kind == "Ingress":
+            yield from plan_results(plan)
 
 
-def annotation_results(plan: LbPlan, scope: frozenset[ObjectRef] | None = None) -> Iterable[CheckResult]:
-    for check in (Check.INGRESS_ANNOTATIONS, Check.SERVICE_ANNOTATIONS, Check.GATEWAY_CONFIG):
-        for owner, problems in plan.owners(check).items():
-            if scope is None or owner in scope:
-                yield from owner_results(check, owner, problems)
+def evaluate_service(scope: Scope) -> Iterable[CheckResult]:
+    for plan in scope.plans:
+        if plan.owner.kind == "Service":
+            yield from plan_results(plan)
+
+
+def evaluate_gateway(scope: Scope) -> Iterable[CheckResult]:
+    for plan in scope.plans:
+        if plan.owner.kind in ROUTE_OWNER_KINDS:
+            yield from plan_results(plan)
 
 
 def check_for(owner: ObjectRef) -> Check | None:
@@ -43,6 +51,7 @@ def plan_results(plan: OwnerPlan) -> list[CheckResult]:
 
 
 def owner_results(check: Check, owner: ObjectRef, problems: Sequence[Problem]) -> Iterable[CheckResult]:
+    about = (subjects.model(owner),)
     if not problems:
         what = {
             Check.INGRESS_ANNOTATIONS: "the alb.ingress.kubernetes.io health-check annotations",
@@ -52,4 +61,5 @@ def owner_results(check: Check, owner: ObjectRef, problems: Sequence[Problem]) -
             check, Status.OK, None, owner, f"{what} of {owner.kind} {owner.namespace}/{owner.name} are valid"
         )
     for problem in problems:
-        yield CheckResult(check, problem.status, problem.reason, owner, problem.message, problem.remedy)
+        linked = about if subjects.linkable(problem.status) else ()
+        yield CheckResult(check, problem.status, problem.reason, owner, problem.message, problem.remedy, about=linked)

@@ -30,6 +30,8 @@ from exporter.aws.netrules import (
     uniform_over,
 )
 from exporter.checks.aws_context import AwsContext, Landing, TargetView, Unresolved, lb_flows, problem_result
+from exporter.checks.context import Scope
+from exporter.model import subjects
 from exporter.model.results import Check, CheckResult, Reason, Status
 
 CHECK = Check.NETWORK
@@ -85,7 +87,11 @@ class _Memo:
         return found
 
 
-def evaluate(context: AwsContext) -> Iterable[CheckResult]:
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    return () if scope.aws is None else evaluate_aws(scope.aws)
+
+
+def evaluate_aws(context: AwsContext) -> Iterable[CheckResult]:
     memo = _Memo()
     for view in context.targets:
         group = view.group.group
@@ -95,7 +101,8 @@ def evaluate(context: AwsContext) -> Iterable[CheckResult]:
 
 
 def _result(view: TargetView, status: Status, reason: Reason | None, message: str, remedy: str = "") -> CheckResult:
-    return CheckResult(CHECK, status, reason, view.owner, message, remedy, target=view.ref)
+    about = (view.elb_target,) if subjects.linkable(status) else ()
+    return CheckResult(CHECK, status, reason, view.owner, message, remedy, target=view.ref, about=about)
 
 
 def target_results(context: AwsContext, view: TargetView, memo: _Memo | None = None) -> list[CheckResult]:

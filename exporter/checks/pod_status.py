@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from exporter.checks.context import NodeContext
+from exporter.checks.context import Scope
 from exporter.lb.readiness_gates import LB_GATE_PREFIXES
+from exporter.model import subjects
 from exporter.model.objects import Pod
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
 
 
-def evaluate(context: NodeContext) -> Iterable[CheckResult]:
-    seen: set[str] = set()
-    for placement in context.targets.placements:
-        pod = placement.pod
-        if pod.meta.key not in seen:
-            seen.add(pod.meta.key)
-            yield verdict(pod)
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    seen: set[int] = set()  # a pod behind two Services in scope is judged once
+    for served in scope.services:
+        for pod in served.pods:
+            if id(pod) not in seen:
+                seen.add(id(pod))
+                yield verdict(pod)
 
 
 def _result(pod: Pod, status: Status, reason: Reason | None, message: str, remedy: str = "") -> CheckResult:
     ref = ObjectRef("Pod", pod.meta.namespace, pod.meta.name)
-    return CheckResult(Check.POD_STATUS, status, reason, ref, message, remedy)
+    about = (subjects.pod(pod.meta.namespace, pod.meta.name),) if subjects.linkable(status) else ()
+    return CheckResult(Check.POD_STATUS, status, reason, ref, message, remedy, about=about)
 
 
 def verdict(pod: Pod) -> CheckResult:

@@ -21,11 +21,13 @@ clock comes in ``now``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.checks.aws_context import AwsContext, TargetView
+from exporter.checks.context import Scope
 from exporter.lb.backends import Backend
 from exporter.lb.healthcheck import IP, TGB
+from exporter.model import subjects
 from exporter.model.objects import Pod, Service
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
 
@@ -67,6 +69,14 @@ def _pre_stop_seconds(pod: Pod) -> float | None:
     if any(seconds is None for seconds in known):
         return None  # an exec or httpGet hook: it delays by however long it runs
     return max(seconds for seconds in known if seconds is not None)
+
+
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    """The pods' side for the load-balanced Services in scope; the AWS side when AWS is in scope."""
+    for found in scope.services:
+        yield from evaluate_service(found.service, found.pods, found.backends)
+    if scope.aws is not None:
+        yield from evaluate_aws(scope.aws)
 
 
 def evaluate_service(service: Service, pods: Sequence[Pod], backends: Sequence[Backend]) -> list[CheckResult]:
@@ -128,6 +138,9 @@ def evaluate_service(service: Service, pods: Sequence[Pod], backends: Sequence[B
                 "keep the preStop sleep well below terminationGracePeriodSeconds (for example 15 s of 60 s)",
             )
         )
+    # A Service's termination settings explain its targets the load balancer saw cut (TerminatedWhileRegistered).
+    about = (subjects.service(service.meta.namespace, service.meta.name),)
+    results = [replace(result, about=about) for result in results]
     if not results:
         hooks = sorted({s for pod in running if (s := _pre_stop_seconds(pod)) is not None})
         hook = f"preStop sleeps of {', '.join(f'{s:g}' for s in hooks)} s" if hooks else "preStop hooks"
@@ -204,6 +217,17 @@ def _terminated(view: TargetView, now: float) -> CheckResult | None:
 
 
 def _result(view: TargetView, message: str, remedy: str) -> CheckResult:
+    about = view.about
+    service = view.group.owner.service
+    if service:
+        about = (*about, subjects.service(view.group.owner.namespace, service))
     return CheckResult(
-        CHECK, Status.FAIL, Reason.TERMINATED_WHILE_REGISTERED, view.owner, message, remedy, target=view.ref
+        CHECK,
+        Status.FAIL,
+        Reason.TERMINATED_WHILE_REGISTERED,
+        view.owner,
+        message,
+        remedy,
+        target=view.ref,
+        about=about,
     )

@@ -12,7 +12,7 @@ pods' ports, because kube-proxy forwards instance-target traffic across nodes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.aws.model import ApiProblem, Instance, LoadBalancer, ProblemKind, SecurityGroup, Topic
 from exporter.aws.netrules import TCP, UDP, Access, ingress_allows, protocol_name
@@ -25,16 +25,22 @@ from exporter.checks.aws_context import (
     lb_flows,
     problem_result,
 )
+from exporter.checks.context import Scope
 from exporter.lb.healthcheck import INSTANCE
 from exporter.lb.targets import resolve_target_port
+from exporter.model import subjects
 from exporter.model.objects import Node
-from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status, TargetRef
+from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status, Subject, TargetRef
 
 CHECK = Check.SECURITY_GROUPS
 CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
 
 
-def evaluate(context: AwsContext) -> Iterable[CheckResult]:
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    return () if scope.aws is None else evaluate_aws(scope.aws)
+
+
+def evaluate_aws(context: AwsContext) -> Iterable[CheckResult]:
     for view in context.targets:
         group = view.group.group
         if group is not None and not group.supported:
@@ -43,8 +49,34 @@ def evaluate(context: AwsContext) -> Iterable[CheckResult]:
     yield from node_group_results(context)
 
 
-def _result(view: TargetView, status: Status, reason: Reason | None, message: str, remedy: str = "") -> CheckResult:
-    return CheckResult(CHECK, status, reason, view.owner, message, remedy, target=view.ref)
+def _result(
+    view: TargetView,
+    status: Status,
+    reason: Reason | None,
+    message: str,
+    remedy: str = "",
+    about: tuple[Subject, ...] = (),
+) -> CheckResult:
+    return CheckResult(
+        CHECK,
+        status,
+        reason,
+        view.owner,
+        message,
+        remedy,
+        target=view.ref,
+        about=(about or (view.elb_target,)) if subjects.linkable(status) else (),
+    )
+
+
+def _about(context: AwsContext, view: TargetView, landing: Landing) -> tuple[Subject, ...]:
+    """A pod's own branch interface (security groups for pods) filters its node's packets too: then a finding
+    on it is also about that target group's target on the pod, where lbdoctor's probe of it meets it."""
+    interface = context.aws.interfaces_by_ip.get(landing.ip)
+    pod = view.place.pod
+    if pod is not None and interface is not None and interface.interface_type == "branch":
+        return (view.elb_target, subjects.tg_pod(view.owner, pod.meta.name))
+    return (view.elb_target,)
 
 
 def target_results(context: AwsContext, view: TargetView) -> list[CheckResult]:
@@ -76,7 +108,8 @@ def target_results(context: AwsContext, view: TargetView) -> list[CheckResult]:
         cidrs = family_cidrs(subnets, landing.ip)
         findings.extend(_port_findings(view, landing, readable, lb, cidrs, passes))
     if findings:
-        return findings
+        about = _about(context, view, landing)
+        return [replace(finding, about=about) if subjects.linkable(finding.status) else finding for finding in findings]
     allowed = "; ".join(dict.fromkeys(passes)) or "no rule needed"
     return [_result(view, Status.OK, None, f"{what}: its security groups let the load balancer in ({allowed})")]
 
@@ -282,4 +315,6 @@ def _cross_node(
         f"allow TCP {port} (or all traffic) from {', '.join(sorted(blocked[0].group_ids))} into "
         f"{', '.join(landing_ids)}; EKS's cluster security group allows all traffic between nodes that use it",
         target=ref,
+        # The node paths (NodePorts) of the blocked nodes lose what kube-proxy forwards to this pod.
+        about=tuple(subjects.tg_node(owner, node.meta.name) for group in blocked for node, _ in group.nodes),
     )

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
+
+from exporter.checks.context import Scope
+from exporter.model import subjects
 from exporter.model.objects import Service
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
 from exporter.model.snapshot import ClusterSnapshot
@@ -15,7 +20,18 @@ def _text(selector: dict[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
 
 
-def evaluate(snapshot: ClusterSnapshot, service: Service) -> CheckResult:
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    return (verdict(scope.snapshot, served.service) for served in scope.services)
+
+
+def verdict(snapshot: ClusterSnapshot, service: Service) -> CheckResult:
+    result = _verdict(snapshot, service)
+    if not subjects.linkable(result.status):
+        return result
+    return replace(result, about=(subjects.service(service.meta.namespace, service.meta.name),))
+
+
+def _verdict(snapshot: ClusterSnapshot, service: Service) -> CheckResult:
     ref = _ref(service)
     if not service.selector:
         manual = snapshot.slices_of(service)

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from exporter.checks.context import NodeContext
+from exporter.checks.context import Scope
+from exporter.model import subjects
 from exporter.model.objects import Pod, Service, ServicePort
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status, TargetRef
 
 
 def _declared(pod: Pod) -> str:
     return ", ".join(f"{p.name}={p.container_port}" if p.name else str(p.container_port) for p in pod.ports) or "none"
+
+
+def _about(service: Service, pod: Pod) -> tuple[tuple[str, str], ...]:
+    namespace, name = service.meta.namespace, service.meta.name
+    return (
+        subjects.service(namespace, name),
+        subjects.pod(namespace, pod.meta.name),
+        subjects.service_pod(namespace, name, pod.meta.name),
+    )
 
 
 def findings(service: Service, port: ServicePort, pods: Iterable[Pod]) -> list[CheckResult]:
@@ -35,6 +45,7 @@ def findings(service: Service, port: ServicePort, pods: Iterable[Pod]) -> list[C
                         f"{pod.meta.name} has no container port with that name (its ports: {_declared(pod)})",
                         f"name the container port {target!r} in the pod template, or set targetPort to a number",
                         target=TargetRef(pod.meta.name, pod.pod_ip, None),
+                        about=_about(service, pod),
                     )
                 )
         elif pod.ports and not pod.exposes(target):
@@ -50,6 +61,7 @@ def findings(service: Service, port: ServicePort, pods: Iterable[Pod]) -> list[C
                     f"set the Service's targetPort to the port the app listens on ({_declared(pod)}), or make the "
                     f"app listen on {target}",
                     target=TargetRef(pod.meta.name, pod.pod_ip, target),
+                    about=_about(service, pod),
                 )
             )
     return found
@@ -69,15 +81,12 @@ def evaluate_service(service: Service, ports: Sequence[ServicePort], pods: Seque
     return [CheckResult(Check.TARGET_PORT, Status.OK, None, ref, f"targetPorts ({summary}) fit the pods' ports")]
 
 
-def evaluate(context: NodeContext) -> Iterable[CheckResult]:
-    """Node role: the load-balanced Services with pods on this node, judged on those pods."""
-    grouped: dict[str, tuple[Service, dict[str, ServicePort], dict[str, Pod]]] = {}
-    for placement in context.targets.placements:
-        service, port = placement.backend.service, placement.backend.service_port
-        if service is None or port is None:
-            continue
-        _, ports, pods = grouped.setdefault(service.meta.key, (service, {}, {}))
-        ports[port.label] = port
-        pods[placement.pod.meta.key] = placement.pod
-    for service, ports, pods in grouped.values():
-        yield from evaluate_service(service, list(ports.values()), list(pods.values()))
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    """Each load-balanced Service, judged on the pods in scope (the node role: those on its node)."""
+    for served in scope.services:
+        ports: dict[str, ServicePort] = {}
+        for backend in served.backends:
+            if backend.service_port is not None:
+                ports.setdefault(backend.service_port.label, backend.service_port)
+        if ports:
+            yield from evaluate_service(served.service, list(ports.values()), served.pods)

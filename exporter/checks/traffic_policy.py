@@ -6,8 +6,10 @@ nodes with a ready local endpoint answer it: the others fail by design. Worth kn
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
+from exporter.checks.context import Scope
+from exporter.model import subjects
 from exporter.model.objects import Node, Service
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
 from exporter.model.snapshot import ClusterSnapshot
@@ -29,9 +31,18 @@ def _eligible(node: Node) -> bool:
     )
 
 
-def evaluate(snapshot: ClusterSnapshot, service: Service, target_types: Collection[str]) -> CheckResult | None:
+def evaluate(scope: Scope) -> Iterable[CheckResult]:
+    for served in scope.services:
+        target_types = {b.resolution.spec.target_type for b in served.backends if b.resolution is not None}
+        result = verdict(scope.snapshot, served.service, target_types)
+        if result is not None:
+            yield result
+
+
+def verdict(snapshot: ClusterSnapshot, service: Service, target_types: Collection[str]) -> CheckResult | None:
     """None when the policy does not matter for this Service (no instance targets, or Cluster)."""
     ref = ObjectRef("Service", service.meta.namespace, service.meta.name)
+    namespace, name = service.meta.namespace, service.meta.name
     if service.external_traffic_policy != "Local" or "instance" not in target_types:
         if service.external_traffic_policy == "Local":
             return CheckResult(
@@ -56,7 +67,11 @@ def evaluate(snapshot: ClusterSnapshot, service: Service, target_types: Collecti
     port = f" (healthCheckNodePort {service.health_check_node_port})" if service.health_check_node_port else ""
     if not without:
         return CheckResult(
-            Check.TRAFFIC_POLICY, Status.OK, None, ref, f"every eligible node has a ready local endpoint{port}"
+            Check.TRAFFIC_POLICY,
+            Status.OK,
+            None,
+            ref,
+            f"every eligible node has a ready local endpoint{port}",
         )
     shown = ", ".join(without[:5]) + (f" and {len(without) - 5} more" if len(without) > 5 else "")
     status = Status.FAIL if len(without) == len(nodes) else Status.WARN
@@ -70,4 +85,6 @@ def evaluate(snapshot: ClusterSnapshot, service: Service, target_types: Collecti
         "expected with Local: the LB only sends to nodes with a pod. To have every node healthy use "
         "externalTrafficPolicy: Cluster (the client IP is then lost) or ip targets "
         "(service.beta.kubernetes.io/aws-load-balancer-nlb-target-type: ip)",
+        # The instance targets on these nodes fail by design: the causal rules name this as their cause.
+        about=(subjects.service(namespace, name), *(subjects.service_node(namespace, name, n) for n in without)),
     )

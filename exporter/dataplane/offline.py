@@ -36,6 +36,22 @@ def analyse(
     kube-proxy rules), one per Service port or endpoint that differs, and ``ok`` for load-balanced
     Services whose rules match.
     """
+    moment = time.time() if now is None else now
+    report = dataplane_report(snapshot, node_name, iptables_save=iptables_save, nft_json=nft_json, now=moment)
+    plan = build_plan(snapshot, controller or ControllerConfig())
+    return tuple(kube_proxy.verdicts(node_name, report, snapshot, kube_proxy.load_balanced(plan), moment))
+
+
+def dataplane_report(
+    snapshot: ClusterSnapshot,
+    node_name: str,
+    *,
+    iptables_save: str | None = None,
+    nft_json: str | None = None,
+    now: float | None = None,
+) -> DataplaneReport:
+    """The saved rules compared, as the node agent's dataplane monitor would report them (no grace period,
+    no kube-proxy health)."""
     if iptables_save is None and nft_json is None:
         raise ValueError("give the saved rules: iptables_save and/or nft_json")
     moment = time.time() if now is None else now
@@ -62,9 +78,7 @@ def analyse(
         notes=analysis.notes,
         failure=analysis.failure,
     )
-    report = DataplaneReport(rules, health=None, grace=0.0)
-    plan = build_plan(snapshot, controller or ControllerConfig())
-    return tuple(kube_proxy.verdicts(node_name, report, snapshot, kube_proxy.load_balanced(plan), moment))
+    return DataplaneReport(rules, health=None, grace=0.0)
 
 
 def _combine(analyses: list[tuple[str, Analysis]]) -> tuple[str | None, Analysis]:

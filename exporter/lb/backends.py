@@ -31,20 +31,6 @@ class LbPlan:
     # Problems not tied to one backend (a missing backend Service, say), keyed by owner.
     problems: tuple[tuple[ObjectRef, Problem], ...] = ()
 
-    def owners(self, check: Check) -> dict[ObjectRef, list[Problem]]:
-        """Every object the check looks at, with its problems (an empty list means it is fine)."""
-        owners: dict[ObjectRef, list[Problem]] = {}
-        for backend in self.backends:
-            if config_check(backend.owner) is not check:
-                continue
-            found = owners.setdefault(backend.owner, [])
-            if backend.resolution is not None:
-                found.extend(p for p in backend.resolution.problems if p not in found)
-        for owner, problem in self.problems:
-            if problem.check is check:
-                owners.setdefault(owner, []).append(problem)
-        return owners
-
 
 ROUTE_OWNER_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "UDPRoute", "TLSRoute")
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from exporter.lb import annotations as ann
 from exporter.lb.successcodes import SuccessCodes, SuccessCodesError, parse_success_codes
 from exporter.model.gateway import IngressClassParams
 from exporter.model.objects import Ingress, Service
 from exporter.model.results import Check, Reason, Status
+
+if TYPE_CHECKING:
+    from exporter.settings import Settings
 
 HTTP, HTTPS, TCP = "HTTP", "HTTPS", "TCP"
 IP, INSTANCE = "ip", "instance"
@@ -85,6 +89,15 @@ class ControllerConfig:
     # EKS Auto Mode's built-in load balancing (IngressClass eks.amazonaws.com/alb, loadBalancerClass
     # eks.amazonaws.com/nlb): it defaults to ip targets.
     auto_mode_target_type: str = ann.AUTO_MODE_TARGET_TYPE
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ControllerConfig:
+        """The one place the daemon's and ``diagnose``'s settings become the controller's configuration."""
+        return cls(
+            default_target_type=settings.default_target_type,
+            load_balancer_class=settings.load_balancer_class,
+            ingress_controller=settings.ingress_controller,
+        )
 
 
 @dataclass

@@ -173,6 +173,18 @@ def combine(plans: Iterable[OwnerPlan]) -> LbPlan:
     )
 
 
+def owner_plans(plan: LbPlan) -> tuple[OwnerPlan, ...]:
+    """The inverse of ``combine``: the plan split back by owner."""
+    backends: dict[ObjectRef, list[Backend]] = {}
+    problems: dict[ObjectRef, list[Problem]] = {}
+    for backend in plan.backends:
+        backends.setdefault(backend.owner, []).append(backend)
+    for owner, problem in plan.problems:
+        backends.setdefault(owner, [])
+        problems.setdefault(owner, []).append(problem)
+    return tuple(OwnerPlan(owner, tuple(found), tuple(problems.get(owner, ()))) for owner, found in backends.items())
+
+
 def build_plan(snapshot: ClusterSnapshot, controller: ControllerConfig) -> LbPlan:
     return combine(plan_all(snapshot, controller))
 

@@ -24,7 +24,9 @@ class ProbeDefaults:
 
 @dataclass(frozen=True, slots=True)
 class ProbeTarget:
-    """A pod probed on behalf of one load balancer. ``labels`` is its identity and its metric labels.
+    """A pod probed on behalf of one target group. ``key`` (its metric labels) is its identity: the owner of
+    the target group (the Ingress, NLB Service or TargetGroupBinding) is part of it, so one Service behind
+    two load balancers whose health checks differ is probed once for each, and each gets its own verdict.
 
     Instance targets are also probed the way the LB reaches them, through kube-proxy on this node:
     ``NODE_IP:nodePort`` (or ``healthCheckNodePort`` with externalTrafficPolicy Local). Such a
@@ -42,12 +44,25 @@ class ProbeTarget:
     healthy_threshold: int
     unhealthy_threshold: int
     supported: bool = True  # False: a health check lbdoctor cannot speak; reported as unknown
+    target_type: str = "ip"  # the target group's: ip | instance
 
     @property
-    def labels(self) -> tuple[str, str, str, str, str, str, str]:
-        """namespace, service, pod, node, lb, port, path"""
+    def owner_label(self) -> str:
+        """The ``owner`` label: ``ingress/NAME``, ``service/NAME`` or ``targetgroupbinding/NAME`` (the namespace
+        is the ``namespace`` label); at most 272 characters, as Kubernetes names are at most 253."""
+        return f"{self.owner.kind.lower()}/{self.owner.name}"
+
+    @property
+    def labels(self) -> tuple[str, str, str, str, str, str, str, str]:
+        """namespace, service, pod, node, lb, port, path, owner"""
         path = self.request.path if self.request.protocol != "TCP" else ""
-        return (self.namespace, self.service, self.pod, self.node, self.lb, str(self.request.port), path)
+        request = self.request
+        return (self.namespace, self.service, self.pod, self.node, self.lb, str(request.port), path, self.owner_label)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The target's identity (the scheduler keys by it): one per target group, pod and probed port/path."""
+        return self.labels
 
     @property
     def thresholds(self) -> Thresholds:
@@ -96,6 +111,9 @@ class TargetStatus:
 def node_targets(
     plan: LbPlan, snapshot: ClusterSnapshot, node: str, defaults: ProbeDefaults = ProbeDefaults()
 ) -> NodeTargets:
+    """Every target group's targets on this node. Two target groups are probed apart even when their health
+    checks are identical (each load balancer sends its own checks, and their thresholds and verdicts are
+    kept apart); two backends of one owner that land on the same pod port and path are one target."""
     targets: dict[tuple[str, ...], ProbeTarget] = {}
     placements: list[Placement] = []
     node_object = snapshot.nodes.get(node)
@@ -108,14 +126,14 @@ def node_targets(
         if spec.target_type == INSTANCE and node_ip and defaults.node_path:
             via_node = _node_path_target(backend, spec, node, node_ip, bool(pods), defaults)
             if via_node is not None:
-                targets.setdefault(via_node.labels, via_node)
+                targets.setdefault(via_node.key, via_node)
         for pod in pods:
             placements.append(Placement(backend, pod))
             if spec.node_health_check:
                 continue  # the LB asks kube-proxy on the node, not the pod: the node-path target covers it
             target = _target_for(backend, spec, pod, node, defaults)
             if target is not None:
-                targets.setdefault(target.labels, target)
+                targets.setdefault(target.key, target)
     return NodeTargets(targets=tuple(targets.values()), placements=tuple(placements))
 
 
@@ -221,6 +239,7 @@ def _probe_target(
         interval=float(spec.interval),
         healthy_threshold=spec.healthy_threshold,
         unhealthy_threshold=spec.unhealthy_threshold,
+        target_type=spec.target_type,
     )
 
 

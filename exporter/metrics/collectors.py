@@ -16,12 +16,13 @@ import functools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
+from exporter.checks.registry import Role, runs_in
 from exporter.dataplane.report import DataplaneReport, RulesState
 from exporter.lb.targets import ProbeTarget, TargetStatus
 from exporter.lb.thresholds import LbState
 from exporter.metrics import names
 from exporter.metrics.exposition import FamilyWriter, header, join_labels, number
-from exporter.model.results import Check, ResultSet, Status
+from exporter.model.results import Check, ResultKey, ResultSet, Status
 
 # Work between two yields: a quarter of a millisecond or so of rendering (~7 µs a target with its
 # eleven series, ~1 µs a check result). Each slice costs one more pass through the event loop;
@@ -33,19 +34,23 @@ RESULTS_PER_STEP = 256
 _STATUSES = tuple(Status)
 
 
-def render_checks(results: ResultSet) -> Iterable[str]:
+def render_checks(results: ResultSet, role: Role | None = None) -> Iterable[str]:
     """
     lbdoctor_check_status{check="health_probe",namespace="shop",kind="Service",name="web",status="fail"} 1
     lbdoctor_check_failure_reason{check="health_probe",namespace="shop",kind="Service",name="web",reason="Timeout"} 1
     """
     parts: list[str] = []
-    for _ in check_steps(results, parts):
+    for _ in check_steps(results, parts, role):
         pass
     return parts
 
 
-def check_steps(results: ResultSet, out: list[str]) -> Iterator[None]:
-    """``render_checks`` in slices: yields between slices, appends the two families to ``out``."""
+def check_steps(results: ResultSet, out: list[str], role: Role | None = None) -> Iterator[None]:
+    """``render_checks`` in slices: yields between slices, appends the families to ``out``.
+
+    With a ``role``, only the checks it runs have status series: the cluster role's report also holds the
+    node agents' findings that its own ones explain or follow from, which those agents publish themselves.
+    Those still show in ``lbdoctor_check_caused_by``, where the cluster role's view of causes adds to theirs."""
     # A node with thousands of targets has two results per pod, so this loop runs ~10^4 times a
     # scrape: statuses are compared by a precomputed rank instead of the enum's severity property.
     worst: dict[tuple[str, str, str, str], Status] = {}
@@ -53,9 +58,18 @@ def check_steps(results: ResultSet, out: list[str]) -> Iterator[None]:
     rank = _RANK
     ok = Status.OK
     items = results.results
+    mine = None if role is None else {check for check in Check if runs_in(check, role)}
+    roots: set[tuple[str, str, str, str, str]] = set()
+    caused: set[tuple[str, ...]] = set()
+    by_key: dict[ResultKey, tuple[str, str, str, str, str]] = {}
+    bad = (Status.FAIL, Status.WARN)
     for start in range(0, len(items), RESULTS_PER_STEP):
         for result in items[start : start + RESULTS_PER_STEP]:
             ref = result.object
+            if result.status in bad and result.reason is not None:
+                by_key.setdefault(result.key, (result.check, ref.namespace, ref.kind, ref.name, result.reason))
+            if mine is not None and result.check not in mine:
+                continue
             key: tuple[str, str, str, str] = (result.check, ref.namespace, ref.kind, ref.name)
             status = result.status
             current = worst.get(key)
@@ -63,7 +77,15 @@ def check_steps(results: ResultSet, out: list[str]) -> Iterator[None]:
                 worst[key] = status
             if status is not ok and result.reason is not None:
                 reasons.setdefault(key, set()).add(result.reason)
+                if status in bad and result.caused_by is None:
+                    roots.add((*key, result.reason))
         yield
+    for result in items:
+        if result.caused_by is not None and result.reason is not None and result.status in bad:
+            cause = by_key.get(result.caused_by)
+            if cause is not None:
+                ref = result.object
+                caused.add((result.check, ref.namespace, ref.kind, ref.name, result.reason, *cause))
     # Lines are joined slice by slice: one join of a whole family would be a single long pause.
     status_chunks: list[str] = [header(names.CHECK_STATUS)]
     reason_chunks: list[str] = [header(names.CHECK_FAILURE_REASON)]
@@ -85,6 +107,18 @@ def check_steps(results: ResultSet, out: list[str]) -> Iterator[None]:
         yield
     out.extend(status_chunks)
     out.extend(reason_chunks)
+    root_lines = [header(names.CHECK_ROOT_CAUSE)]
+    root_lines += [
+        f"{names.CHECK_ROOT_CAUSE.name}{{{join_labels(names.CHECK_ROOT_CAUSE.labels, labels)}}} 1\n"
+        for labels in sorted(roots)
+    ]
+    out.append("".join(root_lines))
+    caused_lines = [header(names.CHECK_CAUSED_BY)]
+    caused_lines += [
+        f"{names.CHECK_CAUSED_BY.name}{{{join_labels(names.CHECK_CAUSED_BY.labels, labels)}}} 1\n"
+        for labels in sorted(caused)
+    ]
+    out.append("".join(caused_lines))
 
 
 _RANK = {status: status.severity for status in Status}

@@ -14,7 +14,7 @@ class MetricName:
 
 
 CHECK_LABELS = ("check", "namespace", "kind", "name")
-PROBE_LABELS = ("namespace", "service", "pod", "node", "lb", "port", "path")
+PROBE_LABELS = ("namespace", "service", "pod", "node", "lb", "port", "path", "owner")
 
 CHECK_STATUS = MetricName(
     "lbdoctor_check_status",
@@ -27,6 +27,21 @@ CHECK_FAILURE_REASON = MetricName(
     "gauge",
     "1 while a runbook check does not pass for an object, with this reason; absent once it passes.",
     (*CHECK_LABELS, "reason"),
+)
+CHECK_ROOT_CAUSE = MetricName(
+    "lbdoctor_check_root_cause",
+    "gauge",
+    "1 while a runbook check fails or warns for an object with this reason and nothing else this lbdoctor "
+    "found explains it (a root cause); absent otherwise.",
+    (*CHECK_LABELS, "reason"),
+)
+CAUSE_LABELS = ("cause_check", "cause_namespace", "cause_kind", "cause_name", "cause_reason")
+CHECK_CAUSED_BY = MetricName(
+    "lbdoctor_check_caused_by",
+    "gauge",
+    "1 while a failing or warning result (check, object, reason) follows from another finding (the cause_* "
+    "labels), by lbdoctor's causal rules.",
+    (*CHECK_LABELS, "reason", *CAUSE_LABELS),
 )
 PROBE_SUCCESS = MetricName(
     "lbdoctor_probe_success",
@@ -121,6 +136,8 @@ KUBE_PROXY_HEALTHY = MetricName(
 FAMILIES = (
     CHECK_STATUS,
     CHECK_FAILURE_REASON,
+    CHECK_ROOT_CAUSE,
+    CHECK_CAUSED_BY,
     PROBE_SUCCESS,
     PROBE_DURATION,
     PROBE_PHASE_DURATION,

@@ -41,26 +41,6 @@ class Check(enum.StrEnum):
     ROLLOUT = "rollout"  # deregistration delay vs termination: the 5xx window during rollouts and node churn
 
 
-# The order a person walks the runbook in; reports and the status page list steps this way.
-RUNBOOK_ORDER: tuple[Check, ...] = (
-    Check.CONTROLLER,
-    Check.INGRESS_ANNOTATIONS,
-    Check.SERVICE_ANNOTATIONS,
-    Check.GATEWAY_CONFIG,
-    Check.POD_STATUS,
-    Check.SELECTOR,
-    Check.ENDPOINTS,
-    Check.TARGET_PORT,
-    Check.TRAFFIC_POLICY,
-    Check.HEALTH_PROBE,
-    Check.KUBE_PROXY,
-    Check.SECURITY_GROUPS,
-    Check.NETWORK,
-    Check.ELB_TARGET_HEALTH,
-    Check.ROLLOUT,
-)
-
-
 class Reason(enum.StrEnum):
     """Closed set of failure reasons (CamelCase). Add freely; never rename without a deprecation note."""
 
@@ -207,7 +187,16 @@ class TargetRef:
     port: int | None
 
 
-ResultKey = tuple[Check, ObjectRef, TargetRef | None]
+# What a result is about, beyond its object: (kind, id) pairs such as ("pod", "shop/web-1"). The causal
+# rules (exporter/checks/causes.py) link two results when they share a subject of the rule's kind;
+# exporter/model/subjects.py builds them, so every check spells them alike.
+Subject = tuple[str, str]
+
+
+# A result's identity within a round, what ``caused_by`` points at: (check, object, target, reason, node).
+# ``node`` is the vantage point, for results that depend on it (a probe, a node's kube-proxy rules). A plain
+# tuple: reports build one per result several times over (a NamedTuple's constructor costs ten times more).
+ResultKey = tuple[Check, ObjectRef, TargetRef | None, Reason | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,10 +209,12 @@ class CheckResult:
     remedy: str = ""
     target: TargetRef | None = None
     caused_by: ResultKey | None = None  # the result this one follows from, when it is a consequence
+    node: str | None = None  # where it was seen from: the probing node, the node whose kube-proxy rules
+    about: tuple[Subject, ...] = ()  # what else it is about, for the causal rules
 
     @property
     def key(self) -> ResultKey:
-        return (self.check, self.object, self.target)
+        return (self.check, self.object, self.target, self.reason, self.node)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ import structlog
 
 from exporter.agents import Agent, PeerClient, PeerError, ProbeFeed, agent_base, fetch_targetgroups
 from exporter.backoff import Backoff
+from exporter.checks.causes import link_round
 from exporter.checks.controller import RECONCILE_FAILURES, ControllerLocation, denial, find_deployment
-from exporter.kube import resources
+from exporter.kube import controller_logs, resources
 from exporter.kube.client import ApiError, KubeClient
 from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Changes, Store
@@ -32,7 +33,7 @@ from exporter.metrics.bindings import binding_rows
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.model.objects import AgentPod
 from exporter.model.results import CheckResult, ResultSet
-from exporter.model.snapshot import ClusterSnapshot, matches
+from exporter.model.snapshot import ClusterSnapshot
 from exporter.report import iso
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from exporter.roles.leader import LeaderElector, default_identity
@@ -45,10 +46,6 @@ if TYPE_CHECKING:
     from exporter.checks.aws_round import AwsRound
 
 log = structlog.get_logger("lbdoctor.cluster")
-
-# Log lines worth keeping from the controller: IAM denials and reconcile errors. Everything else is
-# dropped at once, so memory stays bounded whatever the controller logs.
-_KEEP_LOG_LINE = ("AccessDenied", "UnauthorizedOperation", "AuthFailure", "Reconciler error")
 
 
 LEADER_ELECTION = "leader election"  # the task's name: the daemon stops it first and releases the Lease
@@ -87,11 +84,7 @@ class ClusterAgent:
         self._board = board
         self._cache_changed = asyncio.Event()
         self._leadership_changed = asyncio.Event()
-        self._where = ControllerLocation(
-            namespace=settings.controller_namespace,
-            name=settings.controller_name,
-            ingress_controller=settings.ingress_controller,
-        )
+        self._where = ControllerLocation.from_settings(settings)
         self._primary_shard = settings.shard == 0
         options: dict[str, dict[str, Any]] = {
             resources.DEPLOYMENTS.name: {"namespace": settings.controller_namespace},
@@ -114,11 +107,7 @@ class ClusterAgent:
             for resource, resource_options in watched
         }
         self._evaluator = IncrementalEvaluator(
-            ControllerConfig(
-                default_target_type=settings.default_target_type,
-                load_balancer_class=settings.load_balancer_class,
-                ingress_controller=settings.ingress_controller,
-            ),
+            ControllerConfig.from_settings(settings),
             self._where,
             include_controller=self._primary_shard,
             errors=metrics,
@@ -169,6 +158,8 @@ class ClusterAgent:
                 watch_timeout=settings.watch_timeout_seconds,
             )
         self._gates = GateTracker()  # pods waiting on the load balancer's readiness gate
+        self._imported: tuple[CheckResult, ...] = ()  # the node agents' failing results, for the causal rules
+        self._linked: tuple[tuple[CheckResult, ...], tuple[CheckResult, ...], list[CheckResult]] = ((), (), [])
         self._doctor: Any = None
         if settings.cluster_name:
             # boto3 is loaded only by a cluster role that has AWS work to do.
@@ -266,13 +257,18 @@ class ClusterAgent:
         logs_changed, self._logs_changed = self._logs_changed, False
         pod_changes = None if changes is None or changes["pods"].full else changes["pods"].items
         self._full_next = True  # until this round is through: one that raises leaves the evaluator half done
-        results = await asyncio.to_thread(self._evaluate, snapshot, changes, pod_changes, logs_changed)
+        await asyncio.to_thread(self._evaluate, snapshot, changes, pod_changes, logs_changed)
         self._full_next = False
         self._published_as_leader = True
         self._snapshot = snapshot
+        steady, failing = self._evaluator.split()
         aws = self._aws
         if aws is not None:
-            results = (*results, *aws.results)
+            steady, failing = (*steady, *aws.steady), (*failing, *aws.failing)
+        # One round: the object checks, the AWS checks and the node agents' findings, linked by the causal
+        # rules. Only failing and warning results take part, so this costs the failures, not the round.
+        linked = await self._link(failing)
+        results = (*steady, *linked)
         self._board.publish(
             Published(
                 ResultSet(snapshot.generation, time.time(), results),
@@ -293,10 +289,20 @@ class ClusterAgent:
         changes: dict[str, Changes] | None,
         pod_changes: dict[str, tuple[Any, Any]] | None,
         logs_changed: bool,
-    ) -> tuple[CheckResult, ...]:
+    ) -> None:
         """In a worker thread: the object checks and the readiness-gate rows, from what changed."""
         self._gates.update(snapshot.pods, pod_changes)
-        return self._evaluator.evaluate(snapshot, changes, logs_changed)
+        self._evaluator.evaluate(snapshot, changes, logs_changed)
+
+    async def _link(self, failing: tuple[CheckResult, ...]) -> list[CheckResult]:
+        """The failures linked with the node agents' (in a worker thread); the last answer again when neither
+        changed, which is most rounds: units that did not change keep their result objects."""
+        last, imported, linked = self._linked
+        same = len(last) == len(failing) and all(a is b for a, b in zip(last, failing, strict=True))
+        if not same or imported is not self._imported:
+            linked = await asyncio.to_thread(link_round, failing, self._imported)
+            self._linked = (failing, self._imported, linked)
+        return linked
 
     def _is_own_agent(self, pod: AgentPod) -> bool:
         return pod.controller_kind == "DaemonSet" and pod.controller_name == self._settings.node_agent_daemonset
@@ -321,12 +327,14 @@ class ClusterAgent:
             snapshot = self._snapshot
             if self.leading and snapshot is not None:
                 probes = await self._feed.fetch(self.node_agents())
+                self._imported = self._feed.results()
                 plan = combine(self._evaluator.plans)
                 waiting = self._gates.waiting(snapshot.target_group_bindings)
                 self._aws = await doctor.refresh(snapshot, plan=plan, probes=probes, waiting=waiting)
                 self._cache_changed.set()  # publish the round with the next evaluation
             elif not self.leading:
                 self._aws = None
+                self._imported = ()
             await asyncio.sleep(self._settings.aws_refresh_interval_seconds)
 
     async def release(self, timeout: float) -> None:
@@ -421,34 +429,10 @@ class ClusterAgent:
 
     async def read_controller_logs(self) -> None:
         snapshot = build_snapshot({"deployments": self.stores["deployments"], "pods": self.stores["pods"]}, 0)
-        deployment = find_deployment(snapshot, self._where)
-        logs: dict[str, str] = {}
-        error: str | None = None
-        if deployment is not None and deployment.selector:
-            pods = [
-                pod
-                for pod in snapshot.pods.in_namespace(deployment.meta.namespace).values()
-                if matches(deployment.selector, pod.meta.labels)
-            ]
-            for pod in pods:
-                path = f"/api/v1/namespaces/{pod.meta.namespace}/pods/{pod.meta.name}/log"
-                try:
-                    text = await self._client.get_text(path, {"sinceSeconds": "900", "tailLines": "2000"})
-                except ApiError as failure:
-                    if failure.status == 403:
-                        error = f"{failure.reason}: {failure.message}"
-                        break
-                    self._metrics.error("kube", f"logs_http_{failure.status}")
-                    continue
-                except (OSError, TimeoutError) as failure:
-                    self._metrics.error("kube", "logs_unreachable")
-                    log.warning("could not read controller logs", pod=pod.meta.key, error=str(failure))
-                    continue
-                kept = [line for line in text.splitlines() if any(mark in line for mark in _KEEP_LOG_LINE)]
-                logs[pod.meta.key] = "\n".join(kept[-200:])
-        if logs != self._logs or error != self._logs_error:
-            self._logs, self._logs_error, self._logs_changed = logs, error, True
-            denied = sorted({d for text in logs.values() for line in text.splitlines() if (d := denial(line))})
+        found = await controller_logs.read(self._client, find_deployment(snapshot, self._where), self._metrics)
+        if found.logs != self._logs or found.error != self._logs_error:
+            self._logs, self._logs_error, self._logs_changed = found.logs, found.error, True
+            denied = sorted({d for text in found.logs.values() for line in text.splitlines() if (d := denial(line))})
             if denied:
                 log.warning("controller logs show denied AWS calls", denied=denied[:5])
             self._cache_changed.set()

@@ -31,13 +31,14 @@ from exporter.lb.plan import (
     plan_service,
 )
 from exporter.model.index import namespace_of
-from exporter.model.results import CheckResult, ObjectRef, Status
+from exporter.model.results import Check, CheckResult, ObjectRef, Status
 from exporter.model.snapshot import ClusterSnapshot, matches
 from exporter.telemetry import ErrorSink
 
 log = structlog.get_logger("lbdoctor.cluster")
 
 UnitKey = tuple[str, str]
+
 _CONTROLLER: UnitKey = ("controller", "")
 # Configuration that reaches across many owners (a GatewayClass, a default TargetGroupConfiguration, an
 # IngressClassParams): a change re-evaluates everything, as an IngressClass change does. They change rarely.
@@ -65,6 +66,9 @@ class IncrementalEvaluator:
         self._users: dict[str, set[ObjectRef]] = {}  # Service key → owners whose target groups use it
         self._units: dict[UnitKey, tuple[CheckResult, ...]] = {}
         self._previous: dict[UnitKey, tuple[CheckResult, ...]] = {}
+        # Each unit's failing and warning results apart: what the causal rules read after every round, so
+        # linking costs the failures, not the 100,000 passing results.
+        self._failing: dict[UnitKey, tuple[tuple[CheckResult, ...], tuple[CheckResult, ...]]] = {}  # (bad, rest)
         self.last_units_evaluated = 0
         self.last_services_evaluated: frozenset[str] = frozenset()
 
@@ -74,6 +78,27 @@ class IncrementalEvaluator:
 
     def results(self) -> tuple[CheckResult, ...]:
         return tuple(itertools.chain.from_iterable(self._units.values()))
+
+    def split(self) -> tuple[tuple[CheckResult, ...], tuple[CheckResult, ...]]:
+        """(every result that is neither failing nor warning, the failing and warning ones)."""
+        failing = tuple(itertools.chain.from_iterable(r for r, _ in self._failing.values()))
+        units = (self._failing[key][1] if key in self._failing else results for key, results in self._units.items())
+        return tuple(itertools.chain.from_iterable(units)), failing
+
+    def _set(self, key: UnitKey, results: list[CheckResult]) -> None:
+        self._units[key] = tuple(results)
+        bad: list[CheckResult] = []
+        rest: list[CheckResult] = []
+        for result in results:
+            (bad if result.status is Status.FAIL or result.status is Status.WARN else rest).append(result)
+        if bad:
+            self._failing[key] = (tuple(bad), tuple(rest))
+        else:
+            self._failing.pop(key, None)
+
+    def _drop(self, key: UnitKey) -> None:
+        self._units.pop(key, None)
+        self._failing.pop(key, None)
 
     def evaluate(
         self, snapshot: ClusterSnapshot, changes: Mapping[str, Changes] | None, logs_changed: bool = False
@@ -93,6 +118,7 @@ class IncrementalEvaluator:
             for key in plan.services:
                 self._users.setdefault(key, set()).add(plan.owner)
         self._previous, self._units = self._units, {}  # a unit whose checks raise keeps its results
+        self._failing = {}
         for key in self._users:
             self._redo_service(snapshot, key)
         for owner in self._plans:
@@ -209,7 +235,7 @@ class IncrementalEvaluator:
                 self._users.setdefault(service_key, set()).add(owner)
             touched |= new.services
         else:
-            self._units.pop(("owner", str(owner)), None)
+            self._drop(("owner", str(owner)))
         return touched
 
     def _services_selecting(self, snapshot: ClusterSnapshot, before: Any, after: Any) -> set[str]:
@@ -240,14 +266,14 @@ class IncrementalEvaluator:
 
     def _selector_fails(self, service_key: str) -> bool:
         results = self._units.get(("service", service_key), ())
-        return bool(results) and results[0].status is Status.FAIL  # a service unit starts with its selector
+        return any(r.check is Check.SELECTOR and r.status is Status.FAIL for r in results)
 
     # units ------------------------------------------------------------------------------------
     def _redo_service(self, snapshot: ClusterSnapshot, key: str) -> None:
         service = snapshot.services.get(key)
         owners = self._users.get(key)
         if service is None or not owners:
-            self._units.pop(("service", key), None)
+            self._drop(("service", key))
             return
         backends = [
             backend
@@ -260,24 +286,24 @@ class IncrementalEvaluator:
     def _redo_owner(self, snapshot: ClusterSnapshot, owner: ObjectRef) -> None:
         plan = self._plans.get(owner)
         if plan is None:
-            self._units.pop(("owner", str(owner)), None)
+            self._drop(("owner", str(owner)))
             return
         self._unit(("owner", str(owner)), lambda: cluster.owner_unit(snapshot, plan))
 
     def _redo_controller(self, snapshot: ClusterSnapshot) -> None:
         if self._include_controller:
-            self._unit(_CONTROLLER, lambda: controller.evaluate(snapshot, self._where, tuple(self._plans.values())))
+            self._unit(_CONTROLLER, lambda: cluster.controller_unit(snapshot, self._where, tuple(self._plans.values())))
 
     def _unit(self, key: UnitKey, evaluate: Callable[[], Iterable[CheckResult]]) -> None:
         try:
-            self._units[key] = tuple(evaluate())
+            self._set(key, list(evaluate()))
         except Exception:
             if self._errors is not None:
                 self._errors.error("checks", "internal")
             log.exception("a check failed; its unit keeps its last results", unit=f"{key[0]} {key[1]}".strip())
             kept = self._units.get(key, self._previous.get(key))
             if kept is not None:
-                self._units[key] = kept
+                self._set(key, list(kept))
 
 
 def _ipv6_instances(plan: OwnerPlan) -> bool:

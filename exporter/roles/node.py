@@ -95,11 +95,7 @@ class NodeAgent:
             concurrency=settings.probe_concurrency,
             min_interval=settings.min_probe_interval_seconds,
         )
-        self._controller = ControllerConfig(
-            default_target_type=settings.default_target_type,
-            load_balancer_class=settings.load_balancer_class,
-            ingress_controller=settings.ingress_controller,
-        )
+        self._controller = ControllerConfig.from_settings(settings)
         self._defaults = ProbeDefaults(
             user_agent=settings.user_agent,
             body_limit=settings.probe_body_limit_bytes,

@@ -33,6 +33,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from exporter import __version__
 from exporter.aws.metrics import render_aws
 from exporter.checks.causes import order
+from exporter.checks.registry import Role
 from exporter.metrics.bindings import binding_steps
 from exporter.metrics.collectors import ProbeRenderer, check_steps, kube_proxy_steps
 from exporter.metrics.exposition import CONTENT_TYPE
@@ -79,7 +80,7 @@ def exposition_steps(board: Board, metrics: SelfMetrics, renderer: ProbeRenderer
     spent = 0.0
     resumed = time.perf_counter()
     for _ in itertools.chain(
-        check_steps(published.results, text),
+        check_steps(published.results, text, Role(board.role)),
         renderer.steps(published.probes, text),
         kube_proxy_steps(published.node, published.dataplane, published.results, text),
         _aws_steps(published, text),

@@ -12,14 +12,18 @@ from html import escape
 
 from exporter import __version__
 from exporter.checks.causes import order
-from exporter.checks.cluster import pods_of
+from exporter.checks.context import pods_of
 from exporter.checks.health_probe import describe
+from exporter.checks.registry import title
 from exporter.lb.backends import OwnerPlan
 from exporter.lb.healthcheck import AUTO_MODE
 from exporter.lb.targets import TargetStatus
-from exporter.model.results import CheckResult, ObjectRef, ResultKey, Status
-from exporter.report import CHECK_TITLES, iso, summary
+from exporter.model.results import CheckResult, ObjectRef, ResultKey, Status, TargetRef
+from exporter.report import iso, summary
 from exporter.state import Published
+
+_MAX_CARDS = 200
+_MAX_CONSEQUENCES = 20  # per card; the JSON API lists every link
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d232a;background:#f4f6f8}
@@ -55,48 +59,79 @@ def _object(ref: ObjectRef) -> str:
     return f"{escape(ref.kind)} <code>{escape(where)}</code>"
 
 
-def _card(result: CheckResult, consequences: Sequence[CheckResult]) -> str:
+def _where(result: CheckResult) -> str:
+    target = f" · pod <code>{escape(result.target.pod)}</code>" if result.target and result.target.pod else ""
+    if result.node and result.object.kind != "Node":
+        target += f" · node <code>{escape(result.node)}</code>"
+    return target
+
+
+def _card(result: CheckResult, followers: dict[ResultKey, list[CheckResult]], limit: int = _MAX_CONSEQUENCES) -> str:
     css = "failing" if result.status is Status.FAIL else "warning"
     reason = f' · <span class="reason">{escape(result.reason.value)}</span>' if result.reason else ""
-    target = f" · pod <code>{escape(result.target.pod)}</code>" if result.target and result.target.pod else ""
     parts = [
         f'<div class="card {css}" data-check="{result.check.value}" '
         f'data-reason="{escape(result.reason.value if result.reason else "")}">',
-        f'{_badge(result.status)} <span class="step">{escape(CHECK_TITLES[result.check.value])}</span>'
-        f" ({escape(result.check.value)}) · {_object(result.object)}{target}{reason}",
+        f'{_badge(result.status)} <span class="step">{escape(title(result.check))}</span>'
+        f" ({escape(result.check.value)}) · {_object(result.object)}{_where(result)}{reason}",
         f"<div>{escape(result.message)}</div>",
     ]
     if result.remedy:
         parts.append(f'<div class="fix"><b>Fix:</b> {escape(result.remedy)}</div>')
-    for follower in consequences:
+    # Everything that follows from this root, down the chain (a crash loop → the probe → the LB's verdict).
+    chain = _consequences(result, followers)
+    for depth, follower in chain[:limit]:
         follow_reason = follower.reason.value if follower.reason else follower.status.value
         parts.append(
-            f'<div class="consequence">↳ consequence: {escape(CHECK_TITLES[follower.check.value])} · '
-            f'<span class="reason">{escape(follow_reason)}</span> · {escape(follower.message)}</div>'
+            f'<div class="consequence" style="margin-left:{18 * depth}px" data-check="{follower.check.value}" '
+            f'data-reason="{escape(follow_reason)}">↳ consequence: {escape(title(follower.check))} · '
+            f'<span class="reason">{escape(follow_reason)}</span> · {_object(follower.object)}{_where(follower)} · '
+            f"{escape(follower.message)}</div>"
         )
+    if len(chain) > limit:
+        parts.append(f'<div class="consequence">… and {len(chain) - limit} more consequences (see the API)</div>')
     parts.append("</div>")
     return "\n".join(parts)
 
 
+def _consequences(root: CheckResult, followers: dict[ResultKey, list[CheckResult]]) -> list[tuple[int, CheckResult]]:
+    found: list[tuple[int, CheckResult]] = []
+    seen = {root.key}
+    stack = [(1, follower) for follower in reversed(followers.get(root.key, ()))]
+    while stack:
+        depth, result = stack.pop()
+        if result.key in seen:
+            continue
+        seen.add(result.key)
+        found.append((depth, result))
+        stack.extend((depth + 1, follower) for follower in reversed(followers.get(result.key, ())))
+    return found
+
+
 def _problems(results: Sequence[CheckResult]) -> str:
     followers: dict[ResultKey, list[CheckResult]] = defaultdict(list)
+    present = {result.key for result in results}
     for result in results:
-        if result.caused_by is not None:
+        if result.caused_by is not None and result.caused_by in present:
             followers[result.caused_by].append(result)
-    roots = [r for r in results if r.status in (Status.FAIL, Status.WARN) and r.caused_by is None]
+    roots = [
+        r
+        for r in results
+        if r.status in (Status.FAIL, Status.WARN) and (r.caused_by is None or r.caused_by not in present)
+    ]
     if not roots:
         return '<p class="empty">No runbook step fails.</p>'
-    cards = [_card(root, followers.get(root.key, ())) for root in roots[:_MAX_CARDS]]
+    cards = [_card(root, followers) for root in roots[:_MAX_CARDS]]
     if len(roots) > _MAX_CARDS:
         cards.append(f'<p class="meta">{len(roots) - _MAX_CARDS} more; the JSON API lists all.</p>')
     return "\n".join(cards)
 
 
-def _target_rows(statuses: Iterable[TargetStatus], verdicts: dict[tuple[str, str, int | None], CheckResult]) -> str:
+def _target_rows(statuses: Iterable[TargetStatus], verdicts: dict[tuple[ObjectRef, TargetRef], CheckResult]) -> str:
     rows = []
     for status in sorted(statuses, key=lambda s: (s.target.pod, s.target.request.port)):
         target, outcome = status.target, status.outcome
-        verdict = verdicts.get((target.owner.name, target.pod, target.request.port))
+        verdict = verdicts.get((target.owner, target.ref))
         if outcome is None:
             last = '<span class="empty">not probed yet</span>'
         elif outcome.success:
@@ -106,7 +141,7 @@ def _target_rows(statuses: Iterable[TargetStatus], verdicts: dict[tuple[str, str
         state = status.health.state.value
         verdict_status = verdict.status if verdict else Status.UNKNOWN
         reason = verdict.reason.value if verdict and verdict.reason else ""
-        fix = escape(verdict.remedy) if verdict and verdict.remedy else ""
+        fix = escape(verdict.remedy) if verdict and verdict.remedy else ""  # an effect's: its cause's
         rows.append(
             f'<tr data-pod="{escape(target.pod)}" data-reason="{escape(reason)}">'
             f"<td><code>{escape(target.pod)}</code></td><td><code>{escape(describe(target))}</code></td>"
@@ -116,7 +151,6 @@ def _target_rows(statuses: Iterable[TargetStatus], verdicts: dict[tuple[str, str
     return "\n".join(rows)
 
 
-_MAX_CARDS = 200
 _MAX_SECTIONS = 300  # a page for people: a cluster of thousands of LBs shows its failing ones first
 
 
@@ -128,7 +162,7 @@ def _step_rows(results: Sequence[CheckResult]) -> str:
         css = ' class="failing"' if result.status is Status.FAIL else ""
         rows.append(
             f'<tr{css} data-check="{result.check.value}" data-reason="{escape(reason)}">'
-            f"<td>{escape(CHECK_TITLES[result.check.value])}</td><td>{_object(result.object)}{target}</td>"
+            f"<td>{escape(title(result.check))}</td><td>{_object(result.object)}{target}</td>"
             f'<td class="badge">{_badge(result.status, reason or result.status.value)}</td>'
             f"<td>{escape(result.message)}</td><td>{escape(result.remedy)}</td></tr>"
         )
@@ -154,11 +188,7 @@ def _load_balancers(published: Published) -> str:
     targets: dict[ObjectRef, list[TargetStatus]] = defaultdict(list)
     for status in published.probes:
         targets[status.target.owner].append(status)
-    verdicts = {
-        (r.object.name, r.target.pod or "", r.target.port): r
-        for r in results
-        if r.check.value == "health_probe" and r.target is not None
-    }
+    verdicts = {(r.object, r.target): r for r in results if r.check.value == "health_probe" and r.target is not None}
     snapshot = published.snapshot
     sections: list[tuple[int, str, str]] = []
     healthy: list[str] = []
@@ -175,11 +205,7 @@ def _load_balancers(published: Published) -> str:
             members.extend(ObjectRef("Pod", p.meta.namespace, p.meta.name) for p in pods)
         mine = [r for ref in dict.fromkeys(members) for r in by_object.get(ref, ())]
         probes = targets.get(plan.owner, [])
-        mine += [
-            verdicts[key]
-            for s in probes
-            if (key := (s.target.owner.name, s.target.pod, s.target.request.port)) in verdicts
-        ]
+        mine += [verdicts[key] for s in probes if (key := (s.target.owner, s.target.ref)) in verdicts]
         worst = max((r.status for r in mine), key=lambda status: status.severity, default=Status.OK)
         lb = plan.backends[0].lb.upper() if plan.backends else ""
         title = f"{escape(lb)} · {_object(plan.owner)}{_via(plan)}"
@@ -233,8 +259,6 @@ def render(published: Published, *, role: str, ready: bool, not_ready_because: s
     produced = iso(published.results.produced_at) if published.results.produced_at else "not yet"
     where = f"node {escape(published.node)}" if published.node else f"{escape(role)} role"
     readiness = "" if ready else f'<p class="card warning">Not ready: {escape(not_ready_because)}</p>'
-    if standby:
-        readiness += '<p class="card warning">Standby: another replica holds the lease and publishes results.</p>'
     if standby:
         readiness += '<p class="card warning">Standby: another replica holds the lease and publishes results.</p>'
     return f"""<!doctype html>

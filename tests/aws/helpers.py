@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from exporter.aws.config import AwsSettings
 from exporter.aws.doctor import AwsDoctor
+from exporter.checks import health_probe
 from exporter.checks.aws_round import AwsRound
+from exporter.checks.causes import link, order
 from exporter.lb.targets import TargetStatus
 from exporter.model.results import Check, CheckResult
 from tests.aws.world import CLUSTER, REGION, World
@@ -31,12 +34,15 @@ class ErrorLog:
 async def diagnose(
     world: World, probes: Sequence[TargetStatus] = (), errors: ErrorLog | None = None, **overrides: Any
 ) -> AwsRound:
-    """One full round against moto, as ``lbdoctor diagnose`` runs it."""
+    """One full round against moto, as ``lbdoctor diagnose`` runs it; with ``probes``, linked by the causal
+    rules together with the node agents' ``health_probe`` verdicts on them, as the cluster role links it."""
     doctor = AwsDoctor(settings(**overrides), errors=errors)
     try:
-        return await doctor.refresh(world.snapshot(), plan=world.plan(), probes=probes, now=1000.0, full=True)
+        round_ = await doctor.refresh(world.snapshot(), plan=world.plan(), probes=probes, now=1000.0, full=True)
     finally:
         doctor.close()
+    verdicts = [health_probe.verdict(probe, 1000.0) for probe in probes]
+    return replace(round_, results=order(link([*round_.results, *verdicts])))
 
 
 def results(round_: AwsRound, check: Check, *, pod: str | None = None, ip: str | None = None) -> list[CheckResult]:

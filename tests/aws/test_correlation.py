@@ -44,7 +44,9 @@ async def test_elb_unhealthy_and_probe_failing_blames_the_application(world: Wor
     assert (result.status, result.reason) == (Status.FAIL, Reason.TARGET_TIMEOUT)
     assert "application is at fault" in result.message
     assert "Timeout" in result.message
-    assert result.caused_by == (Check.HEALTH_PROBE, probe.target.owner, probe.target.ref)
+    cause = one(round_, Check.HEALTH_PROBE, pod="web-1")
+    assert result.caused_by == cause.key and cause.reason is Reason.TIMEOUT
+    assert result.remedy.startswith("caused by health_probe Timeout on Ingress shop/web (pod web-1")
 
 
 async def test_elb_unhealthy_and_probe_passing_points_at_the_security_group(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +61,8 @@ async def test_elb_unhealthy_and_probe_passing_points_at_the_security_group(worl
     result = one(round_, Check.ELB_TARGET_HEALTH, pod="web-1")
     assert "network path is at fault" in result.message
     assert result.caused_by == finding.key
-    assert result.remedy == finding.remedy
+    assert result.remedy.endswith(finding.remedy)
+    assert "caused by security_groups HealthCheckPortNotAllowed on Ingress shop/web (pod web-1)" in result.remedy
     # roots first: the security-group finding precedes the ELB's verdict it explains
     keys = [r.key for r in round_.results]
     assert keys.index(finding.key) < keys.index(result.key)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from exporter.checks import kube_proxy
-from exporter.checks.causes import link_causes
+from exporter.checks.causes import link
 from exporter.dataplane.compare import Finding, Problem
 from exporter.dataplane.names import ServicePortName
 from exporter.dataplane.report import DataplaneReport, KubeProxyHealth, RulesReport, RulesState, TrackedFinding
 from exporter.model.objects import ObjectMeta, Pod
-from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status, TargetRef
+from exporter.model.results import CheckResult, ObjectRef, Reason, Status, TargetRef
 from exporter.model.snapshot import ClusterSnapshot
 
 NODE = "node-a"
@@ -133,7 +133,7 @@ def test_many_endpoint_results_are_capped_and_counted() -> None:
 
 def test_unhealthy_kube_proxy_is_the_root_cause_of_its_stale_rules() -> None:
     sick = replace(HEALTHY, healthy=False, status_code=503, detail="HTTP 503, lastUpdated …")
-    results = link_causes(run(report((missing("10.244.1.9"), NOW - 60), health=sick)))
+    results = link(run(report((missing("10.244.1.9"), NOW - 60), health=sick)))
     [down] = [r for r in results if r.reason is Reason.KUBE_PROXY_UNHEALTHY]
     assert down.status is Status.FAIL and "answers 503" in down.message
     assert "rollout restart daemonset/kube-proxy" in down.remedy
@@ -204,21 +204,3 @@ def test_no_kube_proxy_at_all_is_unknown_not_a_failure() -> None:
     # kube-proxy answers but its rules are invisible: lbdoctor is probably not in the host network.
     answering = run(report(state=RulesState.NOT_FOUND, detail="no kube-proxy rules"))
     assert answering[0].reason is Reason.KUBE_PROXY_RULES_UNREADABLE and "hostNetwork" in answering[0].remedy
-
-
-def test_node_path_probe_failures_are_linked_to_kube_proxy_problems() -> None:
-    proxy = CheckResult(
-        Check.KUBE_PROXY, Status.FAIL, Reason.SERVICE_RULES_MISSING, ObjectRef("Service", "shop", "web"), "m"
-    )
-    probe = CheckResult(
-        Check.HEALTH_PROBE,
-        Status.FAIL,
-        Reason.CONNECTION_REFUSED,
-        ObjectRef("Service", "shop", "web"),
-        "m",
-        target=TargetRef(pod=None, ip="10.0.1.23", port=30080),
-    )
-    pod_probe = replace(probe, target=TargetRef(pod="web-1", ip="10.244.1.5", port=8080))
-    linked = link_causes([proxy, probe, pod_probe])
-    assert linked[1].caused_by == proxy.key
-    assert linked[2].caused_by is None  # a pod probe does not go through kube-proxy

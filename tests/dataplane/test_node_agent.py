@@ -168,7 +168,7 @@ async def test_the_agent_reports_this_nodes_stale_rules_and_probes_the_node_path
     assert f'lbdoctor_kube_proxy_sync_lag_seconds{{node="{NODE}"}} 0' in metrics
     assert (
         f'lbdoctor_probe_success{{namespace="shop",service="web",pod="",node="{NODE}",lb="nlb",'
-        f'port="{node_port_server.port}",path=""}} 1'
+        f'port="{node_port_server.port}",path="",owner="service/web"}} 1'
     ) in metrics
     assert 'data-reason="EndpointRulesMissing"' in page
     promtool = require_tool("promtool")

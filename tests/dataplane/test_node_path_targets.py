@@ -29,7 +29,7 @@ def test_cluster_policy_instance_target_is_probed_at_the_node_port_and_at_the_po
     node_path = by_pod[""]
     assert (node_path.request.ip, node_path.request.port, node_path.request.protocol) == (NODE_IP, 30080, "TCP")
     assert node_path.node_path and node_path.ref.pod is None
-    assert node_path.labels == ("shop", "web", "", NODE, "nlb", "30080", "")
+    assert node_path.labels == ("shop", "web", "", NODE, "nlb", "30080", "", "service/web")
     assert by_pod["web-1"].request.ip == "10.0.0.1"
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from exporter.checks.registry import REGISTRY, Needs
+
 ROOT = Path(__file__).resolve().parents[2]
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 
@@ -26,7 +28,8 @@ PLANNED_CHECKS: frozenset[str] = frozenset()
 # Built, and shown by the demo only with its optional parts: its AWS (moto[server], which the demo and
 # test extras install) and its kube-proxy network namespace (root; CI runs as root).
 AWS_METRICS = frozenset({"lbdoctor_elb_target_state", "lbdoctor_aws_api_requests_total"})
-AWS_STEPS = frozenset({"elb_target_health", "security_groups", "network"})
+# The runbook steps that need AWS, as the check registry says.
+AWS_STEPS = frozenset(spec.check.value for spec in REGISTRY if spec.needs is Needs.AWS)
 KUBE_PROXY_METRICS = frozenset(
     {
         "lbdoctor_kube_proxy_rules_missing",
@@ -47,6 +50,8 @@ def unshown() -> dict[str, str]:
     if kube_proxy.missing() is not None:
         found.update(dict.fromkeys(KUBE_PROXY_METRICS, f"the demo's kube-proxy: {kube_proxy.missing()}"))
     return found
+
+
 # Built counters with labels: a series exists only after the first event (an error, a watch restart),
 # which the demo does not produce. Their queries are checked once the demo shows them.
 EVENT_ONLY_METRICS = frozenset({"lbdoctor_errors_total", "lbdoctor_kube_watch_restarts_total"})

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from exporter.checks.registry import title
 from exporter.demo.cluster import CONTROLLER_DENIED_ACTION, CONTROLLER_NAME, SCENARIOS
-from exporter.report import CHECK_TITLES
 from tests.conftest import require_tool
 from tests.ship.conftest import Demo
 
@@ -73,7 +73,7 @@ def find_card(page: Cards, check: str, reason: str, name: str) -> dict[str, str]
     """The card showing `check` failing with `reason` for the object or pod named after `name`: its own
     card, or a consequence line in the card of its root cause (a refused health check under the
     targetPort that causes it)."""
-    consequence = f"consequence: {CHECK_TITLES[check]} · {reason}"
+    consequence = f"consequence: {title(check)} · {reason}"
     for card in page.cards:
         text = " ".join(card["text"].split())
         if not re.search(rf"\b{re.escape(name)}\b", text):
@@ -115,7 +115,7 @@ def test_status_page_shows_the_failing_steps_reasons_and_fixes(demo: Demo, outpu
         card = find_card(page, scenario.expect_check, scenario.expect_reason, scenario.name)
         assert card is not None, f"{scenario.name}: no card for {scenario.expect_check} {scenario.expect_reason}"
         text = " ".join(card["text"].split())
-        assert CHECK_TITLES[scenario.expect_check] in text, text  # the runbook step, in words
+        assert title(scenario.expect_check) in text, text  # the runbook step, in words
         assert scenario.expect_reason in text, text  # the reason, as shown
         assert "Fix:" in text, text  # and what to do
 
@@ -155,6 +155,6 @@ def test_cluster_role_status_page_shows_the_object_findings(demo: Demo, output_d
         card = find_card(page, scenario.cluster_check, scenario.cluster_reason, scenario.name)
         assert card is not None, f"{scenario.name}: no card for {scenario.cluster_check} {scenario.cluster_reason}"
         text = " ".join(card["text"].split())
-        assert CHECK_TITLES[scenario.cluster_check] in text and "Fix:" in text, text
+        assert title(scenario.cluster_check) in text and "Fix:" in text, text
     denied = find_card(page, "controller", "ControllerAccessDenied", CONTROLLER_NAME)
     assert denied is not None and CONTROLLER_DENIED_ACTION in denied["text"]
