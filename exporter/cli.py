@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     dump.add_argument(
         "--check", action="store_true", help="exit 0 if the last dump is fresh, 1 if not (a liveness probe)"
     )
+    dump.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the flags and exit (the directory, a volume mounted at run time, need not exist)",
+    )
     dump.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
     dump.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
 
@@ -165,13 +170,13 @@ def _dump_rules(args: argparse.Namespace) -> int:
     from exporter.dataplane.readers import Runner
 
     directory = Path(args.dir)
-    if args.check:
+    if args.check and not args.check_config:
         problem = check(directory, args.timeout)
         if problem:
             print(f"lbdoctor: {problem}", file=sys.stderr)
         return 1 if problem else 0
-    if not directory.is_dir() or not os.access(directory, os.W_OK):
-        print(f"lbdoctor: {directory} is not a writable directory", file=sys.stderr)
+    if not args.dir.strip():
+        print("lbdoctor: --dir must name the directory shared with the node agent", file=sys.stderr)
         return 2
     if not 1 <= args.interval <= 3600 or not 1 <= args.timeout <= 300:
         print("lbdoctor: --interval must be 1..3600 seconds and --timeout 1..300", file=sys.stderr)
@@ -180,6 +185,15 @@ def _dump_rules(args: argparse.Namespace) -> int:
         prefix = shlex.split(args.command_prefix)
     except ValueError as error:
         print(f"lbdoctor: --command-prefix is not a command line: {error}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(
+            f"lbdoctor: dump-rules flags are valid (dir {directory}, interval {args.interval:g} s, "
+            f"timeout {args.timeout:g} s)"
+        )
+        return 0
+    if not directory.is_dir() or not os.access(directory, os.W_OK):
+        print(f"lbdoctor: {directory} is not a writable directory", file=sys.stderr)
         return 2
     logs.configure(args.log_format, args.log_level)
 

@@ -172,6 +172,64 @@ def container_env(
 
 
 @dataclass(frozen=True)
+class Security:
+    """What the runtime applies to one container's process: the pod's and the container's securityContext
+    merged as the kubelet merges them (the container's fields win; fsGroup and supplementalGroups are the
+    pod's), over the image's user."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]  # supplementary: the primary group, fsGroup, supplementalGroups
+    capabilities: tuple[str, ...]  # after dropping ALL: the added ones, lower case without cap_ (net_admin)
+    no_new_privs: bool  # allowPrivilegeEscalation: false
+    read_only_root: bool  # readOnlyRootFilesystem
+    fs_group: int | None
+
+
+def security(
+    pod_spec: Json, container: Json, image_user: tuple[int, int], passwd: Mapping[int, int] | None = None
+) -> Security:
+    """The securityContext in force for ``container``; refuses what the kubelet refuses (runAsNonRoot with
+    user 0: CreateContainerConfigError) and what is not modelled here (privileged, capabilities not dropped).
+    ``image_user`` is the image's USER (uid, gid); ``passwd`` maps the image's uids to their primary group,
+    which the runtime takes when only runAsUser is given (0 for a uid the image does not know)."""
+    pod = pod_spec.get("securityContext") or {}
+    own = container.get("securityContext") or {}
+    name = container.get("name", "?")
+
+    def merged(key: str) -> Any:
+        return own[key] if key in own else pod.get(key)
+
+    run_as_user, run_as_group = merged("runAsUser"), merged("runAsGroup")
+    uid = image_user[0] if run_as_user is None else int(run_as_user)
+    if run_as_group is not None:
+        gid = int(run_as_group)
+    elif run_as_user is None:
+        gid = image_user[1]
+    else:
+        gid = (passwd or {}).get(uid, 0)
+    if merged("runAsNonRoot") and uid == 0:
+        raise ValueError(f"container {name}: runAsNonRoot with user 0: the kubelet refuses to start it")
+    if own.get("privileged"):
+        raise ValueError(f"container {name}: privileged containers are not modelled here")
+    capabilities = own.get("capabilities") or {}
+    if "ALL" not in (capabilities.get("drop") or []):
+        raise ValueError(f"container {name}: only containers that drop ALL capabilities are modelled here")
+    added = tuple(sorted({str(c).lower().removeprefix("cap_") for c in capabilities.get("add") or []}))
+    fs_group = pod.get("fsGroup")
+    groups = {gid, *([int(fs_group)] if fs_group is not None else []), *map(int, pod.get("supplementalGroups") or [])}
+    return Security(
+        uid=uid,
+        gid=gid,
+        groups=tuple(sorted(groups)),
+        capabilities=added,
+        no_new_privs=own.get("allowPrivilegeEscalation") is False,
+        read_only_root=bool(own.get("readOnlyRootFilesystem")),
+        fs_group=None if fs_group is None else int(fs_group),
+    )
+
+
+@dataclass(frozen=True)
 class PodTemplate:
     """One workload's pod template from rendered manifests: what a controller would create pods from."""
 
@@ -183,9 +241,13 @@ class PodTemplate:
     spec: Json
 
     @property
-    def container(self) -> Json:
-        (only,) = self.spec["containers"]
-        return dict(only)
+    def containers(self) -> list[dict[str, Any]]:
+        """Every container of the pod, in the order the kubelet starts them."""
+        return [dict(item) for item in self.spec["containers"]]
+
+    def container(self, name: str) -> dict[str, Any]:
+        (found,) = [item for item in self.containers if item["name"] == name]
+        return found
 
     @property
     def service_account(self) -> str:
@@ -196,15 +258,17 @@ class PodTemplate:
         suffix = f"{index:05d}"[-5:].replace("0", "x")
         return f"{self.name}-7d9f8c6b5-{suffix}" if self.kind == "Deployment" else f"{self.name}-{suffix}"
 
-    def pod(self, index: int, node: str) -> dict[str, Any]:
-        """The Pod object its controller would create (without status), bound to ``node``."""
-        template_meta = {"labels": dict(self.labels)}
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": self.pod_name(index), "namespace": self.namespace, **template_meta},
-            "spec": {**self.spec, "nodeName": node},
+    def pod(self, index: int, node: str, owner: Json | None = None) -> dict[str, Any]:
+        """The Pod object its controller would create (without status), bound to ``node``; ``owner`` is the
+        controller's ownerReference (the DaemonSet's; a Deployment's pods belong to a ReplicaSet)."""
+        metadata: dict[str, Any] = {
+            "name": self.pod_name(index),
+            "namespace": self.namespace,
+            "labels": dict(self.labels),
         }
+        if owner is not None:
+            metadata["ownerReferences"] = [dict(owner)]
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {**self.spec, "nodeName": node}}
 
 
 def pod_templates(docs: Iterable[Json]) -> list[PodTemplate]:

@@ -9,7 +9,7 @@ from exporter.lb import annotations as ann
 from exporter.lb.aws_settings import RealHealthCheck
 from exporter.lb.aws_settings import apply as apply_real_checks
 from exporter.lb.healthcheck import ControllerConfig, resolve_alb, resolve_nlb
-from exporter.lb.plan import build_plan
+from exporter.lb.plan import build_plan, owner_plans
 from exporter.lb.targets import TargetStatus, node_targets
 from exporter.metrics.collectors import ProbeRenderer
 from exporter.metrics.exposition import MAX_LABEL_VALUE, join_labels
@@ -172,7 +172,8 @@ def test_one_object_makes_at_most_a_bounded_number_of_target_groups() -> None:
     snapshot = ClusterSnapshot.of(services=[svc], pods=[pod()])
     plan = build_plan(snapshot, CONTROLLER)
     assert len(plan.backends) == ann.MAX_TARGET_GROUPS_PER_OWNER
-    problems = [p for owner, p in plan.problems if owner == ObjectRef("Service", "shop", "web")]
+    [owner] = [o for o in owner_plans(plan) if o.owner == ObjectRef("Service", "shop", "web")]
+    problems = [p for p in owner.problems if p.check is Check.SERVICE_ANNOTATIONS]
     assert [p.reason for p in problems] == [Reason.TOO_MANY_TARGET_GROUPS]
     assert "150 target groups" in problems[0].message
     alb = ingress(annotations={ann.ALB_HC_PATH: "/x"})

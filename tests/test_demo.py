@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from exporter.checks.registry import REGISTRY, Needs, Role
 from exporter.demo import aws as demo_aws
 from exporter.demo import kube_proxy as demo_kube_proxy
 from exporter.demo.cluster import NODE, SCENARIOS
@@ -24,10 +25,9 @@ from tests.conftest import require_tool
 
 pytestmark = pytest.mark.slow
 
-AWS_CHECKS = ("elb_target_health", "security_groups", "network")
-# The node agents' findings: the cluster role lists those a causal link ties to its own (a probe that explains
-# the LB's verdict), so they are not its object checks.
-NODE_CHECKS = ("health_probe", "kube_proxy")
+AWS_CHECKS = tuple(spec.check.value for spec in REGISTRY if spec.needs is Needs.AWS)
+# The node agents' checks: the cluster role shows their failures too (the one pane), which are not its own.
+NODE_CHECKS = tuple(spec.check.value for spec in REGISTRY if spec.roles == frozenset({Role.NODE}))
 # The demo's AWS side runs when moto is installed (the test extra has it); its kube-proxy side as root.
 WITH_AWS = demo_aws.missing() is None
 WITH_KUBE_PROXY = demo_kube_proxy.missing() is None
@@ -227,7 +227,7 @@ def cluster_missing(document: dict[str, Any]) -> list[str]:
     results = document["results"]
     missing = []
     for scenario in SCENARIOS:
-        mine = [r for r in _mine(results, scenario.name) if r["check"] not in AWS_CHECKS + NODE_CHECKS]
+        mine = [r for r in _mine(results, scenario.name) if r["check"] not in (*AWS_CHECKS, *NODE_CHECKS)]
         if scenario.cluster_check is None:
             bad = [f"{r['check']}:{r['reason']}" for r in mine if r["status"] == "fail"]
             if bad:
@@ -291,7 +291,9 @@ def test_cluster_role_and_diagnose_show_every_object_finding(
         return {
             (r["check"], r["reason"], r["object"]["name"])
             for r in found
-            if r["status"] != "ok" and not (r["check"] in AWS_CHECKS and r["object"]["name"] == "recommendations")
+            if r["status"] != "ok"
+            and not (r["check"] in AWS_CHECKS and r["object"]["name"] == "recommendations")
+            and r["check"] not in NODE_CHECKS  # the node agents' findings the cluster role shows beside its own
         }
 
     assert story(results) == story(report["results"])  # the cluster role and diagnose tell the same story

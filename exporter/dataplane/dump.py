@@ -181,12 +181,23 @@ class DumpReader:
     """Stands in for ``DataplaneReader`` in the unprivileged agent: asks through ``request.json``, reads
     ``rules.dump``. A missing, unreadable or stale dump is a ReadFailure, never old rules."""
 
-    def __init__(self, directory: str, mode: str, timeout: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        directory: str,
+        mode: str,
+        timeout: float,
+        clock: Callable[[], float] = time.time,
+        *,
+        first_dump_wait: float = 0.0,
+    ) -> None:
         self._directory = Path(directory)
         self._mode = mode
         self._timeout = timeout
         self._clock = clock
         self._asked: bytes | None = None
+        # The sidecar starts with the agent: its first dump may come a little after the agent's first read.
+        # Until it has come, or this long after the reader started, a missing dump is waited for, not reported.
+        self._first_dump_by: float | None = time.monotonic() + first_dump_wait if first_dump_wait > 0 else None
 
     def _ask(self, families: Sequence[str], proxy_mode: str | None) -> None:
         request = json.dumps({"mode": self._mode, "families": list(families), "proxy_mode": proxy_mode}).encode()
@@ -202,12 +213,17 @@ class DumpReader:
     async def read(self, families: Sequence[str] = (IPV4,), proxy_mode: str | None = None) -> RawRules:
         where = str(self._directory / DUMP)
         await asyncio.to_thread(self._ask, families, proxy_mode)
-        try:
-            data = await asyncio.to_thread(self._load)
-        except FileNotFoundError:
-            return _failed("no_dump", where, "no dump yet: is the kube-proxy-rules sidecar running?")
-        except OSError as error:
-            return _failed("failed", where, f"cannot read it: {error.strerror}")
+        while True:
+            try:
+                data = await asyncio.to_thread(self._load)
+                break
+            except FileNotFoundError:
+                if self._first_dump_by is None or time.monotonic() >= self._first_dump_by:
+                    return _failed("no_dump", where, "no dump yet: is the kube-proxy-rules sidecar running?")
+                await asyncio.sleep(0.5)
+            except OSError as error:
+                return _failed("failed", where, f"cannot read it: {error.strerror}")
+        self._first_dump_by = None
         if len(data) > _DUMP_LIMIT:
             return _failed("truncated", where, f"larger than {_DUMP_LIMIT} bytes")
         try:

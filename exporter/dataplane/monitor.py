@@ -138,7 +138,7 @@ class DataplaneMonitor:
         self._snapshot = snapshot
         mode = config.mode if config.mode != "off" else "auto"
         self._reader: RulesReader = reader or (
-            DumpReader(config.rules_dir, mode, config.timeout, clock)
+            DumpReader(config.rules_dir, mode, config.timeout, clock, first_dump_wait=config.timeout + config.interval)
             if config.rules_dir
             else DataplaneReader(Runner(shlex.split(config.command_prefix), timeout=config.timeout), mode=mode)
         )

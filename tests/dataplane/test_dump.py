@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,8 +74,6 @@ async def test_the_agent_asks_and_reads_and_refuses_a_stale_dump(tmp_path: Path)
 
 
 def test_the_sidecars_liveness_probe_says_when_its_dump_is_stale(tmp_path: Path) -> None:
-    import subprocess
-    import sys
     import time
 
     def probe() -> subprocess.CompletedProcess[str]:
@@ -86,3 +86,56 @@ def test_the_sidecars_liveness_probe_says_when_its_dump_is_stale(tmp_path: Path)
     (tmp_path / DUMP).write_bytes(encode(RawRules("iptables"), time.time() - 60, 10))
     done = probe()
     assert done.returncode == 1 and re.search(r"the last dump is 6\d s old \(interval 10 s\)", done.stderr)
+
+
+def _dump_rules(*flags: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "exporter", "dump-rules", *flags]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def test_the_sidecars_flags_are_checked_without_the_volume(tmp_path: Path) -> None:
+    """``dump-rules --check-config`` (the chart's args as the kubelet passes them) accepts them before the
+    emptyDir exists, and refuses a bad value with exit 2 and one line naming it."""
+    missing = tmp_path / "not-mounted-yet"
+    done = _dump_rules("--dir", str(missing), "--interval", "30", "--check-config")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"lbdoctor: dump-rules flags are valid (dir {missing}, interval 30 s, timeout 30 s)\n"
+    assert not missing.exists()
+    without = _dump_rules("--dir", str(missing), "--interval", "30")  # the real run needs the volume
+    assert without.returncode == 2 and without.stderr == f"lbdoctor: {missing} is not a writable directory\n"
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("--interval", "0"), "--interval must be 1..3600 seconds"),
+        (("--timeout", "301"), "--timeout 1..300"),
+        (("--command-prefix", 'nsenter "--net'), "--command-prefix is not a command line"),
+        (("--dir", " "), "--dir must name the directory"),
+    ],
+    ids=["interval", "timeout", "prefix", "dir"],
+)
+def test_a_bad_sidecar_flag_is_one_line_and_exit_2(tmp_path: Path, flags: tuple[str, ...], named: str) -> None:
+    done = _dump_rules("--dir", str(tmp_path), *flags, "--check-config")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("lbdoctor: ") and named in done.stderr
+
+
+async def test_the_agent_waits_for_the_sidecars_first_dump_before_calling_it_missing(tmp_path: Path) -> None:
+    """The agent and its sidecar start together: a first read before the first dump waits for it."""
+    import asyncio
+    import time
+
+    reader = DumpReader(str(tmp_path), "auto", timeout=5, first_dump_wait=10)
+    reading = asyncio.ensure_future(reader.read((IPV4,)))
+    await asyncio.sleep(1.2)
+    assert not reading.done()  # waiting, not reporting the dump missing
+    (tmp_path / DUMP).write_bytes(encode(RawRules("iptables", iptables={IPV4: b"*nat"}), time.time(), 10))
+    first = await asyncio.wait_for(reading, 5)
+    assert first.failure is None and first.mode == "iptables"
+    (tmp_path / DUMP).unlink()  # after the first dump, a missing one is reported at once
+    again = await asyncio.wait_for(reader.read((IPV4,)), 2)
+    assert again.failure is not None and again.failure.kind == "no_dump"
+    late = DumpReader(str(tmp_path), "auto", timeout=5, first_dump_wait=0.6)
+    gone = await asyncio.wait_for(late.read((IPV4,)), 5)  # the wait is bounded: then it is a finding
+    assert gone.failure is not None and gone.failure.kind == "no_dump"

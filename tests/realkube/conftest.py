@@ -21,7 +21,7 @@ import yaml
 from tests.conftest import next_ip
 from tests.kubelet import PodTemplate, pod_templates
 from tests.realkube.cluster import RealCluster, kube_binaries, running
-from tests.realkube.pods import ClusterAccess, Node, PodProcess, register_node, start_pod
+from tests.realkube.pods import ClusterAccess, Node, Pod, register_node, start_pod
 
 HERE = Path(__file__).resolve().parent
 CRD = HERE / "manifests" / "targetgroupbindings.elbv2.k8s.aws.yaml"
@@ -80,7 +80,7 @@ class Release:
     node: Node
     cluster: ClusterAccess
     workdir: Path
-    pods: list[PodProcess] = field(default_factory=list)
+    pods: list[Pod] = field(default_factory=list)
     _index: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def template(self, kind: str) -> PodTemplate:
@@ -105,7 +105,7 @@ class Release:
         hosts: dict[str, str] | None = None,
         node: Node | None = None,
         service_links: bool | None = None,
-    ) -> PodProcess:
+    ) -> Pod:
         if os.geteuid() != 0:
             pytest.skip("starting the chart's pods as the kubelet does needs root (unshare --mount, setpriv)")
         template = self.template(kind)
@@ -113,7 +113,7 @@ class Release:
             template = dataclasses.replace(template, spec={**template.spec, "enableServiceLinks": service_links})
         # No cluster DNS and no kube-proxy: the cluster role's Service name leads to its first replica
         # started, as kube-proxy would pick one of its endpoints.
-        replicas = [p for p in self.pods if "-node-" not in p.name]
+        replicas = [p for p in self.pods if p.template.kind == "Deployment"]
         service = f"{self.doc('Service', '-cluster')['metadata']['name']}.{self.namespace}.svc"
         hosts = {service: replicas[0].ip, **(hosts or {})} if replicas else hosts
         pod = start_pod(
@@ -136,12 +136,19 @@ class Release:
         self.pods.clear()
 
 
-def install(cluster: RealCluster, name: str, namespace: str, workdir: Path, sets: tuple[str, ...] = ()) -> Release:
+def install(
+    cluster: RealCluster,
+    name: str,
+    namespace: str,
+    workdir: Path,
+    sets: tuple[str, ...] = (),
+    values: tuple[Path, ...] = (),
+) -> Release:
     """Render the chart with the real helm and create what it renders (namespace first), as ``helm
     install`` does; no controller acts on the Deployment and DaemonSet, the tests start their pods."""
     from tests.ship.test_helm import render
 
-    docs = render(release=name, namespace=namespace, sets=sets)
+    docs = render(*values, release=name, namespace=namespace, sets=sets)
     cluster.admin.namespace(namespace)
     order = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service"]
     for doc in sorted(docs, key=lambda d: order.index(d["kind"]) if d["kind"] in order else len(order)):

@@ -23,7 +23,7 @@ import yaml
 from tests.realkube.apps import nlb_service
 from tests.realkube.cluster import ApiFailure, RealCluster
 from tests.realkube.conftest import CRD, Release, install, install_crd, wait_for
-from tests.realkube.pods import PodProcess
+from tests.realkube.pods import Pod
 from tests.realkube.test_chart_pods import lease_holder, results
 
 
@@ -38,7 +38,7 @@ def _cut(real: RealCluster, workdir: Path) -> Iterator[Release]:
         release.stop_all()
 
 
-def log_events(pod: PodProcess) -> list[dict[str, Any]]:
+def log_events(pod: Pod) -> list[dict[str, Any]]:
     events = []
     for line in pod.log().splitlines():
         if line.startswith("{"):

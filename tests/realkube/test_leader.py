@@ -40,7 +40,7 @@ def test_the_standby_takes_over_within_the_lease_duration_after_sigkill(elect: R
 
     killed = time.monotonic()
     leader.signal(signal.SIGKILL)  # no release of the Lease: the standby must wait it out
-    leader.process.wait(timeout=10)
+    leader.wait(10)
     wait_for(lambda: lease_holder(real, "elect") == standby.name, "the standby to take the Lease", timeout=30)
     took = time.monotonic() - killed
     # The standby takes over once the record it saw has not changed for a lease duration; it polls

@@ -426,6 +426,7 @@ def test_hardened_web_face() -> None:
         assert env(workload)["LBDOCTOR_PEER_TLS_CA_FILE"] == "/etc/lbdoctor/tls/ca.crt"
         assert env(workload)["LBDOCTOR_PEER_TLS_SERVER_NAME"] == "lbdoctor.lbdoctor.svc"
         assert env(workload)["LBDOCTOR_PEER_BASIC_AUTH_USERNAME"] == "lbdoctor"
+        assert "lbdoctor" in web_config["basic_auth_users"]  # else every read between the roles gets 401
         assert env(workload)["LBDOCTOR_PEER_BASIC_AUTH_PASSWORD_FILE"] == "/etc/lbdoctor/peer/password"
         assert mounts["peer-auth"] == "/etc/lbdoctor/peer"
         for probe in ("livenessProbe", "readinessProbe"):
