@@ -173,12 +173,12 @@ def test_demo_shows_every_seeded_fault(demo: tuple[subprocess.Popen[str], str], 
     assert 'lbdoctor_probe_predicted_healthy{namespace="shop",service="storefront"' in metrics
     # The front ends beyond Ingress and Service: a gRPC check answered 12 (UNIMPLEMENTED) where 0 is expected,
     # an HTTPRoute's target probed on the path the merged TargetGroupConfigurations give it, Auto Mode's ip targets.
-    assert re.search(r'lbdoctor_probe_grpc_status_code\{[^}]*service="pricing"[^}]*path="/AWS.ALB/healthcheck"\} 12\n', metrics)
+    assert re.search(r'lbdoctor_probe_grpc_status_code\{[^}]*service="pricing"[^}]*path="/AWS.ALB/healthcheck",owner="ingress/pricing"\} 12\n', metrics)
     grpc = next(r for r in results if r["object"]["name"] == "pricing" and r["check"] == "health_probe")
     assert "gRPC POST h2c://" in grpc["message"] and "gRPC status 12 (UNIMPLEMENTED), expected 0" in grpc["message"]
     assert re.search(r'lbdoctor_check_status\{check="health_probe",namespace="shop",kind="HTTPRoute",name="ratings",status="(warn|fail)"\} 1', metrics)
-    assert re.search(r'lbdoctor_probe_success\{namespace="shop",service="ratings",pod="ratings-[^"]+",[^}]*path="/"\} 0', metrics)
-    assert re.search(r'lbdoctor_probe_success\{namespace="shop",service="wishlist",pod="wishlist-[^"]+",[^}]*\} 1', metrics)
+    assert re.search(r'lbdoctor_probe_success\{namespace="shop",service="ratings",pod="ratings-[^"]+",[^}]*path="/",owner="httproute/ratings"\} 0', metrics)
+    assert re.search(r'lbdoctor_probe_success\{namespace="shop",service="wishlist",pod="wishlist-[^"]+",[^}]*owner="ingress/wishlist"\} 1', metrics)
     assert "via Gateway shop/shop" in page and "by EKS Auto Mode" in page
     lost = next(r for r in results if r["object"]["name"] == "ratings" and r["check"] == "health_probe" and r["status"] != "ok")
     assert results[lost["caused_by"]]["reason"] == "HealthCheckConfigReplacesDefault"  # the merge is the root cause
