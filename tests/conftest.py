@@ -25,11 +25,11 @@ def next_ip() -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The integration suite against a real API server (tests/realkube) runs last. scripts/test waits for
     its build of kube-apiserver and etcd before pytest starts; when a build is still running anyway (the
-    folder LBDOCTOR_KUBE_BUILD names has no ``rc`` yet), the first realkube test waits for it, so it gets
+    folder KUBE_BUILD_STATE names has no ``rc`` yet), the first realkube test waits for it, so it gets
     the build's time limit instead of a test's."""
     realkube = Path(__file__).resolve().parent / "realkube"
     items.sort(key=lambda item: realkube in Path(str(item.path)).parents)
-    build = os.environ.get("LBDOCTOR_KUBE_BUILD")
+    build = os.environ.get("KUBE_BUILD_STATE")
     first = next((item for item in items if realkube in Path(str(item.path)).parents), None)
     if first is not None and build and not (Path(build) / "rc").exists():
         first.add_marker(pytest.mark.timeout(3600))

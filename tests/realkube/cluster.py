@@ -522,10 +522,10 @@ def running(binaries: Path, workdir: Path) -> Iterator[RealCluster]:
 def kube_binaries(wait: float = 3600.0) -> tuple[Path | None, str]:
     """Where scripts/kube-binaries put kube-apiserver and etcd, or why they are not there.
 
-    scripts/test starts the build in the background (LBDOCTOR_KUBE_BUILD names its folder: ``out``,
+    scripts/test starts the build in the background (KUBE_BUILD_STATE names its folder: ``out``,
     ``log``, and ``rc`` once done); this waits for it. Run directly, pytest takes a finished build only.
     """
-    build = os.environ.get("LBDOCTOR_KUBE_BUILD")
+    build = os.environ.get("KUBE_BUILD_STATE")
     if build:
         folder = Path(build)
         deadline = time.monotonic() + wait
