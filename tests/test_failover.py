@@ -47,6 +47,7 @@ async def start_replica(kubeconfig: Path, identity: str) -> tuple[asyncio.subpro
     assert process.stderr is not None
     while True:
         line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+        assert line, f"lbdoctor {identity} exited before it listened (exit {await process.wait()})"
         found = re.search(r'"listen": "([^"]+)"', line)
         if found:
             return process, f"http://{found.group(1)}"

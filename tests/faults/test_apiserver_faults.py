@@ -265,6 +265,7 @@ async def start_replica(kubeconfig: Path, identity: str) -> tuple[asyncio.subpro
     assert process.stderr is not None
     while True:
         line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
+        assert line, f"lbdoctor {identity} exited before it listened (exit {await process.wait()})"
         found = re.search(r'"listen": "([^"]+)"', line)
         if found:
             task = asyncio.create_task(_drain(process.stderr))
