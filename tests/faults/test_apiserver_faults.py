@@ -6,6 +6,8 @@ an honest /readyz and status page, or the time a standby needs to take over."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import os
 import re
 import signal
@@ -16,7 +18,9 @@ from typing import Any
 
 import pytest
 
-from exporter import checks
+from exporter.checks import registry
+from exporter.checks.context import Scope
+from exporter.checks.registry import Role
 from exporter.demo import cluster
 from exporter.fakeapi import FakeApiServer, Fault
 from exporter.fakeapi.state import KINDS_BY_KEY
@@ -24,6 +28,7 @@ from exporter.kube import resources
 from exporter.kube.client import KubeClient
 from exporter.kube.store import Store
 from exporter.kube.watch import Reflector
+from exporter.model.results import Check, CheckResult
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from tests.faults.running import eventually, get, metric, results, running, serving
 
@@ -161,17 +166,21 @@ async def test_an_evaluator_that_raises_keeps_the_page_node_role(
     cluster.seed(api.state, net)
     raised = threading.Event()  # set in the worker thread the checks run in
     calls = 0
-    real = checks.NODE_CHECKS
+    # A node-role check other than the probes' (whose results the test watches): its third round raises.
+    spec = next(s for s in registry.REGISTRY if s.check is Check.TARGET_PORT)
+    assert Role.NODE in spec.roles
 
-    def flaky(context: checks.NodeContext) -> list[checks.CheckResult]:
+    def flaky(scope: Scope) -> list[CheckResult]:
         nonlocal calls
         calls += 1
         if calls == 3:
             raised.set()
             raise RuntimeError("a bug in a check, met on an odd object")
-        return list(real[3](context))
+        return list(spec.evaluate(scope))
 
-    monkeypatch.setattr(checks, "NODE_CHECKS", (*real[:3], flaky, *real[4:]))
+    patched = tuple(dataclasses.replace(s, evaluate=flaky) if s is spec else s for s in registry.REGISTRY)
+    monkeypatch.setattr(registry, "REGISTRY", patched)
+    monkeypatch.setattr(registry, "_runs", functools.cache(registry._runs.__wrapped__))
     async with serving(cluster.apps(net)), running(api, tmp_path, **NODE_ROLE) as base:
 
         async def probed() -> bool:
