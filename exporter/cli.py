@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Runs every check once from a kubeconfig and prints the runbook. Exit codes: 0 nothing "
         "fails, 1 a check fails, 2 usage or configuration error, 3 the cluster cannot be reached.",
     )
-    diagnose.add_argument("target", nargs="?", metavar="service/NAME|ingress/NAME", help="only this load balancer")
+    diagnose.add_argument(
+        "target", nargs="?", metavar="service/NAME|ingress/NAME|httproute/NAME", help="only this load balancer"
+    )
     diagnose.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG or ~/.kube/config)")
     diagnose.add_argument("--context", help="kubeconfig context")
     diagnose.add_argument("-n", "--namespace", help="namespace (default: default)")

@@ -28,9 +28,10 @@ from exporter.kube import controller_logs, resources
 from exporter.kube.client import ApiError, ConfigError, KubeClient, kubeconfig_cluster
 from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Store
-from exporter.kube.watch import Reflector
+from exporter.kube.watch import Reflector, served
+from exporter.lb import annotations as ann
 from exporter.lb.healthcheck import ControllerConfig
-from exporter.lb.plan import build_plan, plan_all
+from exporter.lb.plan import ROUTE_OWNER_KINDS, build_plan, ingress_class_of, plan_all
 from exporter.model.results import Check, CheckResult, ObjectRef, Status
 from exporter.model.snapshot import ClusterSnapshot
 from exporter.report import iso, results_json, summary
@@ -73,7 +74,7 @@ class Options:
     context: str | None = None
     namespace: str | None = None  # None with all_namespaces False: "default"
     all_namespaces: bool = False
-    target: str | None = None  # "service/NAME" or "ingress/NAME"
+    target: str | None = None  # "service/NAME", "ingress/NAME" or a route, "httproute/NAME"
     output: str = "table"
     show_ok: bool = False
     node: str | None = None  # with a saved dump: compare that node's kube-proxy rules with the cluster
@@ -113,8 +114,9 @@ def parse_target(target: str | None) -> tuple[str, str] | None:
         return None
     kind, sep, name = target.partition("/")
     kinds = {"service": "Service", "svc": "Service", "ingress": "Ingress", "ing": "Ingress"}
+    kinds.update({route.lower(): route for route in ROUTE_OWNER_KINDS})  # httproute/NAME, grpcroute/NAME, …
     if not sep or not name or kind.lower() not in kinds:
-        raise ValueError(f"expected service/NAME or ingress/NAME, got {target!r}")
+        raise ValueError(f"expected service/NAME, ingress/NAME or httproute/NAME (any route kind), got {target!r}")
     return kinds[kind.lower()], name
 
 
@@ -133,6 +135,15 @@ async def collect(
         (resources.NODES, None),
         (resources.DEPLOYMENTS, options.controller.namespace),
         (resources.EVENTS, namespace),
+        # Routes of the namespace; Gateways and their configuration wherever they are (a route's Gateway
+        # and its default TargetGroupConfiguration often live in a platform team's namespace).
+        *((route, namespace) for route in resources.ROUTES),
+        (resources.TARGET_GROUP_CONFIGURATIONS, None),
+        *(
+            (r, None)
+            for r in resources.FRONT_ENDS
+            if r not in resources.ROUTES and r is not resources.TARGET_GROUP_CONFIGURATIONS
+        ),
     ]
     changed = asyncio.Event()
     stores = {resource.name: Store(resource.name, changed) for resource, _ in wanted}
@@ -143,9 +154,9 @@ async def collect(
         try:
             await reflector.list_once()
         except ApiError as error:
-            if error.status == 403:
+            if error.status == 403 and not (resource.optional and not await served(client, resource)):
                 store.mark_forbidden(f"{error.reason}: {error.message}")
-            elif error.status == 404:
+            elif error.status in (403, 404):
                 store.mark_absent()
             else:
                 raise Unreachable(
@@ -185,13 +196,35 @@ def scope(results: Sequence[CheckResult], snapshot: ClusterSnapshot, options: Op
         if plan.owner == owner or (kind == "Service" and f"{namespace}/{name}" in plan.services):
             related.add(plan.owner)
             for backend in plan.backends:
+                gateway = backend.gateway and snapshot.front_ends.gateway(
+                    backend.gateway.namespace, backend.gateway.name
+                )
+                if gateway:
+                    related.add(ObjectRef("GatewayClass", "", gateway.class_name))
                 if backend.service is not None:
                     related.add(ObjectRef("Service", namespace, backend.service.meta.name))
                     related.update(ObjectRef("Pod", namespace, p.meta.name) for p in pods_of(snapshot, backend.service))
     service = snapshot.service(namespace, name) if kind == "Service" else None
     if service is not None:
         related.update(ObjectRef("Pod", namespace, p.meta.name) for p in pods_of(snapshot, service))
-    kept = [r for r in results if r.object in related or r.object.kind in ("Deployment", "IngressClass")]
+    # The controller's Deployment, its IngressClass, the GatewayClasses of the routes and the IngressClasses of
+    # the Ingresses concerned (EKS Auto Mode's are kept only for their own Ingresses).
+    for ref in list(related):
+        ingress = snapshot.ingresses.get(f"{ref.namespace}/{ref.name}") if ref.kind == "Ingress" else None
+        found = ingress_class_of(ingress, snapshot) if ingress is not None else None
+        class_name = found.meta.name if found is not None else ingress.class_name if ingress is not None else None
+        if class_name:
+            related.add(ObjectRef("IngressClass", "", class_name))
+
+    def concerned(ref: ObjectRef) -> bool:
+        if ref in related or ref.kind == "Deployment":
+            return True
+        if ref.kind != "IngressClass":
+            return False
+        found = snapshot.ingress_classes.get(ref.name)
+        return found is None or found.controller != ann.AUTO_MODE_ALB_CONTROLLER
+
+    kept = [r for r in results if concerned(r.object)]
     # Keep what the kept results follow from, wherever it is: an effect names its cause in the same report.
     by_key = {r.key: r for r in results}
     wanted = {r.key for r in kept}

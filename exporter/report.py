@@ -172,6 +172,7 @@ def targets_json(statuses: Sequence[TargetStatus], *, compact: bool = False) -> 
             "ip": request.ip,
             "port": request.port,
             "protocol": request.protocol,
+            "protocol_version": request.protocol_version,
             "path": request.path if request.protocol != "TCP" else None,
             "success_codes": success_codes_text(request.success_ranges) if request.protocol != "TCP" else None,
             "interval_seconds": target.interval,
@@ -187,6 +188,7 @@ def targets_json(statuses: Sequence[TargetStatus], *, compact: bool = False) -> 
                 "success": outcome.success,
                 "reason": outcome.reason.value if outcome.reason else None,
                 "status_code": outcome.status_code,
+                "grpc_status": outcome.grpc_status,
                 "detail": outcome.detail,
             }
         if compact:
@@ -216,6 +218,7 @@ class ParsedTargets:
 
 _PROTOCOLS = frozenset({"HTTP", "HTTPS", "TCP", "GRPC"})
 _LBS = frozenset({"alb", "nlb", "tgb"})
+_PROTOCOL_VERSIONS = frozenset({"HTTP1", "HTTP2", "GRPC"})
 _STATES = frozenset(state.value for state in LbState)
 _NAME_MAX = 253  # a DNS subdomain: the longest Kubernetes object name
 _TEXT_MAX = 1024  # paths, details
@@ -248,6 +251,8 @@ def _row_problem(row: Any) -> str | None:
         return "unknown lb or protocol"
     if row.get("predicted_state") not in _STATES:
         return "unknown predicted_state"
+    if row.get("protocol_version", "HTTP1") not in _PROTOCOL_VERSIONS:
+        return "unknown protocol_version"
     try:
         ipaddress.ip_address(str(row.get("ip")))
     except ValueError:
@@ -280,6 +285,8 @@ def _row_problem(row: Any) -> str | None:
         code = last.get("status_code")
         if code is not None and not _number(last, "status_code", 100, 999, integer=True):
             return "last_probe.status_code is out of range"
+        if last.get("grpc_status") is not None and not _number(last, "grpc_status", 0, 999, integer=True):
+            return "last_probe.grpc_status is out of range"
         if last.get("detail") is not None and not _text(last, "detail", _TEXT_MAX):
             return "last_probe.detail is not text"
         if "duration_seconds" in last and not _number(last, "duration_seconds", 0, 3600):
@@ -318,6 +325,7 @@ def _target_from_json(row: dict[str, Any]) -> TargetStatus:
         port=int(row["port"]),
         timeout=float(row["timeout_seconds"]),
         path=str(row.get("path") or "/"),
+        protocol_version=str(row.get("protocol_version") or "HTTP1"),
         success_ranges=ranges,
     )
     owner = row["owner"]
@@ -349,6 +357,7 @@ def _target_from_json(row: dict[str, Any]) -> TargetStatus:
         reason=Reason(reason) if reason in Reason._value2member_map_ else None,
         duration=float(last.get("duration_seconds") or 0.0),
         status_code=last.get("status_code"),
+        grpc_status=last.get("grpc_status") if isinstance(last.get("grpc_status"), int) else None,
         detail=str(last.get("detail") or ""),
     )
     at = last.get("at")

@@ -230,7 +230,7 @@ class ProbeScheduler:
             try:
                 self._telemetry.probe_lag(max(loop.time() - due, 0.0))
                 started = self._clock()
-                prober = self._probers.get(target.request.protocol)
+                prober = self._probers.get(target.request.kind)
                 if prober is None:
                     outcome = ProbeOutcome(
                         success=False,

@@ -66,6 +66,14 @@ def respond(code: int, body: bytes = b"ok", record: list[bytes] | None = None, d
 
 def self_signed_context(workdir: Path) -> ssl.SSLContext:
     """A server TLS context with a throwaway self-signed certificate made by openssl."""
+    key, cert = self_signed_files(workdir)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def self_signed_files(workdir: Path) -> tuple[Path, Path]:
+    """A throwaway key and self-signed certificate (PEM files) made by openssl."""
     key, cert = workdir / "key.pem", workdir / "cert.pem"
     subprocess.run(
         [
@@ -87,12 +95,10 @@ def self_signed_context(workdir: Path) -> ssl.SSLContext:
         check=True,
         capture_output=True,
     )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    return context
+    return key, cert
 
 
 def unused_port(ip: str) -> int:
-    with socket.socket() as sock:
+    with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET) as sock:
         sock.bind((ip, 0))
         return int(sock.getsockname()[1])

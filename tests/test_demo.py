@@ -173,6 +173,17 @@ def test_demo_shows_every_seeded_fault(demo: tuple[subprocess.Popen[str], str], 
     assert 'lbdoctor_check_root_cause{check="pod_status",namespace="shop",kind="Pod",name="checkout-2e1f0-tuvwx",reason="CrashLoopBackOff"} 1' in metrics
     assert re.search(r'lbdoctor_check_caused_by\{check="health_probe",[^}]*name="legacy-api",[^}]*cause_check="target_port"', metrics)
     assert 'lbdoctor_probe_predicted_healthy{namespace="shop",service="storefront"' in metrics
+    # The front ends beyond Ingress and Service: a gRPC check answered 12 (UNIMPLEMENTED) where 0 is expected,
+    # an HTTPRoute's target probed on the path the merged TargetGroupConfigurations give it, Auto Mode's ip targets.
+    assert re.search(r'lbdoctor_probe_grpc_status_code\{[^}]*service="pricing"[^}]*path="/AWS.ALB/healthcheck",owner="ingress/pricing"\} 12\n', metrics)
+    grpc = next(r for r in results if r["object"]["name"] == "pricing" and r["check"] == "health_probe")
+    assert "gRPC POST h2c://" in grpc["message"] and "gRPC status 12 (UNIMPLEMENTED), expected 0" in grpc["message"]
+    assert re.search(r'lbdoctor_check_status\{check="health_probe",namespace="shop",kind="HTTPRoute",name="ratings",status="(warn|fail)"\} 1', metrics)
+    assert re.search(r'lbdoctor_probe_success\{namespace="shop",service="ratings",pod="ratings-[^"]+",[^}]*path="/",owner="httproute/ratings"\} 0', metrics)
+    assert re.search(r'lbdoctor_probe_success\{namespace="shop",service="wishlist",pod="wishlist-[^"]+",[^}]*owner="ingress/wishlist"\} 1', metrics)
+    assert "via Gateway shop/shop" in page and "by EKS Auto Mode" in page
+    lost = next(r for r in results if r["object"]["name"] == "ratings" and r["check"] == "health_probe" and r["status"] != "ok")
+    assert results[lost["caused_by"]]["reason"] == "HealthCheckConfigReplacesDefault"  # the merge is the root cause
 
 
 def test_exposition_passes_promtool(demo: tuple[subprocess.Popen[str], str]) -> None:
@@ -257,6 +268,11 @@ def test_cluster_role_and_diagnose_show_every_object_finding(
             assert f'check="{scenario.cluster_check}"' in metrics and f'reason="{scenario.cluster_reason}"' in metrics
             assert f'data-reason="{scenario.cluster_reason}"' in page, scenario.name
     assert 'reason="ControllerAccessDenied"' in metrics
+    # EKS Auto Mode has no Deployment: lbdoctor asks its API; the controller's GatewayClass is accepted.
+    ok = {(r["object"]["kind"], r["object"]["name"]) for r in results if r["check"] == "controller" and r["status"] == "ok"}
+    assert {("IngressClass", "eks-alb"), ("GatewayClass", "aws-alb")} <= ok
+    rollout = [r for r in results if r["check"] == "rollout" and r["status"] != "ok"]
+    assert {r["object"]["name"] for r in rollout} == {"notifications"}  # every other demo pod outlives its drain
 
     # diagnose from a "laptop": the command the banner prints under "try".
     words = shlex.split(urls["try"])[1:]

@@ -101,6 +101,10 @@ SCENARIOS: dict[str, tuple[Callable[[FakeApiServer], None], diagnose.Options]] =
         lambda api: cluster.seed(api.state, "127.77"),
         diagnose.Options(namespace="shop", target="service/alb-instance", output="json"),
     ),
+    "demo-httproute-ratings": (
+        lambda api: cluster.seed(api.state, "127.77"),
+        diagnose.Options(namespace="shop", target="httproute/ratings", output="json"),
+    ),
     "edge-cases": (seed_edge_cases, diagnose.Options(namespace="edge", output="json")),
     "forbidden-pods-and-logs": (
         lambda api: (cluster.seed(api.state, "127.77"), api.forbidden.update({"pods"})),
@@ -163,7 +167,7 @@ def test_unreachable_cluster_exits_3_with_one_line(tmp_path: Path) -> None:
     [
         (["-A", "-n", "shop"], "either -n/--namespace or -A"),
         (["-A", "service/web"], "use -n, not -A"),
-        (["-n", "shop", "deployment/web"], "expected service/NAME or ingress/NAME"),
+        (["-n", "shop", "deployment/web"], "expected service/NAME, ingress/NAME or httproute/NAME"),
         (["--kubeconfig", "/nonexistent/kubeconfig"], "does not exist"),
     ],
 )

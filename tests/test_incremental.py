@@ -9,6 +9,7 @@ import pytest
 
 from exporter.checks.causes import link, link_round, order
 from exporter.checks.controller import ControllerLocation
+from exporter.kube import convert_gateway
 from exporter.kube.snapshots import build_snapshot
 from exporter.kube.store import Store
 from exporter.lb.healthcheck import ControllerConfig
@@ -25,6 +26,7 @@ from exporter.model.objects import (
 )
 from exporter.model.results import Status
 from exporter.roles.cluster_evaluator import IncrementalEvaluator
+from tests import gateway_objects as g
 from tests.builders import ALB_CLASS, pod
 
 NAMESPACES = ("a", "b")
@@ -43,6 +45,10 @@ RESOURCES = (
     "nodes",
     "deployments",
     "events",
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "targetgroupconfigurations",
 )
 
 
@@ -53,6 +59,10 @@ class World:
         self.stores = {name: Store(name, changed) for name in RESOURCES}
         for name, store in self.stores.items():
             store.replace([("alb", ALB_CLASS)] if name == "ingressclasses" else [])
+        self.stores["gatewayclasses"].replace([("aws-alb", convert_gateway.gateway_class(g.gateway_class()))])
+        self.stores["gateways"].replace(
+            [(f"{ns}/gw", convert_gateway.gateway(g.gateway("gw", namespace=ns))) for ns in NAMESPACES]
+        )
 
     def random_service(self, namespace: str, name: str) -> Service:
         rng = self.rng
@@ -71,7 +81,7 @@ class World:
     def mutate(self) -> None:
         rng = self.rng
         namespace = rng.choice(NAMESPACES)
-        action = rng.randrange(8)
+        action = rng.randrange(10)
         if action <= 2:
             name = f"p{rng.randrange(8)}"
             if rng.random() < 0.2:
@@ -119,6 +129,24 @@ class World:
                 self.stores["ingresses"].upsert(
                     f"{namespace}/{name}",
                     Ingress(ObjectMeta(namespace, name, annotations=annotations), "alb", (backend,)),
+                )
+        elif action == 8:
+            name = f"r{rng.randrange(3)}"
+            if rng.random() < 0.15:
+                self.stores["httproutes"].delete(f"{namespace}/{name}")
+            else:
+                backends = [{"name": f"s{rng.randrange(5)}", "port": rng.choice([80, 81])}]
+                route = g.route(name=name, namespace=namespace, gateway_name="gw", backends=backends)
+                self.stores["httproutes"].upsert(f"{namespace}/{name}", convert_gateway.route("HTTPRoute")(route))
+        elif action == 9:
+            name = f"t{rng.randrange(2)}"
+            if rng.random() < 0.2:
+                self.stores["targetgroupconfigurations"].delete(f"{namespace}/{name}")
+            else:
+                check = {"healthCheckPath": rng.choice(["/", "/healthz"]), "healthCheckInterval": rng.choice([2, 10])}
+                tgc = g.tgc(name, namespace, service=f"s{rng.randrange(4)}", default={"healthCheckConfig": check})
+                self.stores["targetgroupconfigurations"].upsert(
+                    f"{namespace}/{name}", convert_gateway.target_group_configuration(tgc)
                 )
         elif action == 6:
             name = rng.choice(["n1", "n2", "n3"])

@@ -162,3 +162,15 @@ async def test_silent_watch_is_reconnected(api: FakeApiServer, reflect) -> None:
     await eventually(lambda: "timeout" in telemetry.restarts, timeout=5)
     api.state.apply(a_pod("late"))
     await eventually(lambda: names(store) == {"late"})
+
+
+async def test_a_forbidden_crd_that_is_not_installed_is_absent(api: FakeApiServer, reflect) -> None:  # type: ignore[no-untyped-def]
+    """RBAC answers 403 before the server looks whether a resource exists; discovery tells a CRD that is not
+    installed (absent: nothing to report) from one RBAC hides (forbidden: say so)."""
+    api.state.disabled_kinds.add("gateway.networking.k8s.io/v1/httproutes")
+    api.forbidden.update({"httproutes", "gateways"})
+    absent, quiet = reflect(resources.HTTP_ROUTES)
+    hidden, loud = reflect(resources.GATEWAYS)
+    await eventually(lambda: absent.synced and hidden.synced)
+    assert absent.absent and not absent.forbidden and quiet.errors == []
+    assert hidden.forbidden and not hidden.absent and loud.errors == [("kube", "forbidden")]

@@ -52,4 +52,4 @@ async def test_unanswered_connect_times_out(ip: str) -> None:
 
 
 def test_one_prober_per_protocol() -> None:
-    assert set(PROBERS) == {"HTTP", "HTTPS", "TCP"}
+    assert set(PROBERS) == {"HTTP", "HTTPS", "TCP", "GRPC"}

@@ -24,6 +24,8 @@ SERVICE_STACK = "service.k8s.aws/stack"
 INGRESS_STACK = "ingress.k8s.aws/stack"
 SERVICE_RESOURCE = "service.k8s.aws/resource"
 INGRESS_RESOURCE = "ingress.k8s.aws/resource"
+# Gateway API target groups: tagged per Gateway (the stack), with a resource id naming the route and Service.
+GATEWAY_PREFIXES = ("gateway.k8s.aws.alb", "gateway.k8s.aws.nlb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +74,11 @@ class ClusterIndex:
     def pods_by_ip(self) -> Mapping[str, tuple[Pod, ...]]:
         found: dict[str, list[Pod]] = {}
         for pod in self.snapshot.pods.values():
-            if pod.pod_ip and not pod.host_network:
-                found.setdefault(normalise_ip(pod.pod_ip), []).append(pod)
+            if pod.host_network:
+                continue
+            # Every family's address: an IPv6 target group registers the pod's IPv6 one.
+            for ip in pod.pod_ips or ((pod.pod_ip,) if pod.pod_ip else ()):
+                found.setdefault(normalise_ip(ip), []).append(pod)
         return {ip: tuple(pods) for ip, pods in found.items()}
 
     @cached_property
@@ -104,9 +109,18 @@ class ClusterIndex:
         labels: Mapping[str, str] = binding.meta.labels if binding is not None else {}
         service_stack = tags.get(SERVICE_STACK) or _joined(labels, "service.k8s.aws")
         ingress_stack = tags.get(INGRESS_STACK) or _joined(labels, "ingress.k8s.aws") or labels.get(INGRESS_STACK)
+        gateway_stack, gateway_resource = None, None
+        for prefix in GATEWAY_PREFIXES:
+            gateway_stack = gateway_stack or tags.get(f"{prefix}/stack") or _joined(labels, prefix)
+            gateway_resource = gateway_resource or tags.get(f"{prefix}/resource")
         port: int | str | None = binding.service_port if binding is not None else None
         service = binding.service_name if binding is not None else ""
-        if service_stack and "/" in service_stack:
+        if gateway_stack and "/" in gateway_stack:
+            owner, found_service, found_port = self._route_owner(gateway_stack, gateway_resource)
+            namespace = owner.namespace
+            service = service or found_service
+            port = port if port is not None else found_port
+        elif service_stack and "/" in service_stack:
             namespace, service_name = service_stack.split("/", 1)
             owner = ObjectRef("Service", namespace, service_name)
             service = service or service_name
@@ -129,6 +143,28 @@ class ClusterIndex:
             owner = ObjectRef("TargetGroup", "", name)
         backend = self._backend(owner, service, port)
         return GroupOwner(arn, name, owner, owner.namespace or namespace, service, port, binding, backend)
+
+    def _route_owner(self, stack: str, resource: str | None) -> tuple[ObjectRef, str, int | str | None]:
+        """A Gateway target group's route, Service and port, from the controller's resource id
+        ``gwns/gw:routens-route:Kind-svcns-svc:port``, matched against the planned routes (names may hold
+        dashes, so the parts are compared, not split)."""
+        namespace, _, name = stack.partition("/")
+        gateway = ObjectRef("Gateway", namespace, name)
+        parts = (resource or "").split(":")
+        if len(parts) == 4 and parts[0] == stack:
+            route_part, kind_service, port_text = parts[1], parts[2], parts[3]
+            for backend in self.plan.backends:
+                service = backend.service
+                if backend.gateway != gateway or service is None:
+                    continue
+                kind = backend.owner.kind
+                if (
+                    route_part == f"{backend.owner.namespace}-{backend.owner.name}"
+                    and kind_service == f"{kind}-{service.meta.namespace}-{service.meta.name}"
+                ):
+                    port: int | str = int(port_text) if port_text.isdigit() else port_text
+                    return backend.owner, service.meta.name, port
+        return gateway, "", None
 
     def _group_owner(self, group: str, namespace: str, service: str, port: int | str | None) -> ObjectRef:
         """An IngressGroup's target group: the Ingress of the group that routes to this Service port."""

@@ -24,6 +24,9 @@ from exporter.model.results import Check, CheckResult, ObjectRef, Status
 from exporter.model.rollup import contribution
 from exporter.model.snapshot import ClusterSnapshot
 
+# The checks of the path between the load balancer and its targets (the LB's verdict is correlated with them).
+_PATH_CHECKS = frozenset({Check.SECURITY_GROUPS, Check.NETWORK})
+
 
 @dataclass(frozen=True, slots=True)
 class ElbTargetRow:
@@ -79,10 +82,11 @@ def evaluate_aws(
     (the cluster role, ``lbdoctor diagnose``) links them together with every other result."""
     context = AwsContext(snapshot, aws, plan, tuple(probes), now)
     found = registry.evaluate(Scope(snapshot, aws=context, now=now), registry.Role.CLUSTER)
-    path_findings = merge_same(r for r in found if r.check is not Check.ELB_TARGET_HEALTH)
+    path_findings = merge_same(r for r in found if r.check in _PATH_CHECKS)
     elb = merge_same(r for r in found if r.check is Check.ELB_TARGET_HEALTH)
+    windows = [r for r in found if r.check is not Check.ELB_TARGET_HEALTH and r.check not in _PATH_CHECKS]
     correlations = elb_correlation.correlate(context.targets, context.probes)
-    results = order([*elb_correlation.apply(elb, correlations, path_findings), *path_findings])
+    results = order([*elb_correlation.apply(elb, correlations, path_findings), *path_findings, *windows])
     rows = []
     for view in context.targets:
         owner = view.group.owner

@@ -53,7 +53,14 @@ _NET_BLOCKS = frozenset(
 _LB_PATH = _LB_CANNOT_CONNECT | _LB_WAITS
 _LB_ANY = _LB_FAILS | _LB_WAITS
 _CONTROLLER_DOWN = (R.CONTROLLER_ACCESS_DENIED, R.CONTROLLER_NOT_READY, R.CONTROLLER_NOT_FOUND)
-_OWNERS = ("Ingress", "Service", "TargetGroupBinding", "IngressGroup", "TargetGroup")
+_ROUTES = ("HTTPRoute", "GRPCRoute", "TCPRoute", "UDPRoute", "TLSRoute")  # Gateway API routes own target groups too
+_OWNERS = ("Ingress", "Service", "TargetGroupBinding", "IngressGroup", "TargetGroup", *_ROUTES)
+_HEALTH_CHECK_MISSES = (R.RESPONSE_CODE_MISMATCH, R.TIMEOUT, R.FLAPPING)  # what a wrong path, code or timeout fails
+_ROLLOUT_SETTINGS = (
+    R.NO_PRE_STOP_HOOK,
+    R.GRACE_PERIOD_SHORTER_THAN_DEREGISTRATION_DELAY,
+    R.PRE_STOP_LONGER_THAN_GRACE_PERIOD,
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,9 @@ RULES: tuple[Rule, ...] = (
           "an invalid annotation makes the controller fail to build the model (FailedBuildModel)", only_fail=True),
     _rule(C.SERVICE_ANNOTATIONS, _ANY, C.CONTROLLER, (R.RECONCILE_FAILED,), s.MODEL,
           "an invalid annotation makes the controller fail to build the model (FailedBuildModel)", only_fail=True),
+    _rule(C.GATEWAY_CONFIG, _ANY, C.CONTROLLER, (R.RECONCILE_FAILED,), s.MODEL,
+          "an invalid route or TargetGroupConfiguration makes the controller fail to build the model",
+          only_fail=True),
     _rule(C.CONTROLLER, _CONTROLLER_DOWN, C.CONTROLLER, (R.RECONCILE_FAILED, R.CONTROLLER_ACCESS_DENIED), s.CONTROLLER,
           "a controller denied by IAM (or not running) fails to reconcile the objects it reports failures on",
           cause_kinds=("Deployment",), effect_kinds=_OWNERS),
@@ -149,6 +159,9 @@ RULES: tuple[Rule, ...] = (
           "a pod that is crash-looping, not running or not ready fails its health check"),
     _rule(C.TARGET_PORT, (R.TARGET_PORT_NOT_EXPOSED,), C.HEALTH_PROBE, (R.CONNECTION_REFUSED,), s.SERVICE_POD,
           "nothing listens on a targetPort the pod does not declare: the health check is refused"),
+    _rule(C.GATEWAY_CONFIG, (R.HEALTH_CHECK_CONFIG_REPLACES_DEFAULT,), C.HEALTH_PROBE, _HEALTH_CHECK_MISSES, s.MODEL,
+          "a route's TargetGroupConfiguration replaced the default's whole healthCheckConfig: the route's target "
+          "groups check what the merge left (the controller's defaults), not what was meant"),
     _rule(C.KUBE_PROXY, _PROXY_RULES, C.HEALTH_PROBE, _ANY, s.SERVICE_NODE,
           "missing or stale kube-proxy rules break the Service's node path (NodePort) on that node"),
     _rule(C.KUBE_PROXY, (R.KUBE_PROXY_UNHEALTHY, R.KUBE_PROXY_SYNC_STALE), C.HEALTH_PROBE, _ANY, s.NODE,
@@ -194,6 +207,9 @@ RULES: tuple[Rule, ...] = (
           (R.NO_REGISTERED_TARGETS, R.TARGET_NOT_REGISTERED, R.HEALTH_CHECK_DRIFT), s.CONTROLLER,
           "a controller denied by IAM (or not running) cannot register targets or update target groups",
           cause_kinds=("Deployment",)),
+    # -- the rollout window --------------------------------------------------------------------------------------------
+    _rule(C.ROLLOUT, _ROLLOUT_SETTINGS, C.ROLLOUT, (R.TERMINATED_WHILE_REGISTERED,), s.SERVICE,
+          "pods without a preStop delay, or killed before their targets drain, are the targets the LB still sent to"),
     # -- the readiness gate the controller sets from the LB's verdict ------------------------------------------------
     _rule(C.ELB_TARGET_HEALTH, (*_LB_FAILS, R.ELB_INITIAL_HEALTH_CHECKING), C.POD_STATUS,
           (R.READINESS_GATE_NOT_READY,), s.POD,

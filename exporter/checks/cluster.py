@@ -14,7 +14,7 @@ from exporter.checks import registry
 from exporter.checks.causes import link, order
 from exporter.checks.context import ControllerScope, Scope, ServiceScope, pods_of
 from exporter.checks.controller import ControllerLocation
-from exporter.lb.healthcheck import ControllerConfig
+from exporter.lb.healthcheck import LBC, ControllerConfig
 from exporter.lb.plan import Backend, OwnerPlan, plan_all
 from exporter.model.objects import Service
 from exporter.model.results import CheckResult
@@ -32,8 +32,14 @@ def owner_unit(snapshot: ClusterSnapshot, plan: OwnerPlan) -> list[CheckResult]:
     return registry.evaluate(Scope(snapshot, plans=(plan,)), registry.Role.CLUSTER)
 
 
-def controller_unit(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int) -> list[CheckResult]:
-    return registry.evaluate(Scope(snapshot, controller=ControllerScope(where, lb_objects)), registry.Role.CLUSTER)
+def controller_unit(
+    snapshot: ClusterSnapshot, where: ControllerLocation, plans: Sequence[OwnerPlan]
+) -> list[CheckResult]:
+    """The controllers' own health; the AWS Load Balancer Controller's counts the owners it reconciles (not
+    those of EKS Auto Mode)."""
+    lb_objects = sum(1 for plan in plans if plan.manager == LBC)
+    scope = Scope(snapshot, controller=ControllerScope(where, lb_objects, tuple(plans)))
+    return registry.evaluate(scope, registry.Role.CLUSTER)
 
 
 def service_backends(plans: Sequence[OwnerPlan]) -> dict[str, list[Backend]]:
@@ -63,7 +69,7 @@ def cluster_results(
     for plan in plans:
         results.extend(owner_unit(snapshot, plan))
     if include_controller:
-        results.extend(controller_unit(snapshot, where, len(plans)))
+        results.extend(controller_unit(snapshot, where, plans))
     return results
 
 

@@ -56,7 +56,9 @@ class ServiceScope:
 @dataclass(frozen=True, slots=True)
 class ControllerScope:
     where: ControllerLocation
-    lb_objects: int  # how many load-balanced objects depend on the controller
+    lb_objects: int  # how many load-balanced objects depend on the AWS Load Balancer Controller
+    # Every owner's plan, for what only some owners use: EKS Auto Mode, the GatewayClasses of routes.
+    plans: tuple[OwnerPlan, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,18 @@ it failed to reconcile and why.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from exporter.checks.context import Scope
+from exporter.lb import annotations as ann
+from exporter.lb.backends import OwnerPlan
+from exporter.lb.gateway import CONTROLLERS as GATEWAY_CONTROLLERS
+from exporter.lb.healthcheck import AUTO_MODE
+from exporter.lb.plan import ingress_class_of
 from exporter.model import subjects
+from exporter.model.gateway import AUTO_MODE_GROUP, AUTO_MODE_PARAMS_RESOURCE
 from exporter.model.objects import Deployment, KubeEvent
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, Status
 from exporter.model.snapshot import ClusterSnapshot
@@ -83,11 +89,14 @@ def evaluate(scope: Scope) -> Iterable[CheckResult]:
         ]
         yield from event_results(events, owner)
     if scope.controller is not None:
-        yield from health(snapshot, scope.controller.where, scope.controller.lb_objects)
+        yield from health(snapshot, scope.controller.where, scope.controller.lb_objects, scope.controller.plans)
 
 
-def health(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int) -> list[CheckResult]:
-    """The controller's own health; ``lb_objects`` is how many load-balanced objects depend on it."""
+def health(
+    snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int, plans: Sequence[OwnerPlan] = ()
+) -> list[CheckResult]:
+    """The controllers' own health: the AWS Load Balancer Controller (``lb_objects`` load-balanced objects
+    depend on it), and, for the objects in ``plans`` that use them, EKS Auto Mode and the GatewayClasses."""
     results = [_deployment_result(snapshot, where, lb_objects)]
     crd = _crd_result(snapshot, where)
     if crd is not None:
@@ -97,10 +106,154 @@ def health(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int
     if class_result is not None:
         results.append(class_result)
     # Whatever the controller fails to do shows on the objects it reconciles: the causal rules join on this.
-    return [replace(result, about=_ABOUT) if subjects.linkable(result.status) else result for result in results]
+    results = [replace(result, about=_ABOUT) if subjects.linkable(result.status) else result for result in results]
+    return [*results, *auto_mode_results(snapshot, plans), *gateway_class_results(snapshot, plans)]
 
 
 _ABOUT = (subjects.controller(),)
+
+
+def auto_mode_results(snapshot: ClusterSnapshot, plans: Sequence[OwnerPlan]) -> list[CheckResult]:
+    """Is EKS Auto Mode there to reconcile the objects that use it?
+
+    Auto Mode's load balancing controller runs in AWS, outside the cluster: there is no Deployment, pod or log
+    to read. What the cluster shows is its API: ``ingressclassparams.eks.amazonaws.com`` is served only where
+    Auto Mode is enabled, an IngressClass names its IngressClassParams, and the Events Auto Mode writes on the
+    Ingresses and Services it fails to reconcile (read by the per-object controller results, as for the
+    controller). Permissions (its cluster IAM role) show up in those Events.
+    """
+    auto = [plan for plan in plans if plan.manager == AUTO_MODE]
+    if not auto:
+        return []
+    results = []
+    unseen = snapshot.unseen(AUTO_MODE_PARAMS_RESOURCE)
+    served = unseen is None
+    classes: dict[str, int] = {}
+    services = 0
+    for plan in auto:
+        if plan.owner.kind == "Ingress":
+            ingress = snapshot.ingresses.get(f"{plan.owner.namespace}/{plan.owner.name}")
+            found = ingress_class_of(ingress, snapshot) if ingress is not None else None
+            if found is not None:
+                classes[found.meta.name] = classes.get(found.meta.name, 0) + 1
+        else:
+            services += 1
+    for name, count in sorted(classes.items()):
+        ref = ObjectRef("IngressClass", "", name)
+        ingress_class = snapshot.ingress_classes[name]
+        if not served:
+            results.append(_auto_mode_missing(ref, f"{count} Ingress(es) of IngressClass {name}", unseen))
+            continue
+        params = ingress_class.parameters
+        if (
+            params is not None
+            and params[0] == AUTO_MODE_GROUP
+            and params[2] not in (snapshot.front_ends.auto_mode_ingress_class_params)
+        ):
+            results.append(
+                CheckResult(
+                    Check.CONTROLLER,
+                    Status.FAIL,
+                    Reason.INGRESS_CLASS_PARAMS_NOT_FOUND,
+                    ref,
+                    f"IngressClass {name} (EKS Auto Mode) names IngressClassParams {params[2]}, which does not exist: "
+                    f"Auto Mode does not build load balancers for its {count} Ingress(es)",
+                    f"create IngressClassParams {params[2]} (apiVersion eks.amazonaws.com/v1), or fix "
+                    f"spec.parameters of IngressClass {name}",
+                )
+            )
+            continue
+        results.append(
+            CheckResult(
+                Check.CONTROLLER,
+                Status.OK,
+                None,
+                ref,
+                f"EKS Auto Mode reconciles IngressClass {name} ({count} Ingress(es)); its controller runs in AWS, "
+                f"outside the cluster, so its failures show as Events on the Ingresses",
+            )
+        )
+    if services:
+        ref = ObjectRef("LoadBalancerClass", "", ann.AUTO_MODE_NLB_CLASS)
+        if not served:
+            results.append(_auto_mode_missing(ref, f"{services} Service(s) of loadBalancerClass {ref.name}", unseen))
+        else:
+            results.append(
+                CheckResult(
+                    Check.CONTROLLER,
+                    Status.OK,
+                    None,
+                    ref,
+                    f"EKS Auto Mode reconciles {services} Service(s) of loadBalancerClass {ref.name}; its failures "
+                    f"show as Events on the Services",
+                )
+            )
+    return results
+
+
+def _auto_mode_missing(ref: ObjectRef, what: str, unseen: str | None) -> CheckResult:
+    if unseen is not None and "RBAC" in unseen:
+        return CheckResult(
+            Check.CONTROLLER,
+            Status.UNKNOWN,
+            Reason.FORBIDDEN,
+            ref,
+            f"cannot tell whether EKS Auto Mode is enabled for {what}: {unseen}",
+            "grant lbdoctor list/watch on ingressclassparams.eks.amazonaws.com (the Helm chart does)",
+        )
+    return CheckResult(
+        Check.CONTROLLER,
+        Status.FAIL,
+        Reason.AUTO_MODE_NOT_ENABLED,
+        ref,
+        f"{what} are meant for EKS Auto Mode, but the API server does not serve ingressclassparams.eks.amazonaws.com: "
+        f"Auto Mode is not enabled on this cluster, and nothing reconciles them",
+        "enable EKS Auto Mode's load balancing (aws eks update-cluster-config --compute-config enabled=true "
+        '--kubernetes-network-config \'{"elasticLoadBalancing":{"enabled": true}}\' …), or use the AWS Load '
+        "Balancer Controller's IngressClass (ingress.k8s.aws/alb) and loadBalancerClass (service.k8s.aws/nlb)",
+    )
+
+
+def gateway_class_results(snapshot: ClusterSnapshot, plans: Sequence[OwnerPlan]) -> list[CheckResult]:
+    """The controller's verdict on the GatewayClasses its routes use: Accepted, or why not."""
+    used = sorted({b.gateway for plan in plans for b in plan.backends if b.gateway is not None}, key=str)
+    names: set[str] = set()
+    for ref in used:
+        gateway = snapshot.front_ends.gateway(ref.namespace, ref.name)
+        if gateway is not None:
+            names.add(gateway.class_name)
+    results = []
+    for name in sorted(names):
+        gateway_class = snapshot.front_ends.gateway_classes.get(name)
+        if gateway_class is None or gateway_class.controller not in GATEWAY_CONTROLLERS:
+            continue
+        ref = ObjectRef("GatewayClass", "", name)
+        accepted = next((c for c in gateway_class.conditions if c.type == "Accepted"), None)
+        if accepted is not None and accepted.status == "False":
+            results.append(
+                CheckResult(
+                    Check.CONTROLLER,
+                    Status.FAIL,
+                    Reason.GATEWAY_CLASS_NOT_ACCEPTED,
+                    ref,
+                    f"the controller did not accept GatewayClass {name} ({accepted.reason}): "
+                    f"{accepted.message[:300]}; its Gateways get no load balancer",
+                    f"kubectl describe gatewayclass {name}; check its parametersRef and the controller's "
+                    f"Gateway API feature flags (--feature-gates ALBGatewayAPI / NLBGatewayAPI)",
+                )
+            )
+        else:
+            state = "accepted" if accepted is not None and accepted.status == "True" else "not yet accepted"
+            results.append(
+                CheckResult(
+                    Check.CONTROLLER,
+                    Status.OK,
+                    None,
+                    ref,
+                    f"GatewayClass {name} belongs to {gateway_class.controller} ({state})",
+                )
+            )
+    return results
 
 
 def _deployment_result(snapshot: ClusterSnapshot, where: ControllerLocation, lb_objects: int) -> CheckResult:

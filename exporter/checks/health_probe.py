@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from exporter.checks.context import Scope
 from exporter.lb import annotations as ann
+from exporter.lb.backends import ROUTE_OWNER_KINDS
 from exporter.lb.healthcheck import ALB, INSTANCE, NLB
 from exporter.lb.targets import ProbeTarget, TargetStatus
 from exporter.lb.thresholds import LbState
@@ -41,15 +42,21 @@ def about(target: ProbeTarget) -> tuple[tuple[str, str], ...]:
             subjects.service_node(namespace, target.service, target.node),
             subjects.tg_node(owner, target.node),
         )
-    found = (
+    found: tuple[tuple[str, str], ...] = (
         subjects.pod(namespace, target.pod),
         subjects.service(namespace, target.service),
         subjects.service_pod(namespace, target.service, target.pod),
         subjects.tg_pod(owner, target.pod),
     )
-    # An instance target reaches the pods of its node (and others) through the NodePort: the LB's verdict
-    # on the node's instance target meets the pod's probe too.
-    return (*found, subjects.tg_node(owner, target.node)) if target.target_type == INSTANCE else found
+    if target.target_type == INSTANCE:
+        # An instance target reaches the pods of its node (and others) through the NodePort: the LB's verdict
+        # on the node's instance target meets the pod's probe too.
+        found = (*found, subjects.tg_node(owner, target.node))
+    if owner.kind in ROUTE_OWNER_KINDS:
+        # A route's health check is what its TargetGroupConfigurations merge to: a merge that dropped a field
+        # explains the probe that checks what is left.
+        found = (*found, subjects.model(owner))
+    return found
 
 
 def describe(target: ProbeTarget) -> str:
@@ -57,6 +64,9 @@ def describe(target: ProbeTarget) -> str:
     host = f"[{request.ip}]" if ":" in request.ip else request.ip
     if request.protocol == "TCP":
         return f"TCP connect to {host}:{request.port}"
+    if request.kind == "GRPC":
+        scheme = "h2" if request.protocol == "HTTPS" else "h2c"
+        return f"gRPC POST {scheme}://{host}:{request.port}{request.path}"
     return f"GET {request.protocol.lower()}://{host}:{request.port}{request.path}"
 
 
@@ -105,8 +115,8 @@ def _state_verdict(status: TargetStatus) -> CheckResult:
             status,
             Status.UNKNOWN,
             Reason.UNSUPPORTED_HEALTH_CHECK,
-            f"{what}: gRPC health checks are not probed by lbdoctor yet",
-            "check the target with grpcurl against the health-check path",
+            f"{what}: lbdoctor cannot send this health check",
+            "check the target by hand against the health-check path",
         )
     outcome = status.outcome
     if outcome is None:
@@ -146,6 +156,8 @@ def _state_verdict(status: TargetStatus) -> CheckResult:
         return _result(status, Status.WARN, outcome.reason, message, remedy(outcome.reason, target, outcome))
     state = "healthy" if health.state is LbState.HEALTHY else "registering"
     code = f"HTTP {outcome.status_code}" if outcome.status_code else "connected"
+    if outcome.grpc_status is not None:
+        code = outcome.detail  # gRPC status N (NAME)
     return _result(
         status,
         Status.OK,
@@ -155,7 +167,19 @@ def _state_verdict(status: TargetStatus) -> CheckResult:
     )
 
 
+# The TargetGroupConfiguration field that sets what an ALB annotation sets (Gateway API targets).
+_TGC_FIELDS = {
+    "healthcheck-path": "healthCheckPath",
+    "healthcheck-timeout-seconds": "healthCheckTimeout",
+    "healthcheck-protocol": "healthCheckProtocol",
+    "success-codes": "matcher",
+}
+
+
 def _annotation(target: ProbeTarget, alb_suffix: str, nlb_suffix: str) -> str:
+    if target.owner.kind in ROUTE_OWNER_KINDS:
+        field = _TGC_FIELDS.get(alb_suffix, alb_suffix)
+        return f"healthCheckConfig.{field} of the Service's TargetGroupConfiguration"
     if target.lb == ALB:
         return ann.ALB_PREFIX + alb_suffix
     if target.lb == NLB:
@@ -182,6 +206,15 @@ def remedy(reason: Reason | None, target: ProbeTarget, outcome: ProbeOutcome | N
             f"the app answers slower than the {request.timeout:g} s health-check timeout: make the health "
             f"endpoint cheap (no downstream calls), or raise {_annotation(target, 'healthcheck-timeout-seconds', 'healthcheck-timeout')} "  # noqa: E501
             f"(keeping the interval above it)"
+        )
+    if reason is Reason.RESPONSE_CODE_MISMATCH and request.kind == "GRPC":
+        code = outcome.grpc_status if outcome else None
+        return (
+            f"{request.path} answered gRPC status {code}: the ALB judges the grpc-status, not the message. Point "
+            f"{_annotation(target, 'healthcheck-path', 'healthcheck-path')} at a method the server implements (such as "
+            f"/grpc.health.v1.Health/Check, which answers 0), or set "
+            f"{_annotation(target, 'success-codes', 'healthcheck-success-codes')} to the status it answers (the "
+            f"default 12, UNIMPLEMENTED, suits a server without the default /AWS.ALB/healthcheck)"
         )
     if reason is Reason.RESPONSE_CODE_MISMATCH:
         code = outcome.status_code if outcome else None

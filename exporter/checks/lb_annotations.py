@@ -1,4 +1,5 @@
-"""Runbook steps "Ingress annotations (ALB)" and "Service annotations (NLB)".
+"""Runbook steps "Ingress annotations (ALB)", "Service annotations (NLB)", and their Gateway API counterpart
+(routes, TargetGroupConfigurations, LoadBalancerConfigurations: ``gateway_config``).
 
 The node role speaks for the load balancers that have pods on its node; the cluster role for all.
 """
@@ -8,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from exporter.checks.context import Scope
+from exporter.lb.backends import ROUTE_OWNER_KINDS, OwnerPlan, config_check
 from exporter.lb.healthcheck import Problem
-from exporter.lb.plan import OwnerPlan
 from exporter.model import subjects
 from exporter.model.results import Check, CheckResult, ObjectRef, Status
 
@@ -26,8 +27,14 @@ def evaluate_service(scope: Scope) -> Iterable[CheckResult]:
             yield from plan_results(plan)
 
 
+def evaluate_gateway(scope: Scope) -> Iterable[CheckResult]:
+    for plan in scope.plans:
+        if plan.owner.kind in ROUTE_OWNER_KINDS:
+            yield from plan_results(plan)
+
+
 def check_for(owner: ObjectRef) -> Check | None:
-    return {"Ingress": Check.INGRESS_ANNOTATIONS, "Service": Check.SERVICE_ANNOTATIONS}.get(owner.kind)
+    return config_check(owner)
 
 
 def plan_results(plan: OwnerPlan) -> list[CheckResult]:
@@ -46,13 +53,12 @@ def plan_results(plan: OwnerPlan) -> list[CheckResult]:
 def owner_results(check: Check, owner: ObjectRef, problems: Sequence[Problem]) -> Iterable[CheckResult]:
     about = (subjects.model(owner),)
     if not problems:
-        family = "alb.ingress.kubernetes.io" if check is Check.INGRESS_ANNOTATIONS else "NLB"
+        what = {
+            Check.INGRESS_ANNOTATIONS: "the alb.ingress.kubernetes.io health-check annotations",
+            Check.SERVICE_ANNOTATIONS: "the NLB health-check annotations",
+        }.get(check, "the Gateway API configuration (parents, backends, TargetGroupConfigurations)")
         yield CheckResult(
-            check,
-            Status.OK,
-            None,
-            owner,
-            f"the {family} health-check annotations of {owner.kind} {owner.namespace}/{owner.name} are valid",
+            check, Status.OK, None, owner, f"{what} of {owner.kind} {owner.namespace}/{owner.name} are valid"
         )
     for problem in problems:
         linked = about if subjects.linkable(problem.status) else ()

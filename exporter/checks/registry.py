@@ -24,6 +24,7 @@ from exporter.checks import (
     lb_annotations,
     network,
     pod_status,
+    rollout,
     security_groups,
     selector,
     target_port,
@@ -89,10 +90,12 @@ REGISTRY: tuple[CheckSpec, ...] = (
     CheckSpec(
         Check.CONTROLLER,
         "AWS Load Balancer Controller",
-        "AWS Load Balancer Controller permissions",
+        "AWS Load Balancer Controller (or EKS Auto Mode) there and permitted",
         "its Deployment, its pods' logs (`AccessDenied`/`UnauthorizedOperation` with the IAM action when AWS "
         "names it), Warning Events `FailedBuildModel`, `FailedDeployModel`, `BackendNotFound`, `FailedReconcile` "
-        "on Ingresses/Services/TargetGroupBindings, the `alb` IngressClass",
+        "on Ingresses/Services/TargetGroupBindings/routes, the `alb` IngressClass, the routes' GatewayClasses "
+        "(`Accepted`); for EKS Auto Mode, which runs outside the cluster, whether its API "
+        "(`ingressclassparams.eks.amazonaws.com`) is served and the IngressClassParams exist",
         CLUSTER,
         (
             R.CONTROLLER_NOT_FOUND,
@@ -101,9 +104,18 @@ REGISTRY: tuple[CheckSpec, ...] = (
             R.RECONCILE_FAILED,
             R.INGRESS_CLASS_NOT_FOUND,
             R.TARGET_GROUP_BINDING_CRD_MISSING,
+            R.GATEWAY_CLASS_NOT_ACCEPTED,
+            R.AUTO_MODE_NOT_ENABLED,
+            R.INGRESS_CLASS_PARAMS_NOT_FOUND,
             R.FORBIDDEN,
         ),
-        (R.CONTROLLER_NOT_FOUND, R.CONTROLLER_NOT_READY, R.CONTROLLER_ACCESS_DENIED, R.RECONCILE_FAILED),
+        (
+            R.CONTROLLER_NOT_FOUND,
+            R.CONTROLLER_NOT_READY,
+            R.CONTROLLER_ACCESS_DENIED,
+            R.RECONCILE_FAILED,
+            R.AUTO_MODE_NOT_ENABLED,
+        ),
         Needs.NOTHING,
         controller.evaluate,
         frozenset({"plans", "controller"}),
@@ -113,7 +125,8 @@ REGISTRY: tuple[CheckSpec, ...] = (
         "Ingress annotations (ALB)",
         "Ingress annotations (ALB)",
         "every `alb.ingress.kubernetes.io/*` health-check, target-type, port and protocol annotation, merged with "
-        "the backend Service's (the Service wins)",
+        "the backend Service's (the Service wins), `ip-address-type`, `target-group-attributes`, the IngressClass's "
+        "IngressClassParams; EKS Auto Mode's Ingresses against what Auto Mode supports",
         NODE_AND_CLUSTER,
         (
             R.INVALID_ANNOTATION,
@@ -122,9 +135,19 @@ REGISTRY: tuple[CheckSpec, ...] = (
             R.HEALTH_CHECK_PORT_NOT_IN_SERVICE,
             R.INTERVAL_SHORTER_THAN_TIMEOUT,
             R.BACKEND_NOT_FOUND,
+            R.INVALID_TARGET_GROUP_ATTRIBUTES,
+            R.IPV6_REQUIRES_DUALSTACK,
+            R.NODE_WITHOUT_IPV6_ADDRESS,
+            R.NOT_SUPPORTED_BY_AUTO_MODE,
             R.TOO_MANY_TARGET_GROUPS,
         ),
-        (R.INVALID_ANNOTATION, R.INVALID_SUCCESS_CODES, R.INSTANCE_TARGET_NEEDS_NODE_PORT),
+        (
+            R.INVALID_ANNOTATION,
+            R.INVALID_SUCCESS_CODES,
+            R.INSTANCE_TARGET_NEEDS_NODE_PORT,
+            R.IPV6_REQUIRES_DUALSTACK,
+            R.NOT_SUPPORTED_BY_AUTO_MODE,
+        ),
         Needs.NOTHING,
         lb_annotations.evaluate_ingress,
         frozenset({"plans"}),
@@ -133,7 +156,8 @@ REGISTRY: tuple[CheckSpec, ...] = (
         Check.SERVICE_ANNOTATIONS,
         "Service annotations (NLB)",
         "Service annotations (NLB)",
-        "every `service.beta.kubernetes.io/aws-load-balancer-*` health-check annotation",
+        "every `service.beta.kubernetes.io/aws-load-balancer-*` health-check annotation, `ip-address-type` against "
+        "the Service's IP families, `target-group-attributes`; EKS Auto Mode's Services against what it supports",
         NODE_AND_CLUSTER,
         (
             R.INVALID_ANNOTATION,
@@ -142,11 +166,55 @@ REGISTRY: tuple[CheckSpec, ...] = (
             R.HEALTH_CHECK_PORT_NOT_IN_SERVICE,
             R.INTERVAL_SHORTER_THAN_TIMEOUT,
             R.PATH_IGNORED_FOR_TCP_HEALTH_CHECK,
+            R.INVALID_TARGET_GROUP_ATTRIBUTES,
+            R.IPV6_REQUIRES_DUALSTACK,
+            R.NODE_WITHOUT_IPV6_ADDRESS,
+            R.NOT_SUPPORTED_BY_AUTO_MODE,
             R.TOO_MANY_TARGET_GROUPS,
         ),
         (R.PATH_IGNORED_FOR_TCP_HEALTH_CHECK, R.INTERVAL_SHORTER_THAN_TIMEOUT),
         Needs.NOTHING,
         lb_annotations.evaluate_service,
+        frozenset({"plans"}),
+    ),
+    CheckSpec(
+        Check.GATEWAY_CONFIG,
+        "Gateway API routes and TargetGroupConfigurations",
+        "Gateway API routes and TargetGroupConfigurations",
+        "each route of a `gateway.k8s.aws/alb` or `/nlb` GatewayClass: its parents (attached, accepted), its "
+        "backend Services and ports, the TargetGroupConfigurations merged as the controller merges them (the "
+        "Service's over the Gateway's or GatewayClass's default, shallow unless `mergingMode`), their health "
+        "checks and target-group attributes",
+        NODE_AND_CLUSTER,
+        (
+            R.INVALID_CONFIGURATION,
+            R.INVALID_SUCCESS_CODES,
+            R.INTERVAL_SHORTER_THAN_TIMEOUT,
+            R.HEALTH_CHECK_PORT_NOT_IN_SERVICE,
+            R.INSTANCE_TARGET_NEEDS_NODE_PORT,
+            R.INVALID_TARGET_GROUP_ATTRIBUTES,
+            R.BACKEND_NOT_FOUND,
+            R.GATEWAY_NOT_FOUND,
+            R.ROUTE_NOT_ATTACHED,
+            R.ROUTE_NOT_ACCEPTED,
+            R.LOAD_BALANCER_CONFIGURATION_NOT_FOUND,
+            R.TARGET_GROUP_CONFIGURATION_NOT_FOUND,
+            R.CONFLICTING_TARGET_GROUP_CONFIGURATIONS,
+            R.HEALTH_CHECK_CONFIG_REPLACES_DEFAULT,
+            R.UDP_HEALTH_CHECK_IS_TCP,
+            R.IPV6_REQUIRES_DUALSTACK,
+            R.NODE_WITHOUT_IPV6_ADDRESS,
+            R.TOO_MANY_TARGET_GROUPS,
+        ),
+        (
+            R.ROUTE_NOT_ATTACHED,
+            R.BACKEND_NOT_FOUND,
+            R.HEALTH_CHECK_CONFIG_REPLACES_DEFAULT,
+            R.CONFLICTING_TARGET_GROUP_CONFIGURATIONS,
+            R.INVALID_CONFIGURATION,
+        ),
+        Needs.NOTHING,
+        lb_annotations.evaluate_gateway,
         frozenset({"plans"}),
     ),
     CheckSpec(
@@ -214,9 +282,10 @@ REGISTRY: tuple[CheckSpec, ...] = (
     CheckSpec(
         Check.HEALTH_PROBE,
         "Health check tested by hand (curl / nc)",
-        "test the health check by hand (`curl`, `nc`)",
+        "test the health check by hand (`curl`, `nc`, `grpcurl`)",
         "each pod (and an instance target's NodePort on its node) exactly as each of its target groups checks "
-        "it: path, port, protocol, success codes, timeout, thresholds",
+        "it: path, port, protocol (HTTP/1.1, gRPC over HTTP/2, TCP; over IPv4 or IPv6), success codes, timeout, "
+        "thresholds",
         NODE,
         (
             R.CONNECTION_REFUSED,
@@ -348,6 +417,25 @@ REGISTRY: tuple[CheckSpec, ...] = (
         Needs.AWS,
         elb_target_health.evaluate,
         frozenset({"aws"}),
+    ),
+    CheckSpec(
+        Check.ROLLOUT,
+        "Deregistration delay vs pod termination (rollouts)",
+        "the 5xx window during rollouts and node churn",
+        "each ip target group's deregistration delay (`deregistration_delay.timeout_seconds`, 300 s by default) "
+        "against its pods' `terminationGracePeriodSeconds` and preStop hooks; with AWS, targets still registered "
+        "(draining) whose pod or node is gone or past its grace period",
+        CLUSTER,
+        (
+            R.NO_PRE_STOP_HOOK,
+            R.GRACE_PERIOD_SHORTER_THAN_DEREGISTRATION_DELAY,
+            R.PRE_STOP_LONGER_THAN_GRACE_PERIOD,
+            R.TERMINATED_WHILE_REGISTERED,
+        ),
+        (R.NO_PRE_STOP_HOOK, R.GRACE_PERIOD_SHORTER_THAN_DEREGISTRATION_DELAY, R.TERMINATED_WHILE_REGISTERED),
+        Needs.NOTHING,
+        rollout.evaluate,
+        frozenset({"services", "aws"}),
     ),
 )
 

@@ -1,4 +1,4 @@
-"""The demo's "pods": tiny HTTP servers on 127.0.0.0/8 addresses, each with a behaviour from the runbook."""
+"""The demo's "pods": tiny HTTP (or gRPC) servers on 127.0.0.0/8 addresses, each with a behaviour from the runbook."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 
 _REASONS = {200: "OK", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
 
@@ -18,6 +23,8 @@ class Behaviour:
     delay: float = 0.0
     flap_period: float = 0.0  # >0: healthy for the first half of each period, 500 for the second
     started: float = field(default_factory=time.monotonic)
+    # A gRPC server (HTTP/2 cleartext) implementing only these methods; others answer grpc-status 12.
+    grpc_methods: frozenset[str] | None = None
 
     def answer(self, path: str) -> int:
         if self.flap_period and (time.monotonic() - self.started) % self.flap_period >= self.flap_period / 2:
@@ -31,7 +38,8 @@ class App:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.ip, self.port)
+        handler = self._handle if self.behaviour.grpc_methods is None else self._handle_grpc
+        self._server = await asyncio.start_server(handler, self.ip, self.port)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -62,3 +70,50 @@ class App:
             pass
         finally:
             writer.close()
+
+    async def _handle_grpc(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A gRPC server's answers, as grpc-go or grpcio give them: a trailers-only UNIMPLEMENTED for an unknown
+        method, a HealthCheckResponse{SERVING} with status 0 for an implemented one."""
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        methods = self.behaviour.grpc_methods or frozenset()
+        paths: dict[int, str] = {}
+        received = 0
+        try:
+            while data := await asyncio.wait_for(reader.read(65536), 5.0):
+                received += len(data)
+                if received > 1 << 20:
+                    break
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        found = [value for name, value in event.headers or [] if name in (":path", b":path")]
+                        paths[event.stream_id] = str(found[0]) if found else ""
+                    elif isinstance(event, h2.events.StreamEnded):
+                        self._grpc_answer(conn, event.stream_id, paths.get(event.stream_id, ""), methods)
+                writer.write(conn.data_to_send())
+                await writer.drain()
+        except (TimeoutError, ConnectionError, h2.exceptions.ProtocolError):
+            pass
+        except asyncio.CancelledError:
+            pass  # shutdown; see _handle
+        finally:
+            writer.close()
+
+    @staticmethod
+    def _grpc_answer(conn: h2.connection.H2Connection, stream: int, path: str, methods: frozenset[str]) -> None:
+        if path not in methods:
+            conn.send_headers(
+                stream,
+                [
+                    (":status", "200"),
+                    ("content-type", "application/grpc"),
+                    ("grpc-status", "12"),
+                    ("grpc-message", "unknown method"),
+                ],
+                end_stream=True,
+            )
+            return
+        conn.send_headers(stream, [(":status", "200"), ("content-type", "application/grpc")])
+        conn.send_data(stream, b"\x00\x00\x00\x00\x02\x08\x01")  # HealthCheckResponse{status: SERVING}
+        conn.send_headers(stream, [("grpc-status", "0")], end_stream=True)

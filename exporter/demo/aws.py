@@ -20,10 +20,11 @@ What it holds (the VPC is the demo's 127.N/16, so pod IPs are VPC addresses):
 
 Seeded faults: ALB ``reviews`` uses its own frontend security group without backend rules, so the
 cluster's group has no rule for it; NLB ``ledger`` sits in the internal subnets, whose traffic the node
-subnets' network ACL denies on the health-check port.
+subnets' network ACL denies on the health-check port; NLB ``notifications`` still drains the target of a
+pod its last rollout killed (the rollout window, seen).
 
-The load balancer: every target group's health check runs for real against the demo's apps (HTTP GET or
-TCP connect, the target group's path, codes, timeout and thresholds), except where a seeded fault drops
+The load balancer: every target group's health check runs for real against the demo's apps (HTTP GET, TCP
+connect or a gRPC call, the target group's path, codes, timeout and thresholds), except where a seeded fault drops
 the packets (a timeout), and kube-proxy's answers for instance targets are derived from the endpoints.
 Verdicts and reasons are AWS's (``Target.Timeout``, ``Target.ResponseCodeMismatch``,
 ``Target.FailedHealthChecks``) and reach moto's DescribeTargetHealth through ``MotoTargetHealth``; every
@@ -52,8 +53,10 @@ from exporter.fakeapi import ClusterState
 from exporter.kube import convert
 from exporter.lb.healthcheck import ALB, INSTANCE, TCP, ControllerConfig, HealthCheckSpec
 from exporter.lb.plan import plan_all
-from exporter.model.results import Status
+from exporter.model.probe import ProbeRequest
+from exporter.model.results import Reason, Status
 from exporter.model.snapshot import ClusterSnapshot
+from exporter.probes.grpc import probe_grpc
 
 log = structlog.get_logger("lbdoctor.demo.aws")
 
@@ -282,6 +285,8 @@ class DemoAws:
             )
             self.instances[name] = reservation["Instances"][0]["InstanceId"]
         pod_ips = [f"{net}.{spec.host}" for scenario in cluster.SCENARIOS for spec in scenario.pods]
+        # The VPC CNI keeps a departed pod's address on the node's ENI for a while (its warm pool).
+        pod_ips += [f"{net}.{s.departed}" for s in cluster.SCENARIOS if s.departed]
         addresses = [{"PrivateIpAddress": f"{net}.0.11", "Primary": True}] + [
             {"PrivateIpAddress": ip, "Primary": False} for ip in pod_ips
         ]
@@ -421,6 +426,15 @@ class DemoAws:
                     ]
                 if targets:
                     elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": t.id, "Port": t.port} for t in targets])
+                if scenario.departed and not instance:
+                    # A pod of the last rollout: deleted, killed after its 30 s grace, its target still draining.
+                    gone = f"{self.net}.{scenario.departed}"
+                    elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": gone, "Port": traffic_port}])
+                    self.health.set(
+                        arn,
+                        gone,
+                        Verdict("draining", "Target.DeregistrationInProgress", "Target deregistration is in progress"),
+                    )
                 self.groups.append(
                     _Group(
                         name, arn, backend.lb, lb_arn, spec, scenario, targets, hc_port, scenario.aws_fault is not None
@@ -505,6 +519,8 @@ class DemoAws:
                 return ("refused", None)  # no endpoint: kube-proxy rejects the connection
             return await _probe(spec, f"{self.net}.{ready[0].host}", scenario.target_port)
         port = group.hc_port if group.hc_port is not None else target.port
+        if spec.protocol_version == "GRPC":
+            return await _probe_grpc(spec, target.id, port)
         return await _probe(spec, target.id, port)
 
     @staticmethod
@@ -623,6 +639,25 @@ def _binding(name: str, arn: str, target_type: str, service: str, labels: dict[s
         "spec": {"targetGroupARN": arn, "targetType": target_type, "serviceRef": {"name": service, "port": 80}},
         "status": {"observedGeneration": 1},
     }
+
+
+async def _probe_grpc(spec: HealthCheckSpec, ip: str, port: int) -> tuple[str, int | None] | None:
+    """A gRPC health check as the ALB sends it (HTTP/2, judged by grpc-status): lbdoctor's own prober."""
+    request = ProbeRequest(
+        spec.protocol,
+        ip,
+        port,
+        float(spec.timeout),
+        path=spec.path or "/AWS.ALB/healthcheck",
+        success_ranges=spec.success_codes.ranges if spec.success_codes else ((12, 12),),
+        protocol_version="GRPC",
+    )
+    outcome = await probe_grpc(request)
+    if outcome.success:
+        return None
+    if outcome.grpc_status is not None:
+        return ("code", outcome.grpc_status)
+    return ("timeout", None) if outcome.reason is Reason.TIMEOUT else ("invalid", None)
 
 
 async def _probe(spec: HealthCheckSpec, ip: str, port: int) -> tuple[str, int | None] | None:

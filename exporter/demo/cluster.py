@@ -57,18 +57,39 @@ class Scenario:
     target_port: int = APP_PORT
     service_type: str | None = None  # None: ClusterIP for ALB (ip targets), LoadBalancer for NLB
     traffic_policy: str = "Cluster"
+    # How traffic reaches the pods: "ingress" (ALB) / "service" (NLB) through the AWS Load Balancer Controller,
+    # "gateway" (an HTTPRoute on the controller's ALB Gateway, with a TargetGroupConfiguration of the Service),
+    # "auto-mode" (an Ingress of EKS Auto Mode's IngressClass).
+    front: str = ""
+    tgc: dict[str, Any] | None = None  # gateway: the Service's TargetGroupConfiguration defaultConfiguration
+    pre_stop: bool = True  # the pods sleep in preStop before SIGTERM
+    grace: int = 45  # terminationGracePeriodSeconds
+
+    @property
+    def kind(self) -> str:
+        """The owner kind lbdoctor reports the load balancer's results on."""
+        if self.front == "gateway":
+            return "HTTPRoute"
+        return "Ingress" if self.lb == "alb" else "Service"
+
     # With the demo's AWS (the demo extra): the fault seeded on the load balancer's network path, if any,
     # and what the cluster role reports from AWS (check, reason).
     aws_fault: str | None = None  # "security_group" | "nacl"
     aws: tuple[tuple[str, str], ...] = ()
     aws_case: str = ""  # the AWS side's case, in words, for the banner
     readiness_gate: bool = False  # its pods carry the controller's target-health readiness gate
+    # With the demo's AWS: a pod of the last rollout, gone, whose target still drains (the host part of its IP)
+    departed: str | None = None
 
 
+# Every demo load balancer drains its targets for 30 s and every pod outlives that (preStop sleep 10 s, grace
+# 45 s), as the rollout check asks, except the one scenario that shows the window.
+_DRAIN = "deregistration_delay.timeout_seconds=30"
 _FAST_ALB = {
     ALB + "target-type": "ip",
     ALB + "healthcheck-interval-seconds": "5",
     ALB + "healthcheck-timeout-seconds": "2",
+    ALB + "target-group-attributes": _DRAIN,
 }
 _FAST_NLB = {
     NLB + "type": "external",
@@ -77,6 +98,7 @@ _FAST_NLB = {
     NLB + "healthcheck-timeout": "2",
     NLB + "healthcheck-healthy-threshold": "2",
     NLB + "healthcheck-unhealthy-threshold": "2",
+    NLB + "target-group-attributes": _DRAIN,
 }
 _HTTP_NLB = {**_FAST_NLB, NLB + "healthcheck-protocol": "http"}
 
@@ -264,7 +286,84 @@ SCENARIOS: tuple[Scenario, ...] = (
         aws_case="the NLB says Target.FailedHealthChecks, our probe from the node passes: the network path, a "
         "network ACL",
     ),
+    Scenario(
+        "ratings",
+        "alb",
+        "an HTTPRoute whose Service TargetGroupConfiguration sets healthCheckConfig, replacing the Gateway default's "
+        "whole block: its path /healthz is lost, and / answers 404",
+        "health_probe",
+        "ResponseCodeMismatch",
+        (PodSpec("ratings-5d4c3-vwxyz", _ip(14, 0), Behaviour(paths=frozenset({"/healthz"}))),),
+        front="gateway",
+        tgc={"healthCheckConfig": {"healthCheckInterval": 5, "healthCheckTimeout": 2}},
+        cluster_check="gateway_config",
+        cluster_reason="HealthCheckConfigReplacesDefault",
+    ),
+    Scenario(
+        "wishlist",
+        "alb",
+        "an Ingress of Auto Mode's IngressClass (ip targets by default) sets group.name, which Auto Mode ignores",
+        "ingress_annotations",
+        "NotSupportedByAutoMode",
+        (PodSpec("wishlist-8c7b6-abcde", _ip(15, 0), Behaviour()),),
+        {
+            ALB + "healthcheck-path": "/healthz",
+            ALB + "healthcheck-interval-seconds": "5",
+            ALB + "healthcheck-timeout-seconds": "2",
+            ALB + "target-group-attributes": _DRAIN,
+            ALB + "group.name": "shop",
+        },
+        front="auto-mode",
+        cluster_check="ingress_annotations",
+        cluster_reason="NotSupportedByAutoMode",
+    ),
+    Scenario(
+        "pricing",
+        "alb",
+        "a gRPC health check expects status 0, but the server does not implement the default /AWS.ALB/healthcheck "
+        "and answers 12 (UNIMPLEMENTED)",
+        "health_probe",
+        "ResponseCodeMismatch",
+        (
+            PodSpec(
+                "pricing-2b1a0-fghij",
+                _ip(16, 0),
+                Behaviour(grpc_methods=frozenset({"/grpc.health.v1.Health/Check"})),
+            ),
+        ),
+        {**_FAST_ALB, ALB + "backend-protocol-version": "GRPC", ALB + "success-codes": "0"},
+        aws=(("elb_target_health", "Target.ResponseCodeMismatch"),),
+        aws_case="the ALB's gRPC check gets status 12 too: the application's side",
+    ),
+    Scenario(
+        "notifications",
+        "nlb",
+        "targets drain for 300 s (the default delay), but the pods have no preStop hook and are killed 30 s after "
+        "deletion: every rollout cuts requests",
+        "health_probe",
+        None,
+        (PodSpec("notifications-6e5f4-klmno", _ip(17, 0), Behaviour()),),
+        {k: v for k, v in _HTTP_NLB.items() if k != NLB + "target-group-attributes"},
+        cluster_check="rollout",
+        cluster_reason="GracePeriodShorterThanDeregistrationDelay",
+        pre_stop=False,
+        grace=30,
+        aws=(("rollout", "TerminatedWhileRegistered"),),
+        aws_case="a pod of the last rollout is gone while its target still drains: the window, seen",
+        departed=_ip(17, 8),
+    ),
 )
+
+# The controller's ALB Gateway in namespace shop, with defaults (ip targets, /healthz every 5 s) for its routes.
+GATEWAY_CLASS = "aws-alb"
+GATEWAY = "shop"
+GATEWAY_DEFAULTS = {
+    "targetType": "ip",
+    "healthCheckConfig": {"healthCheckPath": "/healthz", "healthCheckInterval": 5, "healthCheckTimeout": 2},
+    "targetGroupAttributes": [{"key": "deregistration_delay.timeout_seconds", "value": "30"}],
+}
+# EKS Auto Mode's IngressClass and its parameters.
+AUTO_MODE_CLASS = "eks-alb"
 
 # Namespace label that makes the controller's webhook inject readiness gates into new pods.
 READINESS_GATE_INJECT = {"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"}
@@ -343,11 +442,13 @@ def pod_object(
     ]
     pod_spec: dict[str, Any] = {
         "nodeName": NODE,
+        "terminationGracePeriodSeconds": scenario.grace,
         "containers": [
             {
                 "name": "app",
                 "image": f"example/{scenario.name}:1.4.2",
                 "ports": [{"name": "http", "containerPort": scenario.container_port}],
+                **({"lifecycle": {"preStop": {"sleep": {"seconds": 10}}}} if scenario.pre_stop else {}),
             }
         ],
     }
@@ -433,7 +534,12 @@ def _controller() -> Iterator[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "namespace": CONTROLLER_NAMESPACE, "labels": labels},
-            "spec": {"nodeName": OTHER_NODES[0], "containers": [{"name": "controller"}]},
+            "spec": {
+                "nodeName": OTHER_NODES[0],
+                "containers": [
+                    {"name": "controller", "image": "public.ecr.aws/eks/aws-load-balancer-controller:v2.14.0"}
+                ],
+            },
             "status": {"phase": "Running", "podIP": "10.0.2.17"},
         }
 
@@ -474,7 +580,7 @@ def _ingress(scenario: Scenario) -> dict[str, Any]:
         "kind": "Ingress",
         "metadata": {"name": scenario.name, "namespace": NAMESPACE, "annotations": dict(scenario.annotations)},
         "spec": {
-            "ingressClassName": "alb",
+            "ingressClassName": AUTO_MODE_CLASS if scenario.front == "auto-mode" else "alb",
             "rules": [
                 {
                     "host": f"{scenario.name}.shop.example.com",
@@ -491,6 +597,81 @@ def _ingress(scenario: Scenario) -> dict[str, Any]:
             ],
         },
     }
+
+
+def _gateway() -> Iterator[dict[str, Any]]:
+    """The controller's ALB GatewayClass, a Gateway with a LoadBalancerConfiguration naming a default
+    TargetGroupConfiguration, and EKS Auto Mode's IngressClass with its IngressClassParams."""
+    yield {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GatewayClass",
+        "metadata": {"name": GATEWAY_CLASS},
+        "spec": {"controllerName": "gateway.k8s.aws/alb"},
+        "status": {"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": ""}]},
+    }
+    yield {
+        "apiVersion": "gateway.k8s.aws/v1",
+        "kind": "TargetGroupConfiguration",
+        "metadata": {"name": "shop-gateway-defaults", "namespace": NAMESPACE},
+        "spec": {"defaultConfiguration": GATEWAY_DEFAULTS},
+    }
+    yield {
+        "apiVersion": "gateway.k8s.aws/v1",
+        "kind": "LoadBalancerConfiguration",
+        "metadata": {"name": "shop-gateway", "namespace": NAMESPACE},
+        "spec": {"scheme": "internet-facing", "defaultTargetGroupConfiguration": {"name": "shop-gateway-defaults"}},
+    }
+    yield {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": GATEWAY, "namespace": NAMESPACE},
+        "spec": {
+            "gatewayClassName": GATEWAY_CLASS,
+            "infrastructure": {
+                "parametersRef": {
+                    "group": "gateway.k8s.aws",
+                    "kind": "LoadBalancerConfiguration",
+                    "name": "shop-gateway",
+                }
+            },
+            "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+        },
+    }
+    yield {
+        "apiVersion": "eks.amazonaws.com/v1",
+        "kind": "IngressClassParams",
+        "metadata": {"name": AUTO_MODE_CLASS},
+        "spec": {"scheme": "internet-facing"},
+    }
+    yield {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": AUTO_MODE_CLASS},
+        "spec": {
+            "controller": "eks.amazonaws.com/alb",
+            "parameters": {"apiGroup": "eks.amazonaws.com", "kind": "IngressClassParams", "name": AUTO_MODE_CLASS},
+        },
+    }
+
+
+def _route(scenario: Scenario) -> Iterator[dict[str, Any]]:
+    yield {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": scenario.name, "namespace": NAMESPACE},
+        "spec": {
+            "parentRefs": [{"name": GATEWAY}],
+            "hostnames": [f"{scenario.name}.shop.example.com"],
+            "rules": [{"backendRefs": [{"name": scenario.name, "port": 80}]}],
+        },
+    }
+    if scenario.tgc is not None:
+        yield {
+            "apiVersion": "gateway.k8s.aws/v1",
+            "kind": "TargetGroupConfiguration",
+            "metadata": {"name": scenario.name, "namespace": NAMESPACE},
+            "spec": {"targetReference": {"name": scenario.name}, "defaultConfiguration": scenario.tgc},
+        }
 
 
 # The instances behind the nodes when there is no AWS side (the demo's moto gives them ids of its own).
@@ -535,10 +716,13 @@ def objects(
         "metadata": {"name": "alb"},
         "spec": {"controller": "ingress.k8s.aws/alb"},
     }
+    yield from _gateway()
     for index, scenario in enumerate(SCENARIOS):
         yield _service(scenario, index)
         yield endpoint_slice(scenario, net)
-        if scenario.lb == "alb":
+        if scenario.front == "gateway":
+            yield from _route(scenario)
+        elif scenario.lb == "alb":
             yield _ingress(scenario)
         for spec in scenario.pods:
             yield pod_object(scenario, spec, net, created)

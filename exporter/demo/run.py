@@ -72,7 +72,8 @@ def _banner(
         )
     lines += ["", "Load-balanced services in namespace 'shop' and what lbdoctor should find:"]
     for scenario in cluster.SCENARIOS:
-        lines.append(f"  {scenario.lb.upper()} {scenario.name:<16} {scenario.case}  ->  {_found(scenario)}")
+        via = {"gateway": "[Gateway API] ", "auto-mode": "[EKS Auto Mode] "}.get(scenario.front, "")
+        lines.append(f"  {scenario.lb.upper()} {scenario.name:<16} {via}{scenario.case}  ->  {_found(scenario)}")
     lines.append(
         f"  and the AWS Load Balancer Controller in {cluster.CONTROLLER_NAMESPACE}: its logs show AccessDenied for "
         f"{cluster.CONTROLLER_DENIED_ACTION}  ->  controller: ControllerAccessDenied"

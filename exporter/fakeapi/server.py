@@ -41,6 +41,8 @@ _PROXY_MAX = 64 * 1024 * 1024
 # credentials: the backend never sees the user's token).
 _PROXIED_REQUEST = ("Accept", "Accept-Encoding", "If-None-Match")
 _PROXIED_RESPONSE = ("Content-Type", "Content-Encoding", "ETag", "Vary", "Cache-Control", "Retry-After")
+# API discovery: /api/v1 and /apis/GROUP/VERSION list the resources served there (open to every user).
+_DISCOVERY = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/?$")
 
 
 @dataclass
@@ -184,12 +186,19 @@ class FakeApiServer:
         proxy = _SERVICE_PROXY.match(request.raw_path.split("?", 1)[0])
         if proxy is not None:
             return await self._service_proxy(request, proxy["ns"], proxy["id"], proxy["rest"] or "/")
+        discovery = _DISCOVERY.match(request.path)
+        if discovery is not None and request.method == "GET":
+            return self._discovery("v1" if discovery["core"] else f"{discovery['group']}/{discovery['version']}")
         match = _PATH.match(request.path)
         if match is None:
             return _status(404, "NotFound", "the server could not find the requested resource")
         group_version = "v1" if match["core"] else f"{match['group']}/{match['version']}"
         kind = next((k for k in KINDS if k.group_version == group_version and k.plural == match["plural"]), None)
         if kind is None or kind.key in self.state.disabled_kinds:
+            if request.method == "GET" and match["plural"] in self.forbidden and not match["name"]:
+                # A real API server authorizes before it routes: a forbidden list of a CRD that is not installed
+                # is a 403 too.
+                return _status(403, "Forbidden", f"{match['plural']} is forbidden")
             return _status(404, "NotFound", "the server could not find the requested resource")
         is_watch = request.query.get("watch") in ("true", "1")
         fault = self._fault(request, is_watch)
@@ -299,6 +308,22 @@ class FakeApiServer:
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             # What the real one answers when it cannot reach the endpoint.
             return _status(503, "ServiceUnavailable", f"error trying to reach service: {error}")
+
+    def _discovery(self, group_version: str) -> web.Response:
+        served = [k for k in KINDS if k.group_version == group_version and k.key not in self.state.disabled_kinds]
+        if not served:
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        return web.json_response(
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": group_version,
+                "resources": [
+                    {"name": k.plural, "kind": k.kind, "namespaced": k.namespaced, "verbs": ["get", "list", "watch"]}
+                    for k in served
+                ],
+            }
+        )
 
     def _list(self, request: web.Request, kind: Kind, namespace: str | None) -> web.Response:
         # Paged lists of a big cluster ask for the same list once per page: keep it while nothing changes.

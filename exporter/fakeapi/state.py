@@ -43,6 +43,19 @@ KINDS: tuple[Kind, ...] = (
     Kind("apps/v1", "daemonsets", "DaemonSet"),
     Kind("coordination.k8s.io/v1", "leases", "Lease"),
     Kind("elbv2.k8s.aws/v1beta1", "targetgroupbindings", "TargetGroupBinding"),
+    Kind("elbv2.k8s.aws/v1beta1", "ingressclassparams", "IngressClassParams", namespaced=False),
+    # Gateway API (v1.6: every route kind is v1) and the AWS Load Balancer Controller's Gateway CRDs
+    Kind("gateway.networking.k8s.io/v1", "gatewayclasses", "GatewayClass", namespaced=False),
+    Kind("gateway.networking.k8s.io/v1", "gateways", "Gateway"),
+    Kind("gateway.networking.k8s.io/v1", "httproutes", "HTTPRoute"),
+    Kind("gateway.networking.k8s.io/v1", "grpcroutes", "GRPCRoute"),
+    Kind("gateway.networking.k8s.io/v1", "tcproutes", "TCPRoute"),
+    Kind("gateway.networking.k8s.io/v1", "udproutes", "UDPRoute"),
+    Kind("gateway.networking.k8s.io/v1", "tlsroutes", "TLSRoute"),
+    Kind("gateway.k8s.aws/v1", "targetgroupconfigurations", "TargetGroupConfiguration"),
+    Kind("gateway.k8s.aws/v1", "loadbalancerconfigurations", "LoadBalancerConfiguration"),
+    # EKS Auto Mode (served only where Auto Mode is enabled; tests disable it to see a cluster without)
+    Kind("eks.amazonaws.com/v1", "ingressclassparams", "IngressClassParams", namespaced=False),
 )
 KINDS_BY_KEY = {k.key: k for k in KINDS}
 KINDS_BY_OBJECT = {(k.group_version, k.kind): k for k in KINDS}

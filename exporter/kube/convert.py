@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from exporter.model.objects import (
@@ -31,6 +32,7 @@ from exporter.model.objects import (
     ObjectMeta,
     Pod,
     PodCondition,
+    PreStopHook,
     Service,
     ServicePort,
     TargetGroupBinding,
@@ -128,7 +130,49 @@ def meta(
         labels=_EMPTY if no_labels else _map(m.get("labels"), labels),
         annotations=_map(m.get("annotations"), READ_ANNOTATIONS) if annotations else _EMPTY,
         deleting=bool(m.get("deletionTimestamp")),
+        deletion_deadline=timestamp(m.get("deletionTimestamp")),
     )
+
+
+def timestamp(value: Any) -> float | None:
+    """An RFC 3339 time (``2026-11-27T00:00:00Z``) as Unix time; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _pre_stop(container: Json) -> PreStopHook | None:
+    """A container's preStop hook; None without one (most pods: nothing is kept for them)."""
+    hook = _obj(_obj(container.get("lifecycle")).get("preStop"))
+    if not hook:
+        return None
+    name = str(container.get("name") or "")
+    sleep = _obj(hook.get("sleep"))
+    if sleep:
+        return PreStopHook(name, "sleep", float(_int(sleep.get("seconds")) or 0))
+    command = _list(_obj(hook.get("exec")).get("command"))
+    if command:
+        return PreStopHook(name, "exec", _sleep_seconds([str(part) for part in command[:16]]))
+    for action in ("httpGet", "tcpSocket"):
+        if action in hook:
+            return PreStopHook(name, action)
+    return None
+
+
+def _sleep_seconds(command: list[str]) -> float | None:
+    """N of an exec hook that is ``sleep N`` (directly or via ``sh -c "sleep N"``); None otherwise."""
+    words = " ".join(command[-1:] if len(command) >= 3 and command[-2] == "-c" else command).split()
+    for index, word in enumerate(words[:-1]):
+        if word.rsplit("/", 1)[-1] == "sleep":
+            number = words[index + 1].rstrip(";")
+            try:
+                return float(number.removesuffix("s"))
+            except ValueError:
+                return None
+    return None
 
 
 def agent_pod(raw: Json) -> AgentPod:
@@ -189,6 +233,8 @@ def pod(raw: Json) -> Pod:
         for c in (_list(status.get("conditions")) if gates else ())
         if isinstance(c, dict) and c.get("type") in gates
     )
+    grace = _int(spec.get("terminationGracePeriodSeconds"))
+    ips = tuple(str(_obj(a).get("ip")) for a in _list(status.get("podIPs"))[:2] if _obj(a).get("ip"))
     return Pod(
         meta=meta(raw, annotations=False),  # pod annotations are never read
         node_name=_opt_text(spec.get("nodeName")),
@@ -199,6 +245,9 @@ def pod(raw: Json) -> Pod:
         conditions=conditions,
         readiness_gates=gates,
         host_network=bool(spec.get("hostNetwork")),
+        pod_ips=ips if len(ips) > 1 else (),  # kept only for dual-stack pods; pod_ip is the one address otherwise
+        termination_grace=30 if grace is None else grace,
+        pre_stop=tuple(hook for c in _list(spec.get("containers")) if (hook := _pre_stop(_obj(c))) is not None),
         created=(_obj(raw.get("metadata")).get("creationTimestamp") or None) if gates else None,
     )
 
@@ -218,6 +267,7 @@ def service(raw: Json) -> Service:
                 target_port=_int_or_str(p.get("targetPort"), number),
                 protocol=_text(p.get("protocol") or "TCP"),
                 node_port=_int(p.get("nodePort")),
+                app_protocol=p.get("appProtocol") or None,
             )
         )
     selector = spec.get("selector")
@@ -237,6 +287,18 @@ def service(raw: Json) -> Service:
         allocate_node_ports=spec.get("allocateLoadBalancerNodePorts") is not False,
         cluster_ips=cluster_ips,
         internal_traffic_policy=_text(spec.get("internalTrafficPolicy") or "Cluster"),
+        ip_families=tuple(_text(f) for f in _list(spec.get("ipFamilies")) if isinstance(f, str) and f),
+        lb_addresses=lb_addresses(raw),
+    )
+
+
+def lb_addresses(raw: Json) -> tuple[str, ...]:
+    """status.loadBalancer.ingress of a Service or an Ingress: the hostnames (or IPs) its load balancer got."""
+    entries = _list(_obj(_obj(raw.get("status")).get("loadBalancer")).get("ingress"))
+    return tuple(
+        str(_obj(e).get("hostname") or _obj(e).get("ip"))
+        for e in entries
+        if _obj(e).get("hostname") or _obj(e).get("ip")
     )
 
 
@@ -305,16 +367,26 @@ def ingress(raw: Json) -> Ingress:
             if found:
                 backends.append(found)
     return Ingress(
-        meta=meta(raw, no_labels=True), class_name=_opt_text(spec.get("ingressClassName")), backends=tuple(backends)
+        meta=meta(raw, no_labels=True),
+        class_name=_opt_text(spec.get("ingressClassName")),
+        backends=tuple(backends),
+        lb_addresses=lb_addresses(raw),
     )
 
 
 def ingress_class(raw: Json) -> IngressClass:
     m = meta(raw, no_labels=True)
+    spec = _obj(raw.get("spec"))
+    parameters = _obj(spec.get("parameters"))
     return IngressClass(
         meta=m,
-        controller=str(_obj(raw.get("spec")).get("controller") or ""),
+        controller=str(spec.get("controller") or ""),
         is_default=m.annotations.get("ingressclass.kubernetes.io/is-default-class") == "true",
+        parameters=(
+            (str(parameters.get("apiGroup") or ""), str(parameters.get("kind") or ""), str(parameters["name"]))
+            if parameters.get("name")
+            else None
+        ),
     )
 
 

@@ -30,6 +30,23 @@ class WatchTelemetry(Protocol):
     def error(self, component: str, kind: str) -> None: ...
 
 
+async def served(client: KubeClient, resource: Resource) -> bool:
+    """Whether the API server serves the resource at all, from discovery (open to every authenticated user).
+    An unauthorized list is answered 403 before the server looks whether the resource exists, so a CRD that
+    is not installed and a CRD RBAC hides look the same; discovery tells them apart. When discovery itself
+    fails, the resource is assumed served (and so reported forbidden, not absent)."""
+    path = "/api/v1" if resource.group_version == "v1" else f"/apis/{resource.group_version}"
+    try:
+        found = await client.get(path, timeout=10.0)
+    except ApiError as error:
+        return error.status != 404
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return True
+    plural = resource.plural or resource.name
+    listed = found.get("resources")
+    return not isinstance(listed, list) or any(isinstance(r, dict) and r.get("name") == plural for r in listed)
+
+
 class ResourceGone(Exception):
     """The watch's resourceVersion is too old (410 Gone): list again."""
 
@@ -115,6 +132,8 @@ class Reflector:
 
     async def _api_error(self, error: ApiError, version: str | None, verb: str) -> str | None:
         """Wait as the error deserves; returns the version to resume from (None: list again)."""
+        if error.status == 403 and self._resource.optional and not await served(self._client, self._resource):
+            error = ApiError(404, "NotFound", error.message)  # RBAC answers before routing: it is not there at all
         if error.status == 404 and self._resource.optional:
             if not self._store.absent:
                 log.info("resource not served; skipping it", resource=self._resource.name)

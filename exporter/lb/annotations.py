@@ -19,6 +19,9 @@ ALB_HC_TIMEOUT = ALB_PREFIX + "healthcheck-timeout-seconds"
 ALB_HEALTHY_THRESHOLD = ALB_PREFIX + "healthy-threshold-count"
 ALB_UNHEALTHY_THRESHOLD = ALB_PREFIX + "unhealthy-threshold-count"
 ALB_SUCCESS_CODES = ALB_PREFIX + "success-codes"
+ALB_TARGET_GROUP_ATTRIBUTES = ALB_PREFIX + "target-group-attributes"
+ALB_IP_ADDRESS_TYPE = ALB_PREFIX + "ip-address-type"  # Ingress only: ipv4 | dualstack | dualstack-without-public-ipv4
+ALB_GROUP_NAME = ALB_PREFIX + "group.name"
 LEGACY_INGRESS_CLASS = "kubernetes.io/ingress.class"
 
 # NLB (Service)
@@ -32,6 +35,35 @@ NLB_HC_TIMEOUT = NLB_PREFIX + "healthcheck-timeout"
 NLB_HEALTHY_THRESHOLD = NLB_PREFIX + "healthcheck-healthy-threshold"
 NLB_UNHEALTHY_THRESHOLD = NLB_PREFIX + "healthcheck-unhealthy-threshold"
 NLB_SUCCESS_CODES = NLB_PREFIX + "healthcheck-success-codes"
+NLB_TARGET_GROUP_ATTRIBUTES = NLB_PREFIX + "target-group-attributes"
+NLB_IP_ADDRESS_TYPE = NLB_PREFIX + "ip-address-type"  # ipv4 | dualstack
+
+# Target-group attributes lbdoctor reads (the rest are passed through untouched).
+DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
+DEREGISTRATION_DELAY_DEFAULT = 300  # seconds, AWS's default
+DEREGISTRATION_DELAY_RANGE = (0, 3600)
+
+# EKS Auto Mode: the controller names, its default target type, and the annotations it does not support
+# (Amazon EKS user guide, "Create an IngressClass to configure an Application Load Balancer" and "Use Service
+# Annotations to configure Network Load Balancers").
+AUTO_MODE_ALB_CONTROLLER = "eks.amazonaws.com/alb"
+AUTO_MODE_NLB_CLASS = "eks.amazonaws.com/nlb"
+AUTO_MODE_TARGET_TYPE = "ip"
+AUTO_MODE_UNSUPPORTED = {
+    LEGACY_INGRESS_CLASS: "use spec.ingressClassName",
+    ALB_GROUP_NAME: "set group.name in the IngressClassParams",
+    ALB_PREFIX + "waf-acl-id": "use WAF v2 (wafv2-acl-arn)",
+    ALB_PREFIX + "web-acl-id": "use WAF v2 (wafv2-acl-arn)",
+    ALB_PREFIX + "shield-advanced-protection": "Shield Advanced is not integrated with EKS Auto Mode",
+    NLB_TYPE: "use spec.loadBalancerClass",
+    NLB_PREFIX + "internal": f"use {NLB_PREFIX}scheme",
+    "service.beta.kubernetes.io/load-balancer-source-ranges": "use spec.loadBalancerSourceRanges",
+    NLB_PREFIX + "proxy-protocol": f"use {NLB_PREFIX}attributes",
+    NLB_PREFIX + "access-log-enabled": f"use {NLB_PREFIX}attributes",
+    NLB_PREFIX + "access-log-s3-bucket-name": f"use {NLB_PREFIX}attributes",
+    NLB_PREFIX + "access-log-s3-bucket-prefix": f"use {NLB_PREFIX}attributes",
+    NLB_PREFIX + "cross-zone-load-balancing-enabled": f"use {NLB_PREFIX}attributes",
+}
 
 # Ranges from the ELBv2 API (DescribeTargetGroups field documentation).
 INTERVAL_RANGE = (5, 300)

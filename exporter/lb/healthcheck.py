@@ -1,7 +1,8 @@
 """Derive the health check a target group really has, from annotations and the controller's defaults.
 
-Mirrors the AWS Load Balancer Controller (``pkg/ingress`` and ``pkg/service`` model builders; see
-docs/health-check-defaults.md §1-§5). An invalid annotation makes the controller fail to build
+Mirrors the AWS Load Balancer Controller (``pkg/ingress`` and ``pkg/service`` model builders; the defaults
+are written down in docs/health-check-defaults.md §1-§5, the front ends in docs/front-ends.md). An invalid
+annotation makes the controller fail to build
 its model; lbdoctor reports it and keeps probing with the default for that one field, so the rest
 of the runbook still runs.
 """
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from exporter.lb import annotations as ann
 from exporter.lb.successcodes import SuccessCodes, SuccessCodesError, parse_success_codes
+from exporter.model.gateway import IngressClassParams
 from exporter.model.objects import Ingress, Service
 from exporter.model.results import Check, Reason, Status
 
@@ -23,6 +25,13 @@ if TYPE_CHECKING:
 HTTP, HTTPS, TCP = "HTTP", "HTTPS", "TCP"
 IP, INSTANCE = "ip", "instance"
 ALB, NLB, TGB = "alb", "nlb", "tgb"
+IPV4, IPV6 = "ipv4", "ipv6"
+# Who reconciles a target group: the AWS Load Balancer Controller in the cluster, or EKS Auto Mode's, run by AWS.
+LBC, AUTO_MODE = "lbc", "eks-auto-mode"
+DUALSTACK_TYPES = ("dualstack", "dualstack-without-public-ipv4")
+# gRPC target groups (protocol version GRPC): the ALB's default health-check path and success code (UNIMPLEMENTED)
+GRPC_DEFAULT_PATH = "/AWS.ALB/healthcheck"
+GRPC_DEFAULT_CODES = "12"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,7 @@ class HealthCheckSpec:
     # instance targets + externalTrafficPolicy Local (NLB): the LB asks kube-proxy's
     # healthCheckNodePort on the node, not the pod.
     node_health_check: bool = False
+    ip_address_type: str = IPV4  # the target group's: ipv6 targets are checked at their IPv6 address
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,17 @@ class Problem:
 class Resolution:
     spec: HealthCheckSpec
     problems: tuple[Problem, ...] = ()
+    # target-group attributes as configured (annotations or TargetGroupConfiguration), e.g. the deregistration delay
+    attributes: tuple[tuple[str, str], ...] = ()
+
+    def attribute(self, key: str) -> str | None:
+        return next((value for name, value in self.attributes if name == key), None)
+
+    @property
+    def deregistration_delay(self) -> int:
+        """Seconds a deregistered target stays draining (AWS's default 300 s unless an attribute says otherwise)."""
+        value = self.attribute(ann.DEREGISTRATION_DELAY)
+        return int(value) if value is not None and value.isdigit() else ann.DEREGISTRATION_DELAY_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,9 @@ class ControllerConfig:
     default_target_type: str = INSTANCE  # --default-target-type
     load_balancer_class: str = "service.k8s.aws/nlb"  # --load-balancer-class
     ingress_controller: str = "ingress.k8s.aws/alb"  # IngressClass spec.controller
+    # EKS Auto Mode's built-in load balancing (IngressClass eks.amazonaws.com/alb, loadBalancerClass
+    # eks.amazonaws.com/nlb): it defaults to ip targets.
+    auto_mode_target_type: str = ann.AUTO_MODE_TARGET_TYPE
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ControllerConfig:
@@ -85,6 +109,7 @@ class _Reader:
     values: Mapping[str, str]
     where: Mapping[str, str]  # annotation -> "Service ns/name" or "Ingress ns/name"
     problems: list[Problem] = field(default_factory=list)
+    invalid_reason: Reason = Reason.INVALID_ANNOTATION  # a value the controller or AWS refuses
 
     def has(self, key: str) -> bool:
         return key in self.values
@@ -93,11 +118,11 @@ class _Reader:
         value = self.values.get(key)
         return None if value is None else value.strip()
 
-    def invalid(self, key: str, message: str, remedy: str, reason: Reason = Reason.INVALID_ANNOTATION) -> None:
+    def invalid(self, key: str, message: str, remedy: str, reason: Reason | None = None) -> None:
         self.problems.append(
             Problem(
                 check=self.check,
-                reason=reason,
+                reason=reason or self.invalid_reason,
                 status=Status.FAIL,
                 message=f"{key}={ann.quoted(self.values.get(key, ''))} on {self.where.get(key, 'the object')} "
                 f"{message}",
@@ -193,6 +218,35 @@ class _Reader:
             return default
         return value
 
+    def attributes(self, key: str) -> tuple[tuple[str, str], ...]:
+        """A ``k=v,k2=v2`` attribute map; a malformed entry or an out-of-range deregistration delay is reported."""
+        value = self.raw(key)
+        if not value:
+            return ()
+        found: dict[str, str] = {}
+        for item in value.split(","):
+            name, sep, setting = item.partition("=")
+            if not sep or not name.strip():
+                self.invalid(
+                    key,
+                    f"has {item.strip()!r}, which is not key=value",
+                    f"write {key} as key=value pairs separated by commas",
+                    reason=Reason.INVALID_TARGET_GROUP_ATTRIBUTES,
+                )
+                return tuple(found.items())
+            found[name.strip()] = setting.strip()
+        delay = found.get(ann.DEREGISTRATION_DELAY)
+        low, high = ann.DEREGISTRATION_DELAY_RANGE
+        if delay is not None and not (delay.isascii() and delay.isdigit() and low <= int(delay) <= high):
+            self.invalid(
+                key,
+                f"sets {ann.DEREGISTRATION_DELAY}={delay!r}, outside the {low}-{high} seconds AWS accepts",
+                f"set {ann.DEREGISTRATION_DELAY} to a number of seconds between {low} and {high}",
+                reason=Reason.INVALID_TARGET_GROUP_ATTRIBUTES,
+            )
+            del found[ann.DEREGISTRATION_DELAY]
+        return tuple(found.items())
+
     def path(self, key: str, default: str) -> str:
         value = self.raw(key)
         if value is None:
@@ -229,21 +283,62 @@ def _misspellings(reader: _Reader, family_prefix: str) -> None:
             )
 
 
+def is_auto_mode_service(service: Service) -> bool:
+    return service.load_balancer_class == ann.AUTO_MODE_NLB_CLASS
+
+
 def nlb_target_type(service: Service, controller: ControllerConfig) -> str:
     annotations = service.meta.annotations
-    if annotations.get(ann.NLB_TYPE, "").strip() == "nlb-ip":
+    auto_mode = is_auto_mode_service(service)
+    if annotations.get(ann.NLB_TYPE, "").strip() == "nlb-ip" and not auto_mode:
         return IP
     value = annotations.get(ann.NLB_TARGET_TYPE, "").strip().lower()
     if value in (IP, INSTANCE):
         return value
-    return controller.default_target_type
+    return controller.auto_mode_target_type if auto_mode else controller.default_target_type
+
+
+def _auto_mode_unsupported(reader: _Reader, annotations: Mapping[str, str], what: str) -> None:
+    for key in sorted(annotations):
+        instead = ann.AUTO_MODE_UNSUPPORTED.get(key)
+        if instead is not None:
+            reader.warn(
+                key,
+                Reason.NOT_SUPPORTED_BY_AUTO_MODE,
+                f"{what} is load-balanced by EKS Auto Mode, which does not support {key}: it is ignored",
+                instead,
+            )
+
+
+def _ip_address_type(reader: _Reader, service: Service | None, key: str, lb_type: str, owner: str) -> str:
+    """The target group's IP address type, as the controller derives it: IPv6 when the Service has an IPv6
+    family (even as its second), which needs a dual-stack load balancer."""
+    if service is None or not service.ipv6:
+        return IPV4
+    if lb_type not in DUALSTACK_TYPES:
+        reader.problems.append(
+            Problem(
+                check=reader.check,
+                reason=Reason.IPV6_REQUIRES_DUALSTACK,
+                status=Status.FAIL,
+                message=f"Service {service.meta.key} has ipFamilies {', '.join(service.ip_families)}, so its target "
+                f"group is IPv6, but the load balancer of {owner} is {lb_type}: the controller refuses it "
+                f"('unsupported IPv6 configuration, lb not dual-stack', FailedBuildModel)",
+                remedy=f"set {key}: dualstack, or make the Service single-stack IPv4 (ipFamilies: [IPv4])",
+                annotation=key,
+            )
+        )
+    return IPV6
 
 
 def resolve_nlb(service: Service, controller: ControllerConfig) -> Resolution:
-    """The health check of the NLB target groups the controller builds for a Service."""
+    """The health check of the NLB target groups the controller (or EKS Auto Mode) builds for a Service."""
     where = dict.fromkeys(service.meta.annotations, f"Service {service.meta.key}")
     reader = _Reader(Check.SERVICE_ANNOTATIONS, service.meta.annotations, where)
     _misspellings(reader, ann.NLB_PREFIX)
+    auto_mode = is_auto_mode_service(service)
+    if auto_mode:
+        _auto_mode_unsupported(reader, service.meta.annotations, f"Service {service.meta.key}")
     if reader.has(ann.NLB_TARGET_TYPE):
         reader.choice(ann.NLB_TARGET_TYPE, (IP, INSTANCE), controller.default_target_type)
     target_type = nlb_target_type(service, controller)
@@ -282,6 +377,9 @@ def resolve_nlb(service: Service, controller: ControllerConfig) -> Resolution:
             reason=Reason.INTERVAL_SHORTER_THAN_TIMEOUT,
         )
     _instance_needs_node_port(reader, service, target_type)
+    lb_type = reader.choice(ann.NLB_IP_ADDRESS_TYPE, (IPV4, "dualstack"), IPV4, fold=False)
+    ip_type = _ip_address_type(reader, service, ann.NLB_IP_ADDRESS_TYPE, lb_type, f"Service {service.meta.key}")
+    attributes = reader.attributes(ann.NLB_TARGET_GROUP_ATTRIBUTES)
     spec = HealthCheckSpec(
         lb=NLB,
         target_type=target_type,
@@ -294,15 +392,25 @@ def resolve_nlb(service: Service, controller: ControllerConfig) -> Resolution:
         healthy_threshold=healthy,
         unhealthy_threshold=unhealthy,
         node_health_check=local_instance and port == service.health_check_node_port,
+        ip_address_type=ip_type,
     )
-    return Resolution(spec, tuple(reader.problems))
+    return Resolution(spec, tuple(reader.problems), attributes)
 
 
-def resolve_alb(ingress: Ingress, service: Service | None, controller: ControllerConfig) -> Resolution:
+def resolve_alb(
+    ingress: Ingress,
+    service: Service | None,
+    controller: ControllerConfig,
+    *,
+    auto_mode: bool = False,
+    class_params: IngressClassParams | None = None,
+) -> Resolution:
     """The health check of the ALB target group for one Ingress backend.
 
     The controller merges the backend Service's ``alb.ingress.kubernetes.io/*`` annotations over the
-    Ingress's: a value on the Service wins.
+    Ingress's: a value on the Service wins. The IngressClass's IngressClassParams win over both for the
+    target type and the load balancer's IP address type. EKS Auto Mode reads the same annotations, with ip
+    targets by default.
     """
     merged: dict[str, str] = {}
     where: dict[str, str] = {}
@@ -315,19 +423,26 @@ def resolve_alb(ingress: Ingress, service: Service | None, controller: Controlle
                 merged[key], where[key] = value, f"Service {service.meta.key}"
     reader = _Reader(Check.INGRESS_ANNOTATIONS, merged, where)
     _misspellings(reader, ann.ALB_PREFIX)
-    target_type = reader.choice(ann.ALB_TARGET_TYPE, (INSTANCE, IP), controller.default_target_type, fold=False)
+    if auto_mode:
+        _auto_mode_unsupported(reader, ingress.meta.annotations, f"Ingress {ingress.meta.key}")
+    default_type = controller.auto_mode_target_type if auto_mode else controller.default_target_type
+    target_type = reader.choice(ann.ALB_TARGET_TYPE, (INSTANCE, IP), default_type, fold=False)
+    if class_params is not None and class_params.target_type in (INSTANCE, IP):
+        target_type = class_params.target_type
     backend_protocol = reader.choice(ann.ALB_BACKEND_PROTOCOL, (HTTP, HTTPS), HTTP)
     version = reader.choice(ann.ALB_BACKEND_PROTOCOL_VERSION, ("HTTP1", "HTTP2", "GRPC"), "HTTP1")
     protocol = reader.choice(ann.ALB_HC_PROTOCOL, (HTTP, HTTPS), backend_protocol)
     port = reader.port(ann.ALB_HC_PORT, service, ann.TRAFFIC_PORT, target_type)
     grpc = version == "GRPC"
-    path = reader.path(ann.ALB_HC_PATH, "/AWS.ALB/healthcheck" if grpc else "/")
+    path = reader.path(ann.ALB_HC_PATH, GRPC_DEFAULT_PATH if grpc else "/")
     interval = reader.integer(ann.ALB_HC_INTERVAL, ann.INTERVAL_RANGE, 15)
     timeout = reader.integer(ann.ALB_HC_TIMEOUT, ann.TIMEOUT_RANGE, 5)
     healthy = reader.integer(ann.ALB_HEALTHY_THRESHOLD, ann.THRESHOLD_RANGE, 2)
     unhealthy = reader.integer(ann.ALB_UNHEALTHY_THRESHOLD, ann.THRESHOLD_RANGE, 2)
     codes = reader.codes(
-        ann.ALB_SUCCESS_CODES, ann.GRPC_CODES_RANGE if grpc else ann.ALB_CODES_RANGE, "12" if grpc else "200"
+        ann.ALB_SUCCESS_CODES,
+        ann.GRPC_CODES_RANGE if grpc else ann.ALB_CODES_RANGE,
+        GRPC_DEFAULT_CODES if grpc else "200",
     )
     if interval < timeout:
         reader.invalid(
@@ -348,6 +463,17 @@ def resolve_alb(ingress: Ingress, service: Service | None, controller: Controlle
                     f"set {ann.ALB_HC_PORT} to the container port number",
                 )
         _instance_needs_node_port(reader, service, target_type)
+    lb_reader = _Reader(
+        Check.INGRESS_ANNOTATIONS,
+        {k: v for k, v in ingress.meta.annotations.items() if k == ann.ALB_IP_ADDRESS_TYPE},
+        {ann.ALB_IP_ADDRESS_TYPE: f"Ingress {ingress.meta.key}"},
+        reader.problems,
+    )
+    lb_type = lb_reader.choice(ann.ALB_IP_ADDRESS_TYPE, (IPV4, *DUALSTACK_TYPES), IPV4, fold=False)
+    if class_params is not None and class_params.ip_address_type:
+        lb_type = class_params.ip_address_type
+    ip_type = _ip_address_type(reader, service, ann.ALB_IP_ADDRESS_TYPE, lb_type, f"Ingress {ingress.meta.key}")
+    attributes = reader.attributes(ann.ALB_TARGET_GROUP_ATTRIBUTES)
     spec = HealthCheckSpec(
         lb=ALB,
         target_type=target_type,
@@ -360,8 +486,9 @@ def resolve_alb(ingress: Ingress, service: Service | None, controller: Controlle
         healthy_threshold=healthy,
         unhealthy_threshold=unhealthy,
         protocol_version=version,
+        ip_address_type=ip_type,
     )
-    return Resolution(spec, tuple(reader.problems))
+    return Resolution(spec, tuple(reader.problems), attributes)
 
 
 def resolve_unmanaged(target_type: str | None) -> HealthCheckSpec:

@@ -7,57 +7,75 @@ report its problems, so both read the same answer.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from exporter.lb import annotations as ann
+from exporter.lb.backends import (
+    ROUTE_OWNER_KINDS,
+    Backend,
+    LbPlan,
+    OwnerPlan,
+    bounded,
+    config_check,
+    ipv6_node_problems,
+)
+from exporter.lb.gateway import plan_route
 from exporter.lb.healthcheck import (
     ALB,
+    AUTO_MODE,
+    INSTANCE,
     IP,
+    IPV6,
+    LBC,
     NLB,
     TGB,
     ControllerConfig,
     Problem,
     Resolution,
+    is_auto_mode_service,
     resolve_alb,
     resolve_nlb,
     resolve_unmanaged,
 )
-from exporter.model.objects import Ingress, Service, ServicePort, TargetGroupBinding
+from exporter.model.gateway import AUTO_MODE_GROUP, IngressClassParams
+from exporter.model.objects import Ingress, IngressClass, Service, ServicePort, TargetGroupBinding
 from exporter.model.results import Check, ObjectRef, Reason, Status
 from exporter.model.snapshot import ClusterSnapshot
+
+__all__ = [
+    "ROUTE_OWNER_KINDS",
+    "Backend",
+    "LbPlan",
+    "OwnerPlan",
+    "build_plan",
+    "combine",
+    "config_check",
+    "is_alb_ingress",
+    "is_nlb_service",
+    "plan_all",
+    "plan_binding",
+    "plan_ingress",
+    "plan_route",
+    "plan_service",
+]
 
 # Labels the controller puts on the TargetGroupBindings it creates itself.
 _CONTROLLER_STACK_LABELS = (
     "service.k8s.aws/stack-name",
     "ingress.k8s.aws/stack-name",
     "ingress.k8s.aws/stack",
+    # Gateway API target groups: the stack is the Gateway (tag prefixes gateway.k8s.aws.alb / .nlb).
+    "gateway.k8s.aws.alb/stack-name",
+    "gateway.k8s.aws.nlb/stack-name",
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """One target group: the object that owns it, the Service port behind it, and its health check."""
-
-    lb: str  # alb | nlb | tgb
-    owner: ObjectRef  # the Service (NLB), Ingress (ALB) or TargetGroupBinding
-    service: Service | None  # None when the backend Service does not exist
-    service_port: ServicePort | None
-    resolution: Resolution | None  # None when there is nothing to resolve (missing Service)
-
-
-@dataclass(frozen=True, slots=True)
-class LbPlan:
-    backends: tuple[Backend, ...]
-    # Problems not tied to one backend (a missing backend Service, say), keyed by owner.
-    problems: tuple[tuple[ObjectRef, Problem], ...] = ()
-
-
 def is_nlb_service(service: Service, controller: ControllerConfig) -> bool:
-    """The controller's Service scope (docs/health-check-defaults.md §1)."""
+    """The controller's Service scope (docs/health-check-defaults.md §1), and EKS Auto Mode's (class
+    eks.amazonaws.com/nlb, docs/front-ends.md)."""
     if service.type != "LoadBalancer":
         return False
     if service.load_balancer_class is not None:
-        return service.load_balancer_class == controller.load_balancer_class
+        return service.load_balancer_class == controller.load_balancer_class or is_auto_mode_service(service)
     lb_type = service.meta.annotations.get(ann.NLB_TYPE, "").strip()
     if lb_type == "nlb-ip":
         return True
@@ -66,87 +84,87 @@ def is_nlb_service(service: Service, controller: ControllerConfig) -> bool:
 
 
 def is_alb_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: ControllerConfig) -> bool:
+    return ingress_manager(ingress, snapshot, controller) is not None
+
+
+def ingress_class_of(ingress: Ingress, snapshot: ClusterSnapshot) -> IngressClass | None:
+    if ingress.class_name is not None:
+        return snapshot.ingress_classes.get(ingress.class_name)
+    return next((c for c in snapshot.ingress_classes.values() if c.is_default), None)
+
+
+def ingress_manager(ingress: Ingress, snapshot: ClusterSnapshot, controller: ControllerConfig) -> str | None:
+    """Who turns the Ingress into an ALB: lbc (the AWS Load Balancer Controller), eks-auto-mode, or None."""
     legacy = ingress.meta.annotations.get(ann.LEGACY_INGRESS_CLASS)
     if legacy is not None:
-        return legacy.strip() == "alb"
-    if ingress.class_name is not None:
-        ingress_class = snapshot.ingress_classes.get(ingress.class_name)
-        if ingress_class is None:
-            # IngressClasses may be unreadable; "alb" is the name the controller's chart installs.
-            return ingress.class_name == "alb"
-        return ingress_class.controller == controller.ingress_controller
-    return any(
-        c.is_default and c.controller == controller.ingress_controller for c in snapshot.ingress_classes.values()
-    )
+        return LBC if legacy.strip() == "alb" else None  # EKS Auto Mode does not read the legacy annotation
+    ingress_class = ingress_class_of(ingress, snapshot)
+    if ingress_class is None:
+        # IngressClasses may be unreadable; "alb" is the name the controller's chart installs.
+        return LBC if ingress.class_name == "alb" else None
+    if ingress_class.controller == controller.ingress_controller:
+        return LBC
+    if ingress_class.controller == ann.AUTO_MODE_ALB_CONTROLLER:
+        return AUTO_MODE
+    return None
 
 
-@dataclass(frozen=True, slots=True)
-class OwnerPlan:
-    """The target groups one object (NLB Service, ALB Ingress, TargetGroupBinding) owns."""
+def class_params_of(ingress_class: IngressClass | None, snapshot: ClusterSnapshot) -> IngressClassParams | None:
+    """The IngressClassParams an IngressClass names (the controller's or EKS Auto Mode's), when it exists."""
+    if ingress_class is None or ingress_class.parameters is None:
+        return None
+    group, kind, name = ingress_class.parameters
+    if kind != "IngressClassParams":
+        return None
+    front_ends = snapshot.front_ends
+    index = front_ends.auto_mode_ingress_class_params if group == AUTO_MODE_GROUP else front_ends.ingress_class_params
+    return index.get(name)
 
-    owner: ObjectRef
-    backends: tuple[Backend, ...]
-    problems: tuple[Problem, ...] = ()  # problems not tied to one backend (a missing backend Service)
 
-    @property
-    def services(self) -> frozenset[str]:
-        return frozenset(b.service.meta.key for b in self.backends if b.service is not None)
-
-
-def plan_service(service: Service, controller: ControllerConfig) -> OwnerPlan | None:
+def plan_service(
+    service: Service, controller: ControllerConfig, snapshot: ClusterSnapshot | None = None
+) -> OwnerPlan | None:
     if not is_nlb_service(service, controller):
         return None
     resolution = resolve_nlb(service, controller)
     owner = ObjectRef("Service", service.meta.namespace, service.meta.name)
+    manager = AUTO_MODE if is_auto_mode_service(service) else LBC
     backends = [
-        Backend(NLB, owner, service, port, resolution)
+        Backend(NLB, owner, service, port, resolution, manager)
         for port in service.ports
         if port.protocol.upper() in ("TCP", "UDP", "TCP_UDP")
     ]
-    kept, problems = _bounded(owner, backends, Check.SERVICE_ANNOTATIONS)
+    kept, problems = bounded(owner, backends, Check.SERVICE_ANNOTATIONS)
+    if snapshot is not None:
+        problems += ipv6_node_problems(kept, snapshot, Check.SERVICE_ANNOTATIONS)
     return OwnerPlan(owner, kept, problems)
 
 
 def plan_ingress(ingress: Ingress, snapshot: ClusterSnapshot, controller: ControllerConfig) -> OwnerPlan | None:
-    if not is_alb_ingress(ingress, snapshot, controller):
+    manager = ingress_manager(ingress, snapshot, controller)
+    if manager is None:
         return None
     backends: list[Backend] = []
     problems: list[tuple[ObjectRef, Problem]] = []
-    _ingress_backends(ingress, snapshot, controller, backends, problems)
+    _ingress_backends(ingress, snapshot, controller, manager, backends, problems)
     owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
-    kept, too_many = _bounded(owner, backends, Check.INGRESS_ANNOTATIONS)
-    return OwnerPlan(owner, kept, tuple(problem for _, problem in problems) + too_many)
-
-
-def _bounded(
-    owner: ObjectRef, backends: list[Backend], check: Check
-) -> tuple[tuple[Backend, ...], tuple[Problem, ...]]:
-    """At most ``MAX_TARGET_GROUPS_PER_OWNER`` target groups of one object are probed; more is a finding."""
-    limit = ann.MAX_TARGET_GROUPS_PER_OWNER
-    if len(backends) <= limit:
-        return tuple(backends), ()
-    problem = Problem(
-        check,
-        Reason.TOO_MANY_TARGET_GROUPS,
-        Status.WARN,
-        f"{owner.kind} {owner.namespace}/{owner.name} makes {len(backends)} target groups; lbdoctor probes "
-        f"the first {limit} (an ALB takes {limit} target groups and an NLB 50 listeners by default quota)",
-        "split the load balancer, or check whether every port and backend is meant to be load balanced",
-    )
-    return tuple(backends[:limit]), (problem,)
+    kept, too_many = bounded(owner, backends, Check.INGRESS_ANNOTATIONS)
+    found = tuple(problem for _, problem in problems) + too_many
+    return OwnerPlan(owner, kept, found + ipv6_node_problems(kept, snapshot, Check.INGRESS_ANNOTATIONS))
 
 
 def plan_binding(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> OwnerPlan | None:
     if any(label in binding.meta.labels for label in _CONTROLLER_STACK_LABELS):
-        return None  # the controller made it for a Service or Ingress, which is planned already
+        return None  # the controller made it for a Service, Ingress or route, which is planned already
     backend = _binding_backend(binding, snapshot)
     return OwnerPlan(backend.owner, (backend,))
 
 
 def plan_all(snapshot: ClusterSnapshot, controller: ControllerConfig) -> list[OwnerPlan]:
-    plans = [plan_service(service, controller) for service in snapshot.services.values()]
+    plans = [plan_service(service, controller, snapshot) for service in snapshot.services.values()]
     plans += [plan_ingress(ingress, snapshot, controller) for ingress in snapshot.ingresses.values()]
     plans += [plan_binding(binding, snapshot) for binding in snapshot.target_group_bindings.values()]
+    plans += [plan_route(route, snapshot, controller) for route in snapshot.front_ends.all_routes()]
     return [plan for plan in plans if plan is not None]
 
 
@@ -178,10 +196,13 @@ def _ingress_backends(
     ingress: Ingress,
     snapshot: ClusterSnapshot,
     controller: ControllerConfig,
+    manager: str,
     backends: list[Backend],
     problems: list[tuple[ObjectRef, Problem]],
 ) -> None:
     owner = ObjectRef("Ingress", ingress.meta.namespace, ingress.meta.name)
+    params = class_params_of(ingress_class_of(ingress, snapshot), snapshot)
+    auto_mode = manager == AUTO_MODE
     seen: set[tuple[str, int | str | None]] = set()
     first = len(backends)
     for ref in ingress.backends:
@@ -225,10 +246,12 @@ def _ingress_backends(
                 )
             )
             continue
-        backends.append(Backend(ALB, owner, service, port, resolve_alb(ingress, service, controller)))
+        resolution = resolve_alb(ingress, service, controller, auto_mode=auto_mode, class_params=params)
+        backends.append(Backend(ALB, owner, service, port, resolution, manager))
     if len(backends) == first:
         # No usable backend: still judge the Ingress's own annotations, so a typo there is not hidden.
-        backends.append(Backend(ALB, owner, None, None, resolve_alb(ingress, None, controller)))
+        resolution = resolve_alb(ingress, None, controller, auto_mode=auto_mode, class_params=params)
+        backends.append(Backend(ALB, owner, None, None, resolution, manager))
 
 
 def _binding_backend(binding: TargetGroupBinding, snapshot: ClusterSnapshot) -> Backend:
@@ -261,11 +284,19 @@ class PlanIndex:
                 self.users.setdefault(key, set()).add(plan.owner)
 
     def update(
-        self, snapshot: ClusterSnapshot, services: Iterable[str], ingresses: Iterable[str], bindings: Iterable[str]
+        self,
+        snapshot: ClusterSnapshot,
+        services: Iterable[str],
+        ingresses: Iterable[str],
+        bindings: Iterable[str],
+        routes: Iterable[ObjectRef] = (),
+        *,
+        nodes: bool = False,
     ) -> tuple[set[ObjectRef], set[str]]:
-        """Re-plan what changed Services, Ingresses and TargetGroupBindings (keys ``namespace/name``) reach.
-        Returns the owners re-planned (a plan may have gone) and the Services whose users or backends may
-        differ, before and after."""
+        """Re-plan what changed Services, Ingresses, TargetGroupBindings (keys ``namespace/name``) and Gateway
+        API routes reach; ``nodes``: Nodes changed, which re-judges the owners with IPv6 instance targets (those
+        need nodes with an IPv6 address). Returns the owners re-planned (a plan may have gone) and the Services
+        whose users or backends may differ, before and after."""
         replan: set[ObjectRef] = set()
         touched: set[str] = set()
         for key in services:
@@ -276,13 +307,16 @@ class PlanIndex:
             replan.update(self._referrers(snapshot, namespace, name))
         replan.update(ObjectRef("Ingress", *key.split("/", 1)) for key in ingresses)
         replan.update(ObjectRef("TargetGroupBinding", *key.split("/", 1)) for key in bindings)
+        replan.update(routes)
+        if nodes:
+            replan.update(owner for owner, plan in self.plans.items() if _ipv6_instances(plan))
         for owner in replan:
             touched |= self._replan(snapshot, owner)
         return replan, touched
 
     @staticmethod
     def _referrers(snapshot: ClusterSnapshot, namespace: str, service: str) -> set[ObjectRef]:
-        """Ingresses and TargetGroupBindings that name a Service (it may just have appeared)."""
+        """Ingresses, TargetGroupBindings and routes that name a Service (it may just have appeared)."""
         found = {
             ObjectRef("Ingress", namespace, ingress.meta.name)
             for ingress in snapshot.ingresses.in_namespace(namespace).values()
@@ -293,6 +327,11 @@ class PlanIndex:
             for binding in snapshot.target_group_bindings.in_namespace(namespace).values()
             if binding.service_name == service
         }
+        found |= {
+            ObjectRef(route.kind, route.meta.namespace, route.meta.name)
+            for route in snapshot.front_ends.all_routes()
+            if any(b.namespace == namespace and b.name == service for b in route.backends)
+        }
         return found
 
     def _replan(self, snapshot: ClusterSnapshot, owner: ObjectRef) -> set[str]:
@@ -301,11 +340,16 @@ class PlanIndex:
         key = f"{owner.namespace}/{owner.name}"
         new: OwnerPlan | None = None
         if owner.kind == "Service" and (service := snapshot.services.get(key)) is not None:
-            new = plan_service(service, self._controller)
+            new = plan_service(service, self._controller, snapshot)
         elif owner.kind == "Ingress" and (ingress := snapshot.ingresses.get(key)) is not None:
             new = plan_ingress(ingress, snapshot, self._controller)
         elif owner.kind == "TargetGroupBinding" and (binding := snapshot.target_group_bindings.get(key)) is not None:
             new = plan_binding(binding, snapshot)
+        elif (
+            owner.kind in ROUTE_OWNER_KINDS
+            and (route := snapshot.front_ends.route(owner.kind, owner.namespace, owner.name)) is not None
+        ):
+            new = plan_route(route, snapshot, self._controller)
         touched = set(old.services) if old else set()
         for service_key in touched:
             users = self.users.get(service_key)
@@ -319,3 +363,12 @@ class PlanIndex:
                 self.users.setdefault(service_key, set()).add(owner)
             touched |= new.services
         return touched
+
+
+def _ipv6_instances(plan: OwnerPlan) -> bool:
+    return any(
+        b.resolution is not None
+        and b.resolution.spec.target_type == INSTANCE
+        and b.resolution.spec.ip_address_type == IPV6
+        for b in plan.backends
+    )

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from exporter.lb import annotations as ann
-from exporter.lb.healthcheck import ALB, INSTANCE, HealthCheckSpec, instance_ports
-from exporter.lb.plan import Backend, LbPlan
+from exporter.lb.backends import Backend, LbPlan
+from exporter.lb.healthcheck import ALB, INSTANCE, IPV6, HealthCheckSpec, instance_ports
 from exporter.lb.thresholds import PredictedHealth, Thresholds
 from exporter.model.objects import Pod, Service, ServicePort
 from exporter.model.probe import ELB_USER_AGENT, ProbeOutcome, ProbeRequest
@@ -43,7 +43,7 @@ class ProbeTarget:
     interval: float
     healthy_threshold: int
     unhealthy_threshold: int
-    supported: bool = True  # False: a health check lbdoctor cannot speak (gRPC); reported as unknown
+    supported: bool = True  # False: a health check lbdoctor cannot speak; reported as unknown
     target_type: str = "ip"  # the target group's: ip | instance
 
     @property
@@ -117,11 +117,11 @@ def node_targets(
     targets: dict[tuple[str, ...], ProbeTarget] = {}
     placements: list[Placement] = []
     node_object = snapshot.nodes.get(node)
-    node_ip = node_object.internal_ip if node_object is not None else None
     for backend in plan.backends:
         if backend.service is None or backend.service_port is None or backend.resolution is None:
             continue
         spec = backend.resolution.spec
+        node_ip = node_object.internal_ip_of(spec.ip_address_type == IPV6) if node_object is not None else None
         pods = list(_pods_on_node(backend.service, snapshot, node))
         if spec.target_type == INSTANCE and node_ip and defaults.node_path:
             via_node = _node_path_target(backend, spec, node, node_ip, bool(pods), defaults)
@@ -188,14 +188,18 @@ def _target_for(
     service, service_port = backend.service, backend.service_port
     assert service is not None
     assert service_port is not None
-    if not pod.pod_ip:
-        return None  # nothing to probe; the pod_status check says why
+    # An IPv6 target group registers, and checks, the pod's IPv6 address.
+    ip = pod.ip_of_family(spec.ip_address_type == IPV6)
+    if ip is None and not service.ip_families:
+        ip = pod.pod_ip  # a Service object without spec.ipFamilies (an old API server): its one address
+    if not ip:
+        return None  # nothing to probe; the pod_status check says why (or the pod lacks the family's address)
     if spec.target_type == INSTANCE and isinstance(spec.port, int) and spec.port not in instance_ports(service):
         return None  # a port on the node that is not the Service's: no pod behind it to probe
     port = probe_port(spec, service, service_port, pod)
     if isinstance(port, str):
         return None  # a named port the pod lacks: the target_port check says so
-    return _probe_target(backend, spec, service, pod.pod_ip, port, pod.meta.name, node, defaults)
+    return _probe_target(backend, spec, service, ip, port, pod.meta.name, node, defaults)
 
 
 def _probe_target(
@@ -222,6 +226,7 @@ def _probe_target(
         success_ranges=spec.success_codes.ranges if spec.success_codes else ((200, 399),),
         user_agent=defaults.user_agent,
         body_limit=defaults.body_limit,
+        protocol_version=spec.protocol_version if spec.lb == ALB else "HTTP1",
     )
     return ProbeTarget(
         owner=backend.owner,
@@ -234,7 +239,6 @@ def _probe_target(
         interval=float(spec.interval),
         healthy_threshold=spec.healthy_threshold,
         unhealthy_threshold=spec.unhealthy_threshold,
-        supported=spec.protocol_version != "GRPC" or spec.lb != ALB,
         target_type=spec.target_type,
     )
 

@@ -262,6 +262,7 @@ class ProbeRenderer:
             names.PROBE_DURATION,
             names.PROBE_PHASE_DURATION,
             names.PROBE_HTTP_STATUS,
+            names.PROBE_GRPC_STATUS,
             names.PROBE_FAILURE_REASON,
             names.PROBE_PREDICTED_HEALTHY,
             names.PROBE_TRANSITIONS,
@@ -274,6 +275,7 @@ class ProbeRenderer:
             names.PROBE_DURATION.name,
             names.PROBE_PHASE_DURATION.name,
         )
+        n_grpc = names.PROBE_GRPC_STATUS.name
         n_code, n_reason, n_predicted = (
             names.PROBE_HTTP_STATUS.name,
             names.PROBE_FAILURE_REASON.name,
@@ -291,6 +293,7 @@ class ProbeRenderer:
             duration: list[str] = []
             phases: list[str] = []
             code: list[str] = []
+            grpc: list[str] = []
             reason: list[str] = []
             predicted: list[str] = []
             transitions: list[str] = []
@@ -312,12 +315,16 @@ class ProbeRenderer:
                 for phase, seconds in outcome.phases:
                     phases.append(f'{n_phases}{{{labels},phase="{phase}"}} {number(seconds)}\n')
                 code.append(f"{n_code}{{{labels}}} {outcome.status_code or 0:d}\n")
+                if outcome.grpc_status is not None:
+                    grpc.append(f"{n_grpc}{{{labels}}} {outcome.grpc_status:d}\n")
                 if not outcome.success and outcome.reason is not None:
                     reason.append(f'{n_reason}{{{labels},reason="{outcome.reason}"}} 1\n')
                 last.append(f"{n_last}{{{labels}}} {number(status.probed_at)}\n")
             # Same order as ``families``.
             for family, lines in zip(
-                chunks, (success, duration, phases, code, reason, predicted, transitions, last, interval), strict=True
+                chunks,
+                (success, duration, phases, code, grpc, reason, predicted, transitions, last, interval),
+                strict=True,
             ):
                 if lines:
                     family.append("".join(lines))

@@ -73,6 +73,13 @@ PROBE_HTTP_STATUS = MetricName(
     "HTTP status code of the last probe's response; 0 when there was none (TCP, or no response).",
     PROBE_LABELS,
 )
+PROBE_GRPC_STATUS = MetricName(
+    "lbdoctor_probe_grpc_status_code",
+    "gauge",
+    "grpc-status of the last gRPC health check's answer (target groups of protocol version GRPC); absent for "
+    "other health checks and while no status was received.",
+    PROBE_LABELS,
+)
 PROBE_FAILURE_REASON = MetricName(
     "lbdoctor_probe_failure_reason",
     "gauge",

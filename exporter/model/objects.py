@@ -21,6 +21,8 @@ class ObjectMeta:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     deleting: bool = False
+    # metadata.deletionTimestamp as Unix time: for a pod, when its grace period ends and the kubelet kills it
+    deletion_deadline: float | None = None
 
     @property
     def key(self) -> str:
@@ -55,6 +57,15 @@ class PodCondition:
 
 
 @dataclass(frozen=True, slots=True)
+class PreStopHook:
+    """A container's lifecycle.preStop, as far as the rollout check needs it."""
+
+    container: str
+    action: str  # sleep | exec | httpGet | tcpSocket
+    seconds: float | None = None  # how long it delays SIGTERM, when known (a sleep action, or exec `sleep N`)
+
+
+@dataclass(frozen=True, slots=True)
 class Pod:
     meta: ObjectMeta
     node_name: str | None
@@ -65,7 +76,17 @@ class Pod:
     conditions: tuple[PodCondition, ...] = ()  # the conditions of its readiness gates (the only ones read)
     readiness_gates: tuple[str, ...] = ()
     host_network: bool = False
+    pod_ips: tuple[str, ...] = ()  # status.podIPs of a dual-stack pod (IPv4 and IPv6); empty: just pod_ip
+    termination_grace: int = 30  # spec.terminationGracePeriodSeconds
+    pre_stop: tuple[PreStopHook, ...] = ()  # the containers' preStop hooks (containers without one: absent)
     created: str | None = None  # creationTimestamp (RFC 3339); kept only for pods with readiness gates
+
+    def ip_of_family(self, ipv6: bool) -> str | None:
+        """The pod's address of one family (an IPv6 target group registers the IPv6 one)."""
+        for ip in self.pod_ips or ((self.pod_ip,) if self.pod_ip else ()):
+            if (":" in ip) == ipv6:
+                return ip
+        return None
 
     def condition(self, kind: str) -> PodCondition | None:
         for cond in self.conditions:
@@ -90,6 +111,7 @@ class ServicePort:
     target_port: int | str  # a number, or the name of a container port
     protocol: str = "TCP"
     node_port: int | None = None
+    app_protocol: str | None = None
 
     @property
     def label(self) -> str:
@@ -109,6 +131,13 @@ class Service:
     allocate_node_ports: bool = True
     cluster_ips: tuple[str, ...] = ()  # every family's ClusterIP (spec.clusterIPs); empty: use cluster_ip
     internal_traffic_policy: str = "Cluster"
+    ip_families: tuple[str, ...] = ()  # spec.ipFamilies: IPv4, IPv6
+    lb_addresses: tuple[str, ...] = ()  # status.loadBalancer.ingress: hostnames or IPs the LB got
+
+    @property
+    def ipv6(self) -> bool:
+        """Whether the controllers give its target groups the IPv6 address type (any IPv6 family does)."""
+        return "IPv6" in self.ip_families
 
     def port_named(self, name: str) -> ServicePort | None:
         for port in self.ports:
@@ -272,6 +301,7 @@ class Ingress:
     meta: ObjectMeta
     class_name: str | None
     backends: tuple[IngressBackend, ...] = ()
+    lb_addresses: tuple[str, ...] = ()  # status.loadBalancer.ingress
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +309,7 @@ class IngressClass:
     meta: ObjectMeta
     controller: str
     is_default: bool = False
+    parameters: tuple[str, str, str] | None = None  # spec.parameters: (apiGroup, kind, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +364,13 @@ class Node:
     def internal_ip(self) -> str | None:
         for addr in self.addresses:
             if addr.type == "InternalIP":
+                return addr.address
+        return None
+
+    def internal_ip_of(self, ipv6: bool) -> str | None:
+        """The node's InternalIP of one address family (an IPv6 target group checks instances over IPv6)."""
+        for addr in self.addresses:
+            if addr.type == "InternalIP" and (":" in addr.address) == ipv6:
                 return addr.address
         return None
 

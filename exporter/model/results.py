@@ -38,6 +38,8 @@ class Check(enum.StrEnum):
     NETWORK = "network"
     KUBE_PROXY = "kube_proxy"
     ELB_TARGET_HEALTH = "elb_target_health"
+    GATEWAY_CONFIG = "gateway_config"  # Gateway API routes and the controller's TargetGroupConfigurations
+    ROLLOUT = "rollout"  # deregistration delay vs termination: the 5xx window during rollouts and node churn
 
 
 class Reason(enum.StrEnum):
@@ -68,6 +70,20 @@ class Reason(enum.StrEnum):
     INTERVAL_SHORTER_THAN_TIMEOUT = "IntervalShorterThanTimeout"
     UNSUPPORTED_HEALTH_CHECK = "UnsupportedHealthCheck"
     BACKEND_NOT_FOUND = "BackendNotFound"
+    INVALID_TARGET_GROUP_ATTRIBUTES = "InvalidTargetGroupAttributes"
+    IPV6_REQUIRES_DUALSTACK = "Ipv6RequiresDualstack"  # an IPv6 Service behind an IPv4-only load balancer
+    NODE_WITHOUT_IPV6_ADDRESS = "NodeWithoutIpv6Address"  # instance targets of an IPv6 target group
+    NOT_SUPPORTED_BY_AUTO_MODE = "NotSupportedByAutoMode"
+    # gateway_config (Gateway API through the AWS Load Balancer Controller)
+    INVALID_CONFIGURATION = "InvalidConfiguration"
+    GATEWAY_NOT_FOUND = "GatewayNotFound"
+    ROUTE_NOT_ATTACHED = "RouteNotAttached"
+    ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
+    LOAD_BALANCER_CONFIGURATION_NOT_FOUND = "LoadBalancerConfigurationNotFound"
+    TARGET_GROUP_CONFIGURATION_NOT_FOUND = "TargetGroupConfigurationNotFound"
+    CONFLICTING_TARGET_GROUP_CONFIGURATIONS = "ConflictingTargetGroupConfigurations"
+    HEALTH_CHECK_CONFIG_REPLACES_DEFAULT = "HealthCheckConfigReplacesDefault"
+    UDP_HEALTH_CHECK_IS_TCP = "UdpHealthCheckIsTcp"
     TOO_MANY_TARGET_GROUPS = "TooManyTargetGroups"  # more than lbdoctor probes for one object
     # controller
     CONTROLLER_NOT_FOUND = "ControllerNotFound"
@@ -76,6 +92,10 @@ class Reason(enum.StrEnum):
     RECONCILE_FAILED = "ReconcileFailed"
     INGRESS_CLASS_NOT_FOUND = "IngressClassNotFound"
     TARGET_GROUP_BINDING_CRD_MISSING = "TargetGroupBindingCrdMissing"
+    GATEWAY_CLASS_NOT_ACCEPTED = "GatewayClassNotAccepted"
+    # controller, EKS Auto Mode: its controller runs outside the cluster, so its presence is read from the API
+    AUTO_MODE_NOT_ENABLED = "AutoModeNotEnabled"
+    INGRESS_CLASS_PARAMS_NOT_FOUND = "IngressClassParamsNotFound"
     # any check that could not look (RBAC)
     FORBIDDEN = "Forbidden"
     # health_probe (also the probe's own failure reasons)
@@ -139,6 +159,11 @@ class Reason(enum.StrEnum):
     MISSING_LOCAL_ROUTE = "MissingLocalRoute"
     BLACKHOLE_ROUTE = "BlackholeRoute"
     ROUTE_NOT_LOCAL = "RouteNotLocal"
+    # rollout: pods or nodes stopping while the load balancer still sends to them
+    NO_PRE_STOP_HOOK = "NoPreStopHook"
+    GRACE_PERIOD_SHORTER_THAN_DEREGISTRATION_DELAY = "GracePeriodShorterThanDeregistrationDelay"
+    PRE_STOP_LONGER_THAN_GRACE_PERIOD = "PreStopLongerThanGracePeriod"
+    TERMINATED_WHILE_REGISTERED = "TerminatedWhileRegistered"
     # any AWS check that could not ask AWS
     AWS_CREDENTIALS_MISSING = "AwsCredentialsMissing"
     AWS_ACCESS_DENIED = "AwsAccessDenied"

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.model.gateway import FrontEnds
 from exporter.model.index import ObjectIndex
 from exporter.model.objects import (
     Deployment,
@@ -46,6 +47,7 @@ class ClusterSnapshot:
     events: ObjectIndex[KubeEvent] = field(default_factory=_empty)
     controller_logs: Mapping[str, str] = field(default_factory=dict)
     controller_logs_error: str | None = None
+    front_ends: FrontEnds = field(default_factory=FrontEnds)  # Gateway API and front-end configuration
     absent: frozenset[str] = frozenset()
     forbidden: frozenset[str] = frozenset()
     # Lazily built per-namespace indexes; a snapshot never changes, so they never go stale.
@@ -71,6 +73,7 @@ class ClusterSnapshot:
         deployments: Iterable[Deployment] = (),
         events: Iterable[KubeEvent] = (),
         controller_logs: Mapping[str, str] | None = None,
+        front_ends: FrontEnds | None = None,
         absent: Iterable[str] = (),
         forbidden: Iterable[str] = (),
     ) -> ClusterSnapshot:
@@ -86,6 +89,7 @@ class ClusterSnapshot:
             deployments=ObjectIndex.of(deployments),
             events=ObjectIndex.of(events),
             controller_logs=dict(controller_logs or {}),
+            front_ends=front_ends or FrontEnds(),
             absent=frozenset(absent),
             forbidden=frozenset(forbidden),
         )

@@ -54,6 +54,26 @@ log = structlog.get_logger("lbdoctor.cluster")
 LEADER_ELECTION = "leader election"  # the task's name: the daemon stops it first and releases the Lease
 
 
+# What the cluster role watches (the chart's ClusterRole grants exactly these; Deployments: in the controller's
+# namespace only).
+WATCHED = (
+    resources.PODS,
+    resources.SERVICES,
+    resources.ENDPOINT_SLICES,
+    resources.INGRESSES,
+    resources.INGRESS_CLASSES,
+    resources.TARGET_GROUP_BINDINGS,
+    resources.NODES,
+    resources.DEPLOYMENTS,
+    resources.EVENTS,
+    *resources.FRONT_ENDS,
+)
+
+
+def _everything(_item: Any) -> bool:
+    return True
+
+
 def shard_of(namespace: str, total: int) -> int:
     """Stable across processes and restarts (unlike hash())."""
     return int.from_bytes(hashlib.sha256(namespace.encode()).digest()[:8], "big") % total
@@ -69,17 +89,13 @@ class ClusterAgent:
         self._leadership_changed = asyncio.Event()
         self._where = ControllerLocation.from_settings(settings)
         self._primary_shard = settings.shard == 0
-        watched: list[tuple[resources.Resource, dict[str, Any]]] = [
-            (resources.PODS, {}),
-            (resources.SERVICES, {}),
-            (resources.ENDPOINT_SLICES, {}),
-            (resources.INGRESSES, {}),
-            (resources.INGRESS_CLASSES, {}),
-            (resources.TARGET_GROUP_BINDINGS, {}),
-            (resources.NODES, {}),
-            (resources.DEPLOYMENTS, {"namespace": settings.controller_namespace}),
-            (resources.EVENTS, {"field_selector": "type=Warning", "keep": self._keep_event}),
-        ]
+        options: dict[str, dict[str, Any]] = {
+            resources.DEPLOYMENTS.name: {"namespace": settings.controller_namespace},
+            resources.EVENTS.name: {"field_selector": "type=Warning", "keep": self._keep_event},
+            # Gateways and their configuration may live in any namespace: every shard keeps them all.
+            **{r.name: {"keep": _everything} for r in resources.FRONT_ENDS if r not in resources.ROUTES},
+        }
+        watched = [(resource, options.get(resource.name, {})) for resource in WATCHED]
         self.stores = {resource.name: Store(resource.name, self._cache_changed) for resource, _ in watched}
         self._reflectors = {
             resource.name: Reflector(
@@ -89,9 +105,9 @@ class ClusterAgent:
                 metrics,
                 inactivity_timeout=settings.watch_inactivity_timeout_seconds,
                 watch_timeout=settings.watch_timeout_seconds,
-                **{"keep": self._in_shard, **options},
+                **{"keep": self._in_shard, **resource_options},
             )
-            for resource, options in watched
+            for resource, resource_options in watched
         }
         self._evaluator = IncrementalEvaluator(
             ControllerConfig.from_settings(settings),

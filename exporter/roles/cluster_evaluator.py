@@ -22,12 +22,15 @@ from exporter.model.index import namespace_of
 from exporter.model.results import Check, CheckResult, ObjectRef, Status
 from exporter.model.rollup import Rows
 from exporter.model.snapshot import ClusterSnapshot, matches
-from exporter.roles.units import Units
+from exporter.roles.units import GLOBAL_FRONT_ENDS, Units, route_changes
 from exporter.telemetry import ErrorSink
 
 UnitKey = tuple[str, str]
 
 _CONTROLLER: UnitKey = ("controller", "")
+# Configuration that reaches across many owners (a GatewayClass, a default TargetGroupConfiguration, an
+# IngressClassParams): a change re-evaluates everything, as an IngressClass change does. They change rarely.
+_GLOBAL = frozenset({"ingressclasses"}) | GLOBAL_FRONT_ENDS
 
 
 class IncrementalEvaluator:
@@ -70,7 +73,7 @@ class IncrementalEvaluator:
         self, snapshot: ClusterSnapshot, changes: Mapping[str, Changes] | None, logs_changed: bool = False
     ) -> tuple[CheckResult, ...]:
         """Bring the results up to date with ``snapshot``; ``changes`` None means "everything"."""
-        if changes is None or any(c.full for c in changes.values()) or changes.get("ingressclasses"):
+        if changes is None or any(c.full for c in changes.values()) or any(changes.get(n) for n in _GLOBAL):
             self._full(snapshot)
         else:
             self._incremental(snapshot, changes, logs_changed)
@@ -95,7 +98,12 @@ class IncrementalEvaluator:
             return found.items if found is not None else {}
 
         owners, services = self._index.update(
-            snapshot, items("services"), items("ingresses"), items("targetgroupbindings")
+            snapshot,
+            items("services"),
+            items("ingresses"),
+            items("targetgroupbindings"),
+            route_changes(changes),
+            nodes=bool(items("nodes")),
         )
         replanned = bool(owners)
         for before, after in items("pods").values():
@@ -132,11 +140,19 @@ class IncrementalEvaluator:
         and those whose selector matches nothing and shares a label key with it (their message names such
         near misses)."""
         pod = after or before
+        if pod is None:
+            return set()  # created and deleted within one round: nothing to redo
         label_sets = [p.meta.labels for p in (before, after) if p is not None]
         found = set()
         users = self._index.users
         for key, service in snapshot.services.in_namespace(pod.meta.namespace).items():
-            if key not in users or not service.selector:
+            if key not in users:
+                continue
+            if not service.selector:
+                # A selector-less Service's pods are those its (manual) EndpointSlices name.
+                named = {e.pod_name for eps in snapshot.slices_of(service) for e in eps.endpoints}
+                if pod.meta.name in named:
+                    found.add(key)
                 continue
             selected = any(matches(service.selector, labels) for labels in label_sets)
             near_miss = self._selector_fails(key) and any(
@@ -179,6 +195,6 @@ class IncrementalEvaluator:
         if self._include_controller:
             self._units.run(
                 _CONTROLLER,
-                lambda: cluster.controller_unit(snapshot, self._where, len(self._index.plans)),
+                lambda: cluster.controller_unit(snapshot, self._where, tuple(self._index.plans.values())),
                 describe="controller",
             )

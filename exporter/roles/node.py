@@ -39,6 +39,13 @@ WATCHED = (
     resources.INGRESS_CLASSES,
     resources.TARGET_GROUP_BINDINGS,
     resources.NODES,  # only this node's own object: its address (NodePort probes) and zone (topology hints)
+    # Gateway API routes and the configuration their health checks derive from (each skipped when absent)
+    resources.GATEWAY_CLASSES,
+    resources.GATEWAYS,
+    *resources.ROUTES,
+    resources.TARGET_GROUP_CONFIGURATIONS,
+    resources.LOAD_BALANCER_CONFIGURATIONS,
+    resources.INGRESS_CLASS_PARAMS,  # an IngressClass's params override the target type
 )
 # Objects per list page. Every node agent lists every Service and EndpointSlice of the cluster: a page of 1,000
 # slices is ~2 MB of JSON and ~10 MB decoded, and the next page is fetched while one is converted, so a

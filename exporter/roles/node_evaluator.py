@@ -42,12 +42,12 @@ from exporter.model.objects import Pod
 from exporter.model.results import CheckResult, ObjectRef
 from exporter.model.rollup import Rows
 from exporter.model.snapshot import ClusterSnapshot, matches
-from exporter.roles.units import Units
+from exporter.roles.units import GLOBAL_FRONT_ENDS, Units, route_changes
 from exporter.telemetry import ErrorSink
 
 _NO_TARGETS = NodeTargets((), ())
 # Resources whose change re-derives everything: which Ingresses are ALB's, this node's address and zone.
-_EVERYTHING = ("ingressclasses", "nodes")
+_EVERYTHING = ("ingressclasses", "nodes", *sorted(GLOBAL_FRONT_ENDS))
 KUBE_SYSTEM = "kube-system"  # where this node's kube-proxy pod runs (the kube_proxy check names it)
 
 
@@ -138,7 +138,7 @@ class NodeEvaluator:
                 return found.items if found is not None else {}
 
             owners, services = self._index.update(
-                snapshot, items("services"), items("ingresses"), items("targetgroupbindings")
+                snapshot, items("services"), items("ingresses"), items("targetgroupbindings"), route_changes(changes)
             )
             pods = items("pods")
             for before, after in pods.values():

@@ -10,15 +10,33 @@ check and load balancer (``lbdoctor_check_status``). A unit whose checks raise k
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 
 import structlog
 
+from exporter.kube import resources
+from exporter.kube.store import Changes
+from exporter.lb.backends import ROUTE_OWNER_KINDS
 from exporter.model.results import CheckResult, ObjectRef, Status
 from exporter.model.rollup import Rollup, Rows, contribution
 from exporter.telemetry import ErrorSink
 
 log = structlog.get_logger("lbdoctor.checks")
+
+
+# Front-end objects that can change any owner's plan (a Gateway, its class, a configuration): a full round.
+GLOBAL_FRONT_ENDS = frozenset(r.name for r in resources.FRONT_ENDS if r not in resources.ROUTES)
+ROUTE_STORES = {r.name: kind for r, kind in zip(resources.ROUTES, ROUTE_OWNER_KINDS, strict=True)}
+
+
+def route_changes(changes: Mapping[str, Changes]) -> list[ObjectRef]:
+    """The Gateway API routes a set of store changes touched (each re-plans itself)."""
+    return [
+        ObjectRef(kind, *key.split("/", 1))
+        for store, kind in ROUTE_STORES.items()
+        if (found := changes.get(store)) is not None
+        for key in found.items
+    ]
 
 
 class Units:

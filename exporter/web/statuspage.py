@@ -16,6 +16,8 @@ from exporter.checks.context import pods_of
 from exporter.checks.health_probe import describe
 from exporter.checks.registry import title
 from exporter.exchange import AgentState, AgentView
+from exporter.lb.backends import OwnerPlan
+from exporter.lb.healthcheck import AUTO_MODE
 from exporter.lb.targets import TargetStatus
 from exporter.lb.thresholds import LbState
 from exporter.model.results import CheckResult, ObjectRef, ResultKey, Status, TargetRef
@@ -249,6 +251,16 @@ def _step_rows(results: Sequence[CheckResult]) -> str:
     return "\n".join(rows)
 
 
+def _via(plan: OwnerPlan) -> str:
+    """How the load balancer is made, when it is not the controller's Ingress or Service."""
+    gateways = sorted({str(b.gateway.namespace + "/" + b.gateway.name) for b in plan.backends if b.gateway})
+    if gateways:
+        return f" <small>via Gateway {escape(', '.join(gateways))}</small>"
+    if plan.manager == AUTO_MODE:
+        return " <small>by EKS Auto Mode</small>"
+    return ""
+
+
 def _load_balancers(published: Published, agents: Sequence[AgentView] = ()) -> str:
     """One section per load balancer: its object, its Services, their pods, and its targets (the node role's
     own; on the cluster role, every node agent's, with the node and how old the agent's answer is)."""
@@ -286,7 +298,7 @@ def _load_balancers(published: Published, agents: Sequence[AgentView] = ()) -> s
         mine += [verdicts[key] for s in probes if (key := (s.target.owner, s.target.ref, s.target.node)) in verdicts]
         worst = max((r.status for r in mine), key=lambda status: status.severity, default=Status.OK)
         lb = plan.backends[0].lb.upper() if plan.backends else ""
-        title = f"{escape(lb)} · {_object(plan.owner)}"
+        title = f"{escape(lb)} · {_object(plan.owner)}{_via(plan)}"
         if worst is Status.OK and not probes:
             healthy.append(f"<li>{title}: {len(mine)} checks pass</li>")
             continue

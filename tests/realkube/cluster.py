@@ -285,6 +285,17 @@ def object_path(obj: Mapping[str, Any]) -> str:
         "DaemonSet": "daemonsets",
         "PodDisruptionBudget": "poddisruptionbudgets",
         "NetworkPolicy": "networkpolicies",
+        # Gateway API, the AWS Load Balancer Controller's Gateway CRDs, IngressClassParams
+        "GatewayClass": "gatewayclasses",
+        "Gateway": "gateways",
+        "HTTPRoute": "httproutes",
+        "GRPCRoute": "grpcroutes",
+        "TCPRoute": "tcproutes",
+        "UDPRoute": "udproutes",
+        "TLSRoute": "tlsroutes",
+        "TargetGroupConfiguration": "targetgroupconfigurations",
+        "LoadBalancerConfiguration": "loadbalancerconfigurations",
+        "IngressClassParams": "ingressclassparams",
     }.get(kind) or (kind.lower() + "s" if kind in _CORE else None)
     if plural is None:
         raise ValueError(f"no REST path known for {kind}")

@@ -145,8 +145,8 @@ def test_a_missing_target_group_binding_crd_is_a_finding(cut: Release, real: Rea
             "namespace": "kube-system",
             "name": "aws-load-balancer-controller",
         }
-        (skipped,) = [e for e in log_events(pod) if e["event"] == "resource not served; skipping it"]
-        assert skipped["resource"] == "targetgroupbindings"
+        skipped = {e["resource"] for e in log_events(pod) if e["event"] == "resource not served; skipping it"}
+        assert "targetgroupbindings" in skipped  # (with the front ends' CRDs this cluster does not have either)
         assert pod.metric("lbdoctor_errors_total") == 0  # an absent CRD is not lbdoctor's error
     finally:
         cut.stop_all()

@@ -93,6 +93,28 @@ EXPECTED: dict[str, list[tuple[str, dict[str, str]]]] = {
             {"check": "ingress_annotations", "name": "coupons", "reason": "InvalidSuccessCodes"},
         ),
     ],
+    # Gateway API: the merge lost the default's path, so / answers 404 and the route's target fails.
+    "ratings": [
+        (
+            "LbDoctorRunbookCheckFailing",
+            {"check": "gateway_config", "kind": "HTTPRoute", "name": "ratings", "reason": "HealthCheckConfigReplacesDefault"},
+        ),
+        ("LbDoctorHealthCheckFailing", {"service": "ratings", "reason": "ResponseCodeMismatch", "path": "/"}),
+        ("LbDoctorNoHealthyTargets", {"service": "ratings", "lb": "alb"}),
+    ],
+    "wishlist": [
+        (
+            "LbDoctorRunbookCheckFailing",
+            {"check": "ingress_annotations", "name": "wishlist", "reason": "NotSupportedByAutoMode"},
+        ),
+    ],
+    # gRPC: status 12 where 0 is expected.
+    "pricing": [
+        ("LbDoctorHealthCheckFailing", {"service": "pricing", "reason": "ResponseCodeMismatch", "path": "/AWS.ALB/healthcheck"}),
+        ("LbDoctorNoHealthyTargets", {"service": "pricing", "lb": "alb"}),
+    ],
+    # The rollout window's configuration findings are shown, not paged: no alert.
+    "notifications": [],
     "reviews": [
         (
             "LbDoctorRunbookCheckFailing",
@@ -116,6 +138,9 @@ if WITH_AWS:
     )
     EXPECTED["ledger"].append(
         ("LbDoctorRunbookCheckFailing", {"check": "network", "name": "ledger", "reason": "NaclDeniesHealthCheck"})
+    )
+    EXPECTED["notifications"].append(
+        ("LbDoctorTargetTerminatedWhileRegistered", {"kind": "Service", "name": "notifications"})
     )
 # kube-proxy's rules, as root: one stale endpoint and one missing Service on the demo's node.
 if WITH_KUBE_PROXY:

@@ -10,13 +10,16 @@ import os
 import re
 import subprocess
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from exporter.kube import resources
+from exporter.roles.cluster import WATCHED as CLUSTER_WATCHED
+from exporter.roles.node import WATCHED as NODE_WATCHED
 from exporter.settings import Settings
 from tests.conftest import require_tool
 from tests.ship.contract import ROOT
@@ -252,22 +255,26 @@ def rules_of(docs: list[dict[str, Any]], kind: str, name: str) -> set[tuple[str,
     }
 
 
+def watched(found: Iterable[resources.Resource]) -> set[tuple[str, str]]:
+    """(API group, plural) of watched resources, as RBAC names them."""
+    return {
+        ("" if r.group_version == "v1" else r.group_version.rpartition("/")[0], r.plural or r.name) for r in found
+    }
+
+
 def test_least_privilege_rbac() -> None:
     docs = render(CHART / "ci" / "irsa-values.yaml")
     node = rules_of(docs, "ClusterRole", "release-lbdoctor-node")
     assert {verb for _, _, verb in node} == READ_ONLY
-    assert {(group, resource) for group, resource, _ in node} == {
-        ("", "pods"),
-        ("", "services"),
-        ("", "nodes"),
-        ("discovery.k8s.io", "endpointslices"),
-        ("networking.k8s.io", "ingresses"),
-        ("networking.k8s.io", "ingressclasses"),
-        ("elbv2.k8s.aws", "targetgroupbindings"),
-    }
+    # Exactly what each role watches (the code's lists), nothing more.
+    assert {(group, resource) for group, resource, _ in node} == watched(NODE_WATCHED)
     cluster = rules_of(docs, "ClusterRole", "release-lbdoctor-cluster")
     assert {verb for _, _, verb in cluster} == READ_ONLY
-    assert {(group, resource) for group, resource, _ in cluster} == {(g, r) for g, r, _ in node} | {("", "events")}
+    cluster_watched = watched(
+        r for r in CLUSTER_WATCHED if r is not resources.DEPLOYMENTS  # its Role, in the controller's namespace
+    )
+    assert {(group, resource) for group, resource, _ in cluster} == cluster_watched
+    assert cluster_watched >= watched(NODE_WATCHED) | {("", "events"), ("eks.amazonaws.com", "ingressclassparams")}
     # The controller's Deployment and logs only where it runs; Leases only in lbdoctor's own namespace.
     controller = one(docs, "Role", "release-lbdoctor-controller")
     assert controller["metadata"]["namespace"] == "aws-load-balancer-controller"
