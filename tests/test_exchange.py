@@ -76,7 +76,13 @@ async def test_an_unchanged_node_answers_304_and_the_answer_costs_little(agent: 
         document = json.loads(gzip.decompress(compact))
         assert document["schema"] == PROBES_SCHEMA and document["node"] == NODE and document["ready"] is True
         row = document["targets"][0]
-        assert "ok_streak" not in row and set(row["last_probe"]) == {"success", "reason", "status_code", "detail"}
+        assert "ok_streak" not in row and set(row["last_probe"]) == {
+            "success",
+            "reason",
+            "status_code",
+            "grpc_status",
+            "detail",
+        }
         # Probes keep running (every second here), yet the answer stays the same: nothing changed.
         await asyncio.sleep(2.5)
         async with session.get(f"{base}/api/v1/probes", headers={"If-None-Match": etag}) as response:
@@ -145,7 +151,11 @@ async def test_an_agent_that_stops_answering_is_stale_then_unreachable(api: Fake
         [view] = feed.views()
         assert view.state is AgentState.STALE and view.read_at is not None and "unreachable" in (view.error or "")
         [finding] = agent_findings(feed.views())
-        assert (finding.status, finding.reason, finding.object.name) == (Status.UNKNOWN, Reason.NODE_AGENT_UNREACHABLE, NODE)
+        assert (finding.status, finding.reason, finding.object.name) == (
+            Status.UNKNOWN,
+            Reason.NODE_AGENT_UNREACHABLE,
+            NODE,
+        )
         await asyncio.sleep(1.6)
         await feed.read([agent])
         [view] = feed.views()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 
 from exporter.checks import health_probe
 from exporter.checks.causes import link_round
@@ -15,7 +16,7 @@ from exporter.lb.targets import TargetStatus, node_targets
 from exporter.lb.thresholds import LbState, PredictedHealth
 from exporter.metrics.collectors import ProbeRenderer, render_checks, select
 from exporter.metrics.selfmetrics import SelfMetrics
-from exporter.model.objects import Endpoint, EndpointSlice, ObjectMeta
+from exporter.model.objects import Endpoint, EndpointSlice, ObjectMeta, PreStopHook
 from exporter.model.probe import ProbeOutcome
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, ResultSet, Status
 from exporter.model.snapshot import ClusterSnapshot
@@ -23,6 +24,8 @@ from exporter.roles.cluster_evaluator import IncrementalEvaluator
 from tests.builders import ALB_CLASS, NODE, ingress, nlb, pod, service
 from tests.conftest import require_tool
 from tests.test_scheduler import target
+
+DELAY_30 = "deregistration_delay.timeout_seconds=30"
 
 
 def test_check_status_has_one_series_per_object_and_the_worst_status() -> None:
@@ -48,8 +51,11 @@ def test_check_status_has_one_series_per_object_and_the_worst_status() -> None:
 def test_a_healthy_pod_costs_no_series() -> None:
     """The cluster role's round of a Service behind an Ingress: status per load balancer and check; the pods
     and the Service itself have series only while they do not pass."""
-    pods = [pod(f"web-{index}", ip=f"10.0.0.{index}") for index in range(1, 50)]
-    crashing = pod("web-50", ip="10.0.0.50", waiting="CrashLoopBackOff", ready=False)
+    # Pods that also pass the rollout step: a preStop sleep, and a grace period above the 30 s deregistration
+    # delay the Ingress sets.
+    drained = {"pre_stop": (PreStopHook("app", "sleep", 15.0),), "termination_grace": 45}
+    pods = [replace(pod(f"web-{index}", ip=f"10.0.0.{index}"), **drained) for index in range(1, 50)]
+    crashing = replace(pod("web-50", ip="10.0.0.50", waiting="CrashLoopBackOff", ready=False), **drained)
     endpoints = tuple(Endpoint((p.pod_ip or "",), ready=p is not crashing, pod_name=p.meta.name) for p in pods)
     eps = EndpointSlice(
         ObjectMeta("shop", "web-x", labels={"kubernetes.io/service-name": "web"}), "web", "IPv4", endpoints
@@ -58,12 +64,13 @@ def test_a_healthy_pod_costs_no_series() -> None:
         services=[service()],
         pods=[*pods, crashing],
         endpoint_slices=[eps],
-        ingresses=[ingress()],
+        ingresses=[ingress(annotations={"alb.ingress.kubernetes.io/target-group-attributes": DELAY_30})],
         ingress_classes=[ALB_CLASS],
     )
     evaluator = IncrementalEvaluator(ControllerConfig(), ControllerLocation(), include_controller=False)
     results = evaluator.evaluate(snapshot, None)
     text = "".join(render_checks(ResultSet(1, 1.0, results, evaluator.rollup()), Role.CLUSTER))
+    assert 'lbdoctor_check_status{check="rollout",namespace="shop",kind="Ingress",name="web",status="ok"} 1' in text
     owner = 'namespace="shop",kind="Ingress",name="web"'
     assert f'lbdoctor_check_status{{check="pod_status",{owner},status="fail"}} 1' in text  # the worst pod
     assert f'lbdoctor_check_status{{check="selector",{owner},status="ok"}} 1' in text  # the Service's steps
