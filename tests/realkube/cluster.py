@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import datetime
 import http.client
 import ipaddress
@@ -25,10 +26,10 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,6 +40,9 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 SERVICE_CIDR = "10.100.0.0/16"
 COMPACTION_INTERVAL = "5s"  # etcd compaction by the API server (default 5 min): old resourceVersions expire fast
 UNCACHED = "ingressclasses.networking.k8s.io"  # watched straight from etcd: compaction reaches its watches
+
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -173,17 +177,50 @@ class Pki:
 # ---- the admin client ---------------------------------------------------------------------------
 
 
-class Admin:
-    """JSON over HTTPS with a client certificate; one connection per thread."""
+_CLONE_NEWNET = 0x40000000
 
-    def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
-        self._host, self._port, self._context = host, port, context
+
+def in_netns(netns: str, make: Callable[[], T]) -> T:
+    """``make()`` on a thread that entered the network namespace ``netns`` (``ip netns add``): the sockets it
+    makes belong there and keep working from any thread. setns(2) moves only the calling thread."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open(f"/var/run/netns/{netns}", "rb") as handle:
+            if libc.setns(handle.fileno(), _CLONE_NEWNET) != 0:
+                number = ctypes.get_errno()
+                box["error"] = OSError(number, f"setns {netns}: {os.strerror(number)}")
+                return
+        try:
+            box["value"] = make()
+        except BaseException as error:  # handed to the caller's thread
+            box["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+class Admin:
+    """JSON over HTTPS with a client certificate; one connection per thread. ``netns``: the API server listens
+    in that network namespace (its 127.0.0.1)."""
+
+    def __init__(self, host: str, port: int, context: ssl.SSLContext, netns: str | None = None) -> None:
+        self._host, self._port, self._context, self._netns = host, port, context, netns
         self._local = threading.local()
 
     def _connection(self) -> http.client.HTTPSConnection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = http.client.HTTPSConnection(self._host, self._port, context=self._context, timeout=60)
+            netns = self._netns
+            if netns is not None:
+                plain = connection._create_connection  # type: ignore[attr-defined]
+                connection._create_connection = lambda *args: in_netns(netns, lambda: plain(*args))  # type: ignore[attr-defined]
             self._local.connection = connection
         return connection
 
@@ -272,6 +309,7 @@ def object_path(obj: Mapping[str, Any]) -> str:
     base = "/api/v1" if api == "v1" else f"/apis/{api}"
     plural = {
         "Ingress": "ingresses",
+        "Endpoints": "endpoints",
         "IngressClass": "ingressclasses",
         "EndpointSlice": "endpointslices",
         "CustomResourceDefinition": "customresourcedefinitions",
@@ -308,9 +346,15 @@ def object_path(obj: Mapping[str, Any]) -> str:
 
 
 class RealCluster:
-    def __init__(self, binaries: Path, workdir: Path) -> None:
+    """``netns``: run etcd and kube-apiserver in that network namespace (``ip netns add``; root), where the tests
+    may give lo addresses the API server accepts in Endpoints and proxies to (TEST-NET-1), which the host's
+    network never sees."""
+
+    def __init__(self, binaries: Path, workdir: Path, netns: str | None = None) -> None:
         self.binaries = binaries
         self.workdir = workdir
+        self.netns = netns
+        self._prefix = ["ip", "netns", "exec", netns] if netns else []
         self.pki = Pki.create(workdir / "pki")
         self.etcd_port = free_port()
         self.port = free_port()
@@ -319,7 +363,7 @@ class RealCluster:
         admin_cert, admin_key = self.pki.client("admin", ("system:masters",))
         context = ssl.create_default_context(cafile=str(self.pki.ca))
         context.load_cert_chain(str(admin_cert), str(admin_key))
-        self.admin = Admin("127.0.0.1", self.port, context)
+        self.admin = Admin("127.0.0.1", self.port, context, netns)
         self.admin_kubeconfig = self.kubeconfig("admin", admin_cert, admin_key)
         self.restarts = 0
 
@@ -392,6 +436,7 @@ class RealCluster:
         log = (self.workdir / "etcd.log").open("ab")
         self._etcd = subprocess.Popen(
             [
+                *self._prefix,
                 str(self.binaries / "etcd"),
                 "--name=default",
                 f"--data-dir={self.workdir / 'etcd'}",
@@ -412,6 +457,7 @@ class RealCluster:
         log = (self.workdir / "kube-apiserver.log").open("ab")
         self._apiserver = subprocess.Popen(
             [
+                *self._prefix,
                 str(self.binaries / "kube-apiserver"),
                 f"--etcd-servers={self.etcd_url}",
                 "--bind-address=127.0.0.1",
@@ -510,8 +556,8 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def running(binaries: Path, workdir: Path) -> Iterator[RealCluster]:
-    cluster = RealCluster(binaries, workdir)
+def running(binaries: Path, workdir: Path, netns: str | None = None) -> Iterator[RealCluster]:
+    cluster = RealCluster(binaries, workdir, netns)
     try:
         cluster.start()
         yield cluster

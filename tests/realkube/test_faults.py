@@ -182,6 +182,7 @@ def test_a_revoked_token_and_an_api_server_restart(cut: Release, real: RealClust
     assert refused and {e["verb"] for e in refused} <= {"list", "watch"}
     assert {e["resource"] for e in refused} <= {
         "pods",
+        "node_agents",  # lbdoctor's own node agents' pods, which the cluster role reads the probes of
         "services",
         "endpointslices",
         "ingresses",
