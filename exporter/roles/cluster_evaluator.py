@@ -5,8 +5,9 @@ must not. The evaluator keeps each unit's results (see exporter/checks/cluster.p
 store changes, works out which units they reach: a pod reaches the load-balanced Services of its
 namespace whose selector matched it before or after; an EndpointSlice its Service; a Service or an
 Ingress re-plans the owners that use it; an Event the owner it is about; Nodes the Services with
-externalTrafficPolicy Local. A relist (or an IngressClass change, which can flip which Ingresses are
-ALB's) falls back to a full evaluation.
+externalTrafficPolicy Local, and the owners with IPv6 instance targets; a Gateway API route re-plans
+itself. A relist (or an IngressClass change, which can flip which Ingresses are ALB's, or a Gateway,
+GatewayClass or configuration change, which reaches across owners) falls back to a full evaluation.
 """
 
 from __future__ import annotations
