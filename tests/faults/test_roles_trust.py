@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import resource
 import ssl
 import subprocess
-import sys
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +26,7 @@ from exporter import agents as peers
 from exporter.fakeapi import FakeApiServer
 from exporter.settings import Settings
 from tests.conftest import next_ip, require_tool
-from tests.faults.running import eventually, get, metric, results, running
+from tests.faults.running import eventually, get, metric, results, running, start_replica
 
 pytestmark = pytest.mark.faults
 
@@ -97,7 +95,14 @@ class Agent:
         self, ip: str, port: int, document: dict[str, Any] | None = None, huge: int = 0, legacy: bool = False,
         gzip: bool = False,
     ) -> None:  # fmt: skip
-        self.ip, self.port, self.document, self.huge, self.legacy, self.gzip = ip, port, document or {}, huge, legacy, gzip
+        self.ip, self.port, self.document, self.huge, self.legacy, self.gzip = (
+            ip,
+            port,
+            document or {},
+            huge,
+            legacy,
+            gzip,
+        )
         self.requests = 0
         self.sent = 0
         self._runner: web.AppRunner | None = None
@@ -303,7 +308,9 @@ async def test_a_huge_answer_is_cut_off_at_the_cap(api: FakeApiServer, tmp_path:
             await eventually(refused, 30)
             await asyncio.sleep(0.5)
     grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - peak_before
-    print(f"FIGURE huge-cap: the agent sent {agent.sent / MiB:.0f} MiB of its 600 MiB answer (cap 4 MiB, gzip {bomb}); peak RSS +{grew:.0f} MiB")
+    print(
+        f"FIGURE huge-cap: the agent sent {agent.sent / MiB:.0f} MiB of its 600 MiB answer (cap 4 MiB, gzip {bomb}); peak RSS +{grew:.0f} MiB"
+    )
     assert grew < 200  # not the 600 MiB answer (nor twice it, as a bytearray and its JSON)
     if not bomb:
         assert agent.sent < 4 * MiB + 16 * MiB  # the cap and what loopback's socket buffers held, not 600 MiB
@@ -314,27 +321,14 @@ async def test_a_huge_answer_keeps_the_cluster_roles_memory_bounded(api: FakeApi
     """The figure: peak RSS of a real cluster-role process reading a node agent that answers 600 MiB."""
     async with agents({"huge": 600 * MiB}) as [agent]:
         api.state.apply(agent_pod("lbdoctor-node-abcde", NAMESPACE, agent.ip, "node-a", DAEMONSET))
-        environment = {
-            **os.environ,
-            "POD_NAMESPACE": NAMESPACE,
-            "LBDOCTOR_LEADER_ELECTION": "false",
-            "LBDOCTOR_NODE_AGENT_INTERVAL_SECONDS": "1",
-            "LBDOCTOR_NODE_AGENT_DAEMONSET": DAEMONSET,
-            "LBDOCTOR_NODE_AGENT_PORT": str(agent.port),
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "exporter",
-            "run",
-            "--role",
-            "cluster",
-            "--kubeconfig",
-            str(api.write_kubeconfig(tmp_path / "kubeconfig")),
-            "--listen",
-            "127.0.0.1:0",
-            env=environment,
-            stderr=asyncio.subprocess.DEVNULL,
+        process, _ = await start_replica(
+            api.write_kubeconfig(tmp_path / "kubeconfig"),
+            "lbdoctor-cluster-0",
+            POD_NAMESPACE=NAMESPACE,
+            LBDOCTOR_LEADER_ELECTION="false",
+            LBDOCTOR_NODE_AGENT_INTERVAL_SECONDS="1",
+            LBDOCTOR_NODE_AGENT_DAEMONSET=DAEMONSET,
+            LBDOCTOR_NODE_AGENT_PORT=str(agent.port),
         )
         try:
 
