@@ -13,7 +13,7 @@ from exporter.lb.successcodes import SuccessCodesError, parse_success_codes
 from exporter.lb.targets import ProbeTarget, TargetStatus
 from exporter.lb.thresholds import LbState, PredictedHealth
 from exporter.model import subjects
-from exporter.model.probe import ProbeOutcome, ProbeRequest
+from exporter.model.probe import ProbeOutcome, ProbeRequest, success_codes_text
 from exporter.model.results import Check, CheckResult, ObjectRef, Reason, ResultKey, Status, Subject, TargetRef
 
 
@@ -146,10 +146,6 @@ def _result_from_json(row: dict[str, Any]) -> CheckResult:
         node=None if node is None else str(node),
         about=tuple(about),
     )
-
-
-def success_codes_text(ranges: Sequence[tuple[int, int]]) -> str:
-    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
 
 
 def targets_json(statuses: Sequence[TargetStatus], *, compact: bool = False) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter.model.results import Reason
@@ -49,3 +50,8 @@ class ProbeOutcome:
     phases: tuple[tuple[str, float], ...] = ()
     detail: str = ""  # free text for logs and the status page, never a label
     grpc_status: int | None = None  # the grpc-status of a gRPC health check's answer
+
+
+def success_codes_text(ranges: Sequence[tuple[int, int]]) -> str:
+    """Success codes as the controller's annotations write them: ``200,301-302``."""
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)

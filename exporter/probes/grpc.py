@@ -27,7 +27,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from exporter.model.probe import ProbeOutcome, ProbeRequest
+from exporter.model.probe import ProbeOutcome, ProbeRequest, success_codes_text
 from exporter.model.results import Reason
 from exporter.probes.errors import reason_for
 
@@ -289,7 +289,7 @@ def _verdict(
         status_code=http,
         grpc_status=code,
         phases=phases,
-        detail=said if accepted else f"{said}, expected {_codes_text(request)}",
+        detail=said if accepted else f"{said}, expected {success_codes_text(request.success_ranges)}",
     )
 
 
@@ -310,7 +310,3 @@ def _failure(
         phases=tuple(phases),
         detail=detail,
     )
-
-
-def _codes_text(request: ProbeRequest) -> str:
-    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in request.success_ranges)

@@ -19,7 +19,7 @@ import asyncio
 import re
 import ssl
 
-from exporter.model.probe import ProbeOutcome, ProbeRequest
+from exporter.model.probe import ProbeOutcome, ProbeRequest, success_codes_text
 from exporter.model.results import Reason
 from exporter.probes.errors import reason_for
 
@@ -284,7 +284,7 @@ async def probe_http(request: ProbeRequest) -> ProbeOutcome:
         duration=ended - started,
         status_code=code,
         phases=tuple(phases),
-        detail=detail if accepted else f"{detail}, expected {_codes_text(request)}",
+        detail=detail if accepted else f"{detail}, expected {success_codes_text(request.success_ranges)}",
     )
 
 
@@ -304,7 +304,3 @@ def _failure(
         phases=tuple(phases),
         detail=detail,
     )
-
-
-def _codes_text(request: ProbeRequest) -> str:
-    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in request.success_ranges)
